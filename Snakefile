@@ -1,0 +1,25 @@
+# fmriflow: fMRI decoding, searchlight, group ICA and clustering as a workflow.
+#
+#   snakemake --cores 2                         default config (simulated data)
+#   snakemake --cores 2 --configfile config/haxby.yaml
+#
+# This file only loads and validates the config, includes one rule file per
+# stage and names the final targets. See README.md for the architecture.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/acquire.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,51 @@
+"""Node describe_local: write dataset.json for a lab's own data.
+
+Records TR, space, kind, subjects and the source templates, with the sha256
+of every source file, and copies the dataset brain mask if one is given.
+"""
+
+from fmriflow.dataset import write_description
+from fmriflow.fetch import link_or_copy, sha256sum
+from fmriflow.io import load_nifti
+from fmriflow.local import check_source_file, subject_files
+from fmriflow.node import Node, Param, run
+
+
+def describe_local(inputs, outputs, params, threads):
+    settings = params.settings
+    sha256 = {}
+    for subject in settings["subjects"]:
+        for key, paths in subject_files(settings, subject).items():
+            for path in paths:
+                sha256[path] = sha256sum(check_source_file(path, key, settings[key]))
+    if settings.get("brain_mask"):
+        load_nifti(settings["brain_mask"], "dataset brain mask", ndim=3)
+        folder = outputs.description.rsplit("/", 1)[0]
+        link_or_copy(settings["brain_mask"], f"{folder}/brainmask.nii.gz")
+    write_description(
+        outputs.description,
+        name=params.name,
+        source="local",
+        kind=settings["kind"],
+        tr=settings["tr"],
+        space=settings["space"],
+        subjects=[str(s) for s in settings["subjects"]],
+        labels=settings.get("labels") or [],
+        sha256=sha256,
+        provenance={"templates": settings},
+    )
+
+
+NODE = Node(
+    name="describe_local",
+    description="Node describe_local: write dataset.json for a lab's own data.",
+    function=describe_local,
+    outputs={"description": "dataset.json to write"},
+    params={
+        "name": Param("lab", "dataset name"),
+        "settings": Param(None, "the dataset's 'local' config section"),
+    },
+)
+
+if __name__ == "__main__":
+    run(NODE, globals().get("snakemake"))

@@ -1,0 +1,183 @@
+"""Signal cleaning, run by run: detrending, band-pass, confounds, standardization.
+
+This is ``nilearn.signal.clean`` with ``runs=``: every operation (linear
+detrending, Butterworth high/low-pass in Hz given the TR, regression of
+confounds, z-scoring) is done within each run, so nothing from one run
+leaks into another, which matters when runs are the cross-validation folds.
+The only addition is that voxels are cleaned in column blocks written
+straight into the output matrix, so a whole-brain matrix is never held in
+float64 in full; every voxel is cleaned independently, so the result does
+not depend on the block size beyond floating-point rounding.
+"""
+
+import warnings
+
+import numpy as np
+
+from fmriflow.errors import InputError
+
+#: Number of voxels cleaned at once.
+CLEAN_BLOCK_VOXELS = 4096
+
+
+def check_filter_settings(tr, high_pass, low_pass):
+    """Check band-pass cut-offs against the sampling rate.
+
+    Parameters
+    ----------
+    tr : float
+        Repetition time in seconds.
+    high_pass, low_pass : float or None
+        Cut-off frequencies in Hz.
+
+    Raises
+    ------
+    InputError
+        If a cut-off is not positive, is above the Nyquist frequency, or the
+        high-pass is not below the low-pass.
+    """
+    nyquist = 0.5 / tr
+    for key, value in (("high_pass", high_pass), ("low_pass", low_pass)):
+        if value is not None and not 0 < value < nyquist:
+            raise InputError(
+                f"config key preprocess.clean.{key}",
+                f"{value} Hz is outside (0, {nyquist:.4g}) Hz, the range a TR "
+                f"of {tr} s can represent",
+                "Use a cut-off between 0 and the Nyquist frequency 1/(2 TR), "
+                "or null for no filter",
+            )
+    if high_pass is not None and low_pass is not None and high_pass >= low_pass:
+        raise InputError(
+            "config keys preprocess.clean.high_pass/low_pass",
+            f"high_pass ({high_pass} Hz) must be below low_pass ({low_pass} Hz)",
+            "Swap or correct the two cut-offs",
+        )
+
+
+def check_runs(runs, where):
+    """Check that every run is long enough to be cleaned on its own.
+
+    Parameters
+    ----------
+    runs : numpy.ndarray of int
+        Run index of each volume.
+    where : str
+        The file the runs come from, for messages.
+    """
+    values, counts = np.unique(runs, return_counts=True)
+    short = values[counts < 3]
+    if short.size:
+        raise InputError(
+            where,
+            f"run(s) {short.tolist()} have fewer than 3 volumes, too few to "
+            "detrend and standardize",
+            "Check the 'run' column; each run needs several volumes",
+        )
+
+
+def clean_runs(
+    matrix,
+    runs,
+    tr,
+    out,
+    detrend=True,
+    standardize="zscore_sample",
+    high_pass=None,
+    low_pass=None,
+    confounds=None,
+):
+    """Clean a ``(time, voxel)`` matrix run by run into ``out``.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray, shape (n_volumes, n_voxels)
+        Masked BOLD data (may be memory-mapped).
+    runs : numpy.ndarray of int, shape (n_volumes,)
+        Run of each volume; each run is cleaned separately.
+    tr : float
+        Repetition time in seconds.
+    out : numpy.ndarray, shape (n_volumes, n_voxels)
+        Destination, float32 (may be a memory-mapped ``.npy``).
+    detrend : bool, default=True
+        Remove a linear trend per run.
+    standardize : {"zscore_sample", "zscore", "psc"} or False
+        Per-run standardization of each voxel (see ``nilearn.signal.clean``).
+    high_pass, low_pass : float, optional
+        Butterworth cut-offs in Hz.
+    confounds : numpy.ndarray, shape (n_volumes, n_confounds), optional
+        Regressed out per run (after being standardized).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``.
+    """
+    from nilearn.signal import clean
+
+    runs = np.asarray(runs)
+    check_filter_settings(tr, high_pass, low_pass)
+    for start in range(0, matrix.shape[1], CLEAN_BLOCK_VOXELS):
+        block = np.asarray(matrix[:, start : start + CLEAN_BLOCK_VOXELS], dtype=np.float64)
+        with warnings.catch_warnings():
+            # nilearn warns once per run when a filter is skipped; the
+            # settings were checked above.
+            warnings.filterwarnings("ignore", message=".*sample_mask.*")
+            # nilearn 0.13 announces that confounds will be scaled by the
+            # sample rather than population std: a rescaling of regressors,
+            # which leaves the residuals unchanged.
+            warnings.filterwarnings(
+                "ignore",
+                message=".*confounds will be standardized.*",
+                category=DeprecationWarning,
+            )
+            cleaned = clean(
+                block,
+                runs=runs,
+                detrend=detrend,
+                standardize=standardize,
+                confounds=confounds,
+                standardize_confounds=True,
+                filter="butterworth" if (high_pass or low_pass) else False,
+                high_pass=high_pass,
+                low_pass=low_pass,
+                t_r=tr,
+                ensure_finite=False,
+            )
+        out[:, start : start + cleaned.shape[1]] = cleaned
+    return out
+
+
+def select_confounds(frame, columns, path):
+    """Pick confound columns from a table and check them.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The subject's ``confounds.tsv``.
+    columns : list of str or None
+        Columns to use; None uses all of them.
+    path : str
+        The table's file, for messages.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_volumes, n_columns)
+    """
+    if columns is None:
+        columns = list(frame.columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(
+            path,
+            f"confound column(s) {missing} not found; available: {list(frame.columns)}",
+            "Fix preprocess.clean.confounds in the config",
+        )
+    values = frame[columns].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InputError(
+            path,
+            "confounds contain NaN or n/a values",
+            "Fill them (fMRIPrep's first-volume n/a are set to 0 on import) "
+            "or choose other columns",
+        )
+    return values

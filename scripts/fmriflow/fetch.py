@@ -1,0 +1,275 @@
+"""Download real datasets with nilearn's fetchers and convert them.
+
+Two datasets are supported:
+
+* ``haxby`` — Haxby et al. (2001), subjects 1–6, through
+  :func:`nilearn.datasets.fetch_haxby`: a block-design object-category task
+  (8 categories, 12 runs, TR 2.5 s) with each subject's ventral-temporal
+  mask (``mask4_vt``).
+* ``adhd`` — the 40-subject resting-state sample of ADHD-200 through
+  :func:`nilearn.datasets.fetch_adhd`: preprocessed rest scans in MNI space
+  (TR 2 s) with nuisance regressors. It is the cohort of the resting-state
+  section of Abraham et al. (2014), it is genuine rest (the development
+  fMRI set is movie watching), its subject list is known without a
+  download (``nilearn.datasets.func.adhd_ids``), so the workflow can plan
+  per-subject jobs before anything is fetched, and all subjects share one
+  MNI grid, which group ICA and clustering need.
+
+nilearn checks the archives it knows checksums for and downloads into a
+temporary folder before moving files into place. On top of that, every
+fetched file's sha256 is recorded in ``dataset.json`` and in a registry in
+the download folder, and checked again whenever the file is re-used, so a
+file altered or corrupted after its download is caught.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fmriflow.errors import InputError
+from fmriflow.io import atomic_output
+
+FETCHERS = ("haxby", "adhd")
+HAXBY_SUBJECTS = (1, 2, 3, 4, 5, 6)
+REGISTRY = "fmriflow-sha256.json"
+
+
+def sha256sum(path, block=1 << 20):
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def adhd_subjects():
+    """The 40 subject IDs of nilearn's ADHD sample, in the fetcher's order."""
+    from nilearn.datasets.func import adhd_ids
+
+    return list(adhd_ids())
+
+
+def fetch_subjects(fetcher, subjects):
+    """Check and normalise the subject list of a fetched dataset.
+
+    Parameters
+    ----------
+    fetcher : {"haxby", "adhd"}
+        Which dataset.
+    subjects : list or int
+        Explicit subject labels, or (for ``adhd``) the number of subjects
+        to take in the fetcher's order.
+
+    Returns
+    -------
+    list of str
+    """
+    if fetcher == "haxby":
+        known = [str(s) for s in HAXBY_SUBJECTS]
+        labels = [str(s) for s in (known if subjects is None else subjects)]
+    else:
+        known = adhd_subjects()
+        if subjects is None:
+            labels = known
+        elif isinstance(subjects, int):
+            labels = known[:subjects]
+        else:
+            labels = [str(s) for s in subjects]
+    unknown = [s for s in labels if s not in known]
+    if unknown or not labels:
+        raise InputError(
+            f"config key fetch.subjects of the {fetcher} dataset",
+            f"unknown subject(s) {unknown}" if unknown else "no subject selected",
+            f"The {fetcher} fetcher has subjects {known}",
+        )
+    return labels
+
+
+def _network_error(dataset, exc, url_option):
+    url = getattr(getattr(exc, "request", None), "url", None) or "the dataset server"
+    return InputError(
+        f"download of the {dataset} dataset from {url}",
+        f"the server could not be reached or refused the request ({type(exc).__name__}: {exc})",
+        "Check the internet connection and retry later; set "
+        f"fetch.url to a mirror{url_option}; or, if you already have the "
+        "files, describe them as a 'local' dataset",
+    )
+
+
+def download(fetcher, subjects, data_dir, url=None):
+    """Fetch a dataset with nilearn and list its files per subject.
+
+    Parameters
+    ----------
+    fetcher : {"haxby", "adhd"}
+        Which dataset.
+    subjects : list of str
+        Subject labels (see :func:`fetch_subjects`).
+    data_dir : str or pathlib.Path
+        nilearn's download folder; files already there are not downloaded.
+    url : str, optional
+        Base URL of a mirror of the dataset's files.
+
+    Returns
+    -------
+    dict
+        ``{"tr": float, "files": {subject: {role: path}}}`` with roles
+        ``bold``, ``labels`` (haxby), ``roi`` (haxby), ``anat`` (haxby, not
+        subject 6) and ``confounds`` (adhd).
+    """
+    import requests
+    from nilearn import datasets
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if fetcher == "haxby":
+            bunch = datasets.fetch_haxby(
+                data_dir=data_dir,
+                subjects=[int(s) for s in subjects],
+                url=url,
+                verbose=1,
+            )
+            files = {s: _haxby_files(bunch, k) for k, s in enumerate(subjects)}
+        else:
+            known = adhd_subjects()
+            n_needed = max(known.index(s) for s in subjects) + 1
+            bunch = datasets.fetch_adhd(n_subjects=n_needed, data_dir=data_dir, url=url, verbose=1)
+            files = {
+                s: {
+                    "bold": bunch.func[known.index(s)],
+                    "confounds": bunch.confounds[known.index(s)],
+                }
+                for s in subjects
+            }
+    except requests.RequestException as exc:
+        raise _network_error(fetcher, exc, " (the url of a copy of the dataset)") from exc
+    except ValueError as exc:
+        if "checksum" in str(exc).lower() or "md5" in str(exc).lower():
+            raise InputError(
+                f"download of the {fetcher} dataset into {data_dir}",
+                f"a downloaded archive failed its checksum ({exc})",
+                "Delete the partial download and retry; if it fails again the "
+                "server's copy may be damaged: use fetch.url to point at a mirror",
+            ) from exc
+        raise
+    files = {s: {k: str(v) for k, v in f.items() if v is not None} for s, f in files.items()}
+    return {"tr": float(bunch.t_r), "files": files}
+
+
+def _haxby_files(bunch, k):
+    return {
+        "bold": bunch.func[k],
+        "labels": bunch.session_target[k],
+        "roi": bunch.mask_vt[k],
+        "anat": bunch.anat[k],
+    }
+
+
+def record_checksums(files, data_dir):
+    """Hash every fetched file and check them against the download registry.
+
+    The registry (``fmriflow-sha256.json`` in ``data_dir``) remembers the
+    hash of each file the first time it is seen; a file whose content has
+    changed since is reported, not silently re-used.
+
+    Parameters
+    ----------
+    files : dict
+        ``{subject: {role: path}}`` from :func:`download`.
+    data_dir : str or pathlib.Path
+        The download folder.
+
+    Returns
+    -------
+    dict
+        ``{path: sha256}`` for every file.
+    """
+    registry_path = Path(data_dir) / REGISTRY
+    registry = json.loads(registry_path.read_text()) if registry_path.exists() else {}
+    checksums = {}
+    for roles in files.values():
+        for path in roles.values():
+            digest = sha256sum(path)
+            key = str(Path(path).resolve())
+            if key in registry and registry[key] != digest:
+                raise InputError(
+                    path,
+                    "file changed since it was downloaded (its sha256 differs from "
+                    f"the one recorded in {registry_path})",
+                    "Delete the file (and its entry in the registry) and re-run "
+                    "to download it again",
+                )
+            registry[key] = digest
+            checksums[path] = digest
+    with atomic_output(registry_path) as tmp:
+        tmp.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n")
+    return checksums
+
+
+def verify_checksum(path, expected):
+    """Raise :class:`InputError` if a file's sha256 is not ``expected``."""
+    if not Path(path).is_file():
+        raise InputError(
+            path,
+            "downloaded file is missing",
+            "Re-run the download rule (delete dataset.json to force it)",
+        )
+    actual = sha256sum(path)
+    if actual != expected:
+        raise InputError(
+            path,
+            f"file changed since it was downloaded (sha256 {actual[:12]}… "
+            f"instead of {expected[:12]}…)",
+            "Delete it and re-run the workflow to download it again",
+        )
+
+
+def haxby_events(labels_path):
+    """Convert Haxby's ``labels.txt`` to the canonical events table.
+
+    ``labels.txt`` has a header ``labels chunks`` and one space-separated
+    row per volume; ``chunks`` is the run.
+    """
+    from fmriflow.io import check_file_exists
+
+    path = check_file_exists(labels_path, "Haxby labels file")
+    frame = pd.read_csv(path, sep=r"\s+")
+    if list(frame.columns[:2]) != ["labels", "chunks"]:
+        raise InputError(
+            path,
+            f"expected the columns 'labels chunks', found {list(frame.columns)}",
+            "This is not a Haxby labels.txt; re-download the dataset",
+        )
+    return pd.DataFrame({"label": frame["labels"].astype(str), "run": frame["chunks"].astype(int)})
+
+
+def read_confound_table(path):
+    """Read a confound table (tab- or comma-separated, with a header).
+
+    Constant columns (an intercept, say) are dropped: detrending and
+    standardisation already handle them. Non-numeric columns are dropped.
+    """
+    from fmriflow.io import check_file_exists
+
+    path = check_file_exists(path, "confounds file")
+    frame = pd.read_csv(path, sep=None, engine="python")
+    numeric = frame.select_dtypes(include=[np.number])
+    keep = [c for c in numeric.columns if numeric[c].nunique(dropna=True) > 1]
+    return numeric[keep].reset_index(drop=True)
+
+
+def link_or_copy(source, destination):
+    """Hard-link ``source`` to ``destination`` (copy across file systems), atomically."""
+    with atomic_output(destination) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+    return Path(destination)

@@ -1,0 +1,346 @@
+"""Reading and writing the workflow's files, safely.
+
+Every writer here is atomic: it writes to a hidden temporary file in the
+destination folder and renames it into place only once the file is complete,
+so a job that fails or is killed never leaves a half-written file under the
+final name. Every reader checks what it reads and raises
+:class:`~fmriflow.errors.InputError` with the file name when the content is
+not what the workflow needs.
+"""
+
+import contextlib
+import json
+import os
+import uuid
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from fmriflow.errors import InputError, check_file_exists
+
+#: Errors that nibabel and the compression libraries raise on a damaged file.
+CORRUPT_FILE_ERRORS = (EOFError, OSError, zlib.error, ValueError)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yield a temporary path that is renamed to ``path`` on success.
+
+    The temporary file sits in the same folder (so the rename is atomic) and
+    keeps the full file name as its suffix, so libraries that infer the
+    format from the extension (nibabel, numpy) behave as for ``path``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The final destination.
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write. It is removed if the ``with`` block raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:12]}-{path.name}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_nifti(data, affine, path, header=None, dtype=None):
+    """Write an array as a NIfTI image, atomically.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        3D or 4D array.
+    affine : numpy.ndarray
+        4 x 4 voxel-to-world affine.
+    path : str or pathlib.Path
+        Destination, usually ending in ``.nii.gz``.
+    header : nibabel.Nifti1Header, optional
+        Header to copy (TR, units); the data type is taken from ``data``.
+    dtype : numpy dtype, optional
+        Cast ``data`` to this type before writing.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    data = np.asarray(data if dtype is None else np.asarray(data).astype(dtype))
+    header = header.copy() if header is not None else None
+    img = nib.Nifti1Image(data, affine, header=header)
+    img.header.set_data_dtype(data.dtype)
+    # Store the values exactly: no scaling, no NaN-to-zero surprises.
+    img.header["scl_slope"] = np.nan
+    img.header["scl_inter"] = np.nan
+    with atomic_output(path) as tmp:
+        nib.save(img, tmp)
+    return Path(path)
+
+
+def load_nifti(path, role, ndim=None):
+    """Load a NIfTI image header, checking that it is usable.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The image file.
+    role : str
+        What the image is for, used in messages (``"BOLD image"``).
+    ndim : int, optional
+        Required number of dimensions (3 or 4). A 4D image whose fourth
+        dimension has length 1 is not accepted as 3D, and vice versa.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The image, with its data not yet read.
+    """
+    path = check_file_exists(path, role)
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several types here
+        raise InputError(
+            path,
+            f"{role} is not a readable NIfTI image ({exc})",
+            "Give a .nii or .nii.gz file; convert other formats (e.g. with "
+            "dcm2niix or nibabel) first",
+        ) from exc
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise InputError(
+            path,
+            f"{role} is a {type(img).__name__}, not a NIfTI image",
+            "Convert it to NIfTI (.nii.gz) first",
+        )
+    if ndim is not None and len(img.shape) != ndim:
+        expected = "4D (x, y, z, time)" if ndim == 4 else "3D (x, y, z)"
+        raise InputError(
+            path,
+            f"{role} must be {expected} but has shape {img.shape}",
+            "Check that the right file is configured"
+            + (
+                "; a single volume cannot be cleaned or decoded"
+                if ndim == 4
+                else "; take one volume with nilearn.image.index_img"
+            ),
+        )
+    return img
+
+
+def load_volume(path, role):
+    """Load a 3D image's data, reporting truncated or corrupted files.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A 3D NIfTI image (mask, ROI, anatomy).
+    role : str
+        What the image is for, used in messages.
+
+    Returns
+    -------
+    data : numpy.ndarray
+        The voxel values as float64.
+    img : nibabel.Nifti1Image
+        The image (for its affine and header).
+    """
+    img = load_nifti(path, role, ndim=3)
+    try:
+        data = np.asanyarray(img.dataobj).astype(np.float64)
+    except CORRUPT_FILE_ERRORS as exc:
+        raise InputError(
+            path,
+            f"{role} is truncated or corrupted ({exc})",
+            "Download or copy the file again",
+        ) from exc
+    return data, img
+
+
+def load_mask(path, role="mask"):
+    """Load a 3D mask image as a boolean array (non-zero voxels are in).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A 3D NIfTI image.
+    role : str, default="mask"
+        What the mask is for, used in messages.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+        True inside the mask.
+    img : nibabel.Nifti1Image
+        The image (for its affine).
+    """
+    data, img = load_volume(path, role)
+    if not np.all(np.isfinite(data)):
+        raise InputError(path, f"{role} contains NaN or infinite values", "Fix the mask image")
+    return data != 0, img
+
+
+def save_mask(mask, affine, path):
+    """Write a boolean mask as a uint8 NIfTI image (1 inside), atomically."""
+    return save_nifti(np.asarray(mask, dtype=np.uint8), affine, path)
+
+
+def save_npy(array, path):
+    """Write an array as ``.npy``, atomically."""
+    with atomic_output(path) as tmp:
+        np.save(tmp, np.ascontiguousarray(array))
+    return Path(path)
+
+
+@contextlib.contextmanager
+def npy_writer(path, shape, dtype):
+    """Yield a writable memory-mapped ``.npy`` array, committed on success.
+
+    Lets a node fill a large matrix piece by piece without holding it in
+    memory twice.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Final ``.npy`` destination.
+    shape : tuple of int
+        Array shape.
+    dtype : numpy dtype
+        Array type.
+
+    Yields
+    ------
+    numpy.memmap
+        The array to fill.
+    """
+    with atomic_output(path) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        try:
+            yield array
+            array.flush()
+        finally:
+            del array
+
+
+def load_matrix(path, role="data matrix", mmap=True):
+    """Open a cached ``(time, voxel)`` matrix, memory-mapped by default."""
+    path = check_file_exists(path, role)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None)
+    except CORRUPT_FILE_ERRORS as exc:
+        raise InputError(
+            path,
+            f"{role} is not a readable .npy file ({exc})",
+            "Delete it and re-run the workflow to recompute it",
+        ) from exc
+
+
+def write_json(obj, path):
+    """Write JSON with sorted keys and a trailing newline, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
+
+
+def read_json(path, role="JSON file"):
+    """Read a JSON file, naming it if it is missing or malformed."""
+    path = check_file_exists(path, role)
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            path, f"{role} is not valid JSON ({exc})", "Fix or regenerate it"
+        ) from exc
+
+
+def write_table(frame, path):
+    """Write a data frame as a tab-separated table, atomically."""
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+    return Path(path)
+
+
+def read_table(path, role="table", required=()):
+    """Read a tab-separated table and check its columns.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.tsv`` file.
+    role : str, default="table"
+        What the table is, for messages.
+    required : sequence of str
+        Columns that must be present.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    path = check_file_exists(path, role)
+    try:
+        frame = pd.read_csv(path, sep="\t", keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(
+            path,
+            f"{role} is not a readable tab-separated table ({exc})",
+            "Fix the file: one header row, columns separated by tabs",
+        ) from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(
+            path,
+            f"{role} lacks the column(s) {missing}; it has {list(frame.columns)}",
+            "Add the missing columns (tab-separated, with a header row)",
+        )
+    return frame
+
+
+def read_events(path, n_volumes=None):
+    """Read a canonical ``events.tsv``: one row per volume, ``label`` and ``run``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The events file.
+    n_volumes : int, optional
+        The number of volumes of the matching BOLD image; the table must
+        have exactly this many rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``label`` (str) and ``run`` (int), in volume order.
+    """
+    frame = read_table(path, "events table", required=("label", "run"))
+    if n_volumes is not None and len(frame) != n_volumes:
+        raise InputError(
+            path,
+            f"events table has {len(frame)} rows but the BOLD image has {n_volumes} volumes",
+            "events.tsv needs exactly one row per volume (label, run); "
+            "check that it belongs to this BOLD image and that no header "
+            "or trailing line is missing",
+        )
+    if frame["label"].isna().any():
+        first = int(np.flatnonzero(frame["label"].isna())[0])
+        raise InputError(
+            path,
+            f"events table has an empty label (first at row {first + 1})",
+            "Give every volume a label; use 'rest' for volumes without a task",
+        )
+    runs = pd.to_numeric(frame["run"], errors="coerce")
+    if runs.isna().any() or not np.all(runs == np.round(runs)):
+        raise InputError(
+            path,
+            "events table column 'run' must hold whole numbers",
+            "Number the runs 0, 1, 2, … (or 1, 2, …), one value per volume",
+        )
+    return pd.DataFrame({"label": frame["label"].astype(str).to_numpy(), "run": runs.astype(int)})

@@ -1,0 +1,233 @@
+"""Import a lab's own files, described by path templates, into the canonical layout.
+
+Templates are Python format strings with ``{subject}`` and, for data stored
+one file per run as in BIDS and fMRIPrep derivatives, ``{run}``::
+
+    bold: /data/derivatives/fmriprep/sub-{subject}/func/
+          sub-{subject}_task-objects_run-{run}_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz
+
+Runs are concatenated in time (the canonical ``bold.nii.gz`` holds all runs)
+and numbered in ``events.tsv`` in the order of the configured ``runs``.
+Events may be given per volume (columns ``label`` and, optionally, ``run``)
+or as BIDS events (``onset``, ``duration``, ``trial_type``), which are
+turned into one label per volume: a volume acquired at time ``i * TR``
+takes the ``trial_type`` of the event covering that time, or the rest label.
+fMRIPrep confounds (``desc-confounds_timeseries.tsv``) are read with the
+configured columns; their leading ``n/a`` (derivatives of the first
+volume) become 0.
+"""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from fmriflow.dataset import REST_LABEL
+from fmriflow.errors import InputError
+from fmriflow.io import check_file_exists, load_nifti, read_table
+
+TEMPLATE_KEYS = ("bold", "events", "confounds", "mask", "anat")
+
+
+def expand(template, subject, runs):
+    """Paths of one subject's files from a template, one per run if it has ``{run}``.
+
+    Parameters
+    ----------
+    template : str
+        Format string with ``{subject}`` and optionally ``{run}``.
+    subject : str
+        Subject label.
+    runs : list or None
+        Run labels substituted for ``{run}``.
+
+    Returns
+    -------
+    list of str
+    """
+    if "{run}" in template:
+        if not runs:
+            raise InputError(
+                f"config template {template!r}",
+                "the template has {run} but local.runs is empty",
+                "List the run labels in local.runs (e.g. [1, 2, 3] or ['01', '02'])",
+            )
+        return [template.format(subject=subject, run=run) for run in runs]
+    return [template.format(subject=subject)]
+
+
+def subject_files(settings, subject):
+    """All source files of one subject, by role, from the config templates."""
+    files = {}
+    for key in TEMPLATE_KEYS:
+        template = settings.get(key)
+        if template:
+            files[key] = expand(template, subject, settings.get("runs"))
+    return files
+
+
+def missing_files(settings, subjects):
+    """Messages for every configured file that does not exist (for early checks)."""
+    problems = []
+    for subject in subjects:
+        for key, paths in subject_files(settings, subject).items():
+            for path in paths:
+                if not Path(path).is_file():
+                    problems.append(
+                        f"subject {subject}: {key} file {path} not found "
+                        f"(from template local.{key}: {settings[key]!r})"
+                    )
+    return problems
+
+
+def concatenate_runs(paths):
+    """Load one subject's run images and concatenate them in time.
+
+    Returns
+    -------
+    image : nibabel.Nifti1Image
+        All runs, in the stored data type.
+    lengths : list of int
+        Number of volumes per run.
+    """
+    images = [load_nifti(path, "BOLD image", ndim=4) for path in paths]
+    first = images[0]
+    for path, img in zip(paths[1:], images[1:], strict=True):
+        if img.shape[:3] != first.shape[:3] or not np.allclose(
+            img.affine, first.affine, atol=1e-3
+        ):
+            raise InputError(
+                path,
+                f"run image grid {img.shape[:3]} differs from the first run's "
+                f"{first.shape[:3]} ({paths[0]})",
+                "All runs of a subject must be on the same grid; resample them first",
+            )
+    data = np.concatenate([np.asanyarray(img.dataobj) for img in images], axis=3)
+    image = nib.Nifti1Image(data, first.affine, header=first.header)
+    return image, [img.shape[3] for img in images]
+
+
+def bids_events_to_labels(frame, n_volumes, tr, path, rest_label=REST_LABEL, column="trial_type"):
+    """One label per volume from BIDS events (onset, duration, trial type).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        BIDS events table.
+    n_volumes : int
+        Volumes in the run.
+    tr : float
+        Repetition time (s).
+    path : str
+        The events file, for messages.
+    rest_label : str
+        Label of volumes not covered by an event.
+    column : str
+        Column holding the condition names.
+
+    Returns
+    -------
+    numpy.ndarray of str
+    """
+    missing = [c for c in ("onset", "duration", column) if c not in frame.columns]
+    if missing:
+        raise InputError(
+            path,
+            f"BIDS events table lacks the column(s) {missing}",
+            "Give onset, duration and trial_type columns, or set "
+            "local.events_format: per_volume for a label-per-volume table",
+        )
+    times = np.arange(n_volumes) * tr
+    labels = np.full(n_volumes, rest_label, dtype=object)
+    owner = np.full(n_volumes, -1)
+    for row, event in frame.dropna(subset=[column]).iterrows():
+        covered = (times >= event["onset"]) & (times < event["onset"] + event["duration"])
+        clash = covered & (owner >= 0) & (labels != str(event[column]))
+        if clash.any():
+            first = int(np.flatnonzero(clash)[0])
+            raise InputError(
+                path,
+                f"events overlap at volume {first} (t = {times[first]:g} s): "
+                f"'{labels[first]}' and '{event[column]}'",
+                "Remove overlapping events (e.g. responses) or give a "
+                "per-volume label table (local.events_format: per_volume)",
+            )
+        labels[covered] = str(event[column])
+        owner[covered] = row
+    return labels.astype(str)
+
+
+def events_table(paths, lengths, tr, events_format, rest_label):
+    """Canonical events (label, run) for a subject from its run event files."""
+    labels, runs = [], []
+    for run, (path, n_volumes) in enumerate(zip(paths, lengths, strict=True)):
+        frame = read_table(path, "events table")
+        if events_format == "bids":
+            run_labels = bids_events_to_labels(frame, n_volumes, tr, path, rest_label)
+            run_index = np.full(n_volumes, run)
+        else:
+            if "label" not in frame.columns:
+                raise InputError(
+                    path,
+                    f"per-volume events table lacks a 'label' column (has {list(frame.columns)})",
+                    "Add it, or set local.events_format: bids for onset/duration/trial_type",
+                )
+            if len(frame) != n_volumes:
+                raise InputError(
+                    path,
+                    f"events table has {len(frame)} rows but the run has {n_volumes} volumes",
+                    "Give one row per volume",
+                )
+            run_labels = frame["label"].astype(str).to_numpy()
+            single = len(paths) == 1 and "run" in frame.columns
+            run_index = frame["run"].to_numpy() if single else np.full(n_volumes, run)
+        labels.append(run_labels)
+        runs.append(run_index)
+    return pd.DataFrame({"label": np.concatenate(labels), "run": np.concatenate(runs).astype(int)})
+
+
+def confounds_table(paths, lengths, columns):
+    """Selected confound columns of all runs, concatenated; leading n/a set to 0."""
+    frames = []
+    for path, n_volumes in zip(paths, lengths, strict=True):
+        frame = read_table(path, "confounds table")
+        chosen = list(frame.columns) if columns is None else list(columns)
+        missing = [c for c in chosen if c not in frame.columns]
+        if missing:
+            raise InputError(
+                path,
+                f"confound column(s) {missing} not found",
+                "Fix local.confound_columns; available columns: "
+                + ", ".join(map(str, frame.columns[:30])),
+            )
+        if len(frame) != n_volumes:
+            raise InputError(
+                path,
+                f"confounds table has {len(frame)} rows but the run has {n_volumes} volumes",
+                "Give one row per volume",
+            )
+        values = frame[chosen].apply(pd.to_numeric, errors="coerce")
+        leading = values.isna().cumprod().astype(bool)
+        values = values.mask(leading, 0.0)
+        if values.isna().any().any():
+            bad = values.columns[values.isna().any()].tolist()
+            raise InputError(
+                path,
+                f"confound column(s) {bad} have missing or non-numeric values "
+                "after the first rows",
+                "Choose other columns or fill the gaps",
+            )
+        frames.append(values)
+    return pd.concat(frames, ignore_index=True)
+
+
+def check_source_file(path, key, template):
+    """Check that a templated source file exists, naming the template."""
+    if not Path(path).is_file():
+        raise InputError(
+            path,
+            f"{key} file not found (from template local.{key}: {template!r})",
+            "Fix the template or the subject/run lists in the config",
+        )
+    return check_file_exists(path, key)

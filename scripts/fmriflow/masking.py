@@ -1,0 +1,439 @@
+"""Masking: a 4D BOLD image to a ``(time, voxel)`` matrix, and back.
+
+nilearn's maskers load the whole 4D image and convert it to floating point
+before taking the mask's voxels, which for a Haxby-sized run
+(40 x 64 x 64 x 1452 int16) peaks near 2 GB. :func:`extract_masked` instead
+streams the stored values a few volumes at a time, keeps only the mask's
+voxels and converts only those to float32, writing straight into the output
+matrix (which may be a memory-mapped ``.npy``). The values are those of
+``nilearn.maskers.NiftiMasker`` to float32 precision and the columns are in
+the same order (numpy's C order of the mask's voxels), so
+:func:`unmask` and nilearn's ``inverse_transform`` agree.
+
+Smoothing, when asked for, is applied volume by volume with the same
+Gaussian kernel as ``nilearn.image.smooth_img`` (FWHM in millimetres,
+converted to a per-axis sigma with the voxel sizes of the affine).
+"""
+
+import numpy as np
+from nibabel.openers import ImageOpener
+from scipy.ndimage import gaussian_filter1d
+
+from fmriflow.errors import InputError
+from fmriflow.io import CORRUPT_FILE_ERRORS, load_mask, load_nifti
+
+#: Number of volumes read and converted at once when streaming a 4D image.
+CHUNK_VOLUMES = 32
+
+MASK_CHOICES = ("roi", "dataset", "epi", "mni_brain", "mni_gm")
+
+
+def bold_geometry(bold_path):
+    """Return the shape, affine and header of a 4D BOLD image without its data.
+
+    Parameters
+    ----------
+    bold_path : str or pathlib.Path
+        The 4D NIfTI image.
+
+    Returns
+    -------
+    shape : tuple of int
+        ``(x, y, z, time)``.
+    affine : numpy.ndarray
+        The voxel-to-world affine.
+    header : nibabel.Nifti1Header
+        The image header.
+    """
+    img = load_nifti(bold_path, "BOLD image", ndim=4)
+    return tuple(int(n) for n in img.shape), img.affine, img.header
+
+
+def iter_volume_chunks(bold_path, chunk_volumes=CHUNK_VOLUMES):
+    """Stream a 4D image's stored values, a few volumes at a time.
+
+    Parameters
+    ----------
+    bold_path : str or pathlib.Path
+        A 4D NIfTI image, compressed or not.
+    chunk_volumes : int, default=CHUNK_VOLUMES
+        Number of volumes per chunk.
+
+    Yields
+    ------
+    start : int
+        Index of the first volume in the chunk.
+    values : numpy.ndarray, shape (n_volumes_in_chunk, n_voxels_in_grid)
+        The stored values (not yet scaled), one flattened volume per row in
+        NIfTI (Fortran) voxel order.
+    """
+    img = load_nifti(bold_path, "BOLD image", ndim=4)
+    shape = img.shape
+    n_grid = int(np.prod(shape[:3]))
+    dtype = img.header.get_data_dtype()
+    offset = int(img.dataobj.offset)
+    try:
+        with ImageOpener(bold_path, "rb") as stream:
+            stream.seek(offset)
+            for start in range(0, shape[3], chunk_volumes):
+                n = min(chunk_volumes, shape[3] - start)
+                expected = n * n_grid * dtype.itemsize
+                buffer = stream.read(expected)
+                if len(buffer) < expected:
+                    raise EOFError(
+                        f"volume {start + len(buffer) // (n_grid * dtype.itemsize)}"
+                        f" of {shape[3]} is incomplete"
+                    )
+                yield start, np.frombuffer(buffer, dtype=dtype).reshape(n, n_grid)
+    except CORRUPT_FILE_ERRORS as exc:
+        raise InputError(
+            bold_path,
+            f"BOLD image is truncated or corrupted ({exc})",
+            "Download or copy the file again; a partial download or a full "
+            "disk leaves files like this",
+        ) from exc
+
+
+def _scaling(img):
+    """Return the effective (slope, intercept) of an image's stored values."""
+    slope = float(img.dataobj.slope)
+    inter = float(img.dataobj.inter)
+    return slope, inter
+
+
+def smoothing_sigmas(affine, fwhm):
+    """Convert a FWHM in millimetres to Gaussian sigmas in voxels, per axis.
+
+    Parameters
+    ----------
+    affine : numpy.ndarray
+        Voxel-to-world affine; its 3 x 3 part gives the voxel sizes.
+    fwhm : float
+        Full width at half maximum of the kernel, in millimetres.
+
+    Returns
+    -------
+    numpy.ndarray of shape (3,)
+        Sigma along each voxel axis.
+    """
+    voxel_sizes = np.sqrt(np.sum(np.asarray(affine)[:3, :3] ** 2, axis=0))
+    return float(fwhm) / (np.sqrt(8.0 * np.log(2.0)) * voxel_sizes)
+
+
+def smooth_volume(volume, sigmas):
+    """Smooth one 3D volume in place with separable Gaussian filters.
+
+    Non-finite values are set to zero first, as nilearn does.
+    """
+    volume[~np.isfinite(volume)] = 0.0
+    for axis, sigma in enumerate(sigmas):
+        if sigma > 0:
+            gaussian_filter1d(volume, sigma, axis=axis, output=volume)
+    return volume
+
+
+def mask_flat_indices(mask):
+    """Positions of a 3D mask's voxels in a Fortran-flattened volume.
+
+    The order is numpy's C order of ``mask`` (that of ``volume[mask]``), so
+    matrix columns match nilearn's maskers.
+    """
+    coords = np.nonzero(mask)
+    return np.ravel_multi_index(coords, mask.shape, order="F")
+
+
+def extract_masked(bold_path, mask, out, smoothing_fwhm=None):
+    """Fill ``out`` with the BOLD values inside ``mask``, one row per volume.
+
+    Parameters
+    ----------
+    bold_path : str or pathlib.Path
+        4D NIfTI image.
+    mask : numpy.ndarray of bool, shape (x, y, z)
+        Voxels to keep, on the image's grid.
+    out : numpy.ndarray, shape (n_volumes, n_mask_voxels), float32
+        Destination (may be a memory-mapped ``.npy``).
+    smoothing_fwhm : float, optional
+        Gaussian smoothing (mm) applied to each volume before masking.
+
+    Returns
+    -------
+    mean_volume : numpy.ndarray, shape (x, y, z)
+        The temporal mean of the unsmoothed image (float64), for display.
+    """
+    img = load_nifti(bold_path, "BOLD image", ndim=4)
+    shape3 = img.shape[:3]
+    if mask.shape != shape3:
+        raise ValueError(f"mask shape {mask.shape} differs from image {shape3}")
+    slope, inter = _scaling(img)
+    scaled = (slope, inter) != (1.0, 0.0)
+    columns = mask_flat_indices(mask)
+    sigmas = None if smoothing_fwhm is None else smoothing_sigmas(img.affine, smoothing_fwhm)
+    total = np.zeros(int(np.prod(shape3)), dtype=np.float64)
+    for start, values in iter_volume_chunks(bold_path):
+        n = values.shape[0]
+        total += values.sum(axis=0, dtype=np.float64)
+        if sigmas is None:
+            chunk = values[:, columns]
+            if scaled:
+                chunk = chunk * slope + inter
+            out[start : start + n] = chunk
+        else:
+            for i in range(n):
+                volume = values[i].reshape(shape3, order="F").astype(np.float64)
+                if scaled:
+                    volume = volume * slope + inter
+                out[start + i] = smooth_volume(volume, sigmas)[mask]
+    mean = total / img.shape[3]
+    if scaled:
+        mean = mean * slope + inter
+    return mean.reshape(shape3, order="F")
+
+
+def mean_volume(bold_path):
+    """Temporal mean of a 4D image, computed by streaming (float64, 3D)."""
+    img = load_nifti(bold_path, "BOLD image", ndim=4)
+    slope, inter = _scaling(img)
+    total = np.zeros(int(np.prod(img.shape[:3])), dtype=np.float64)
+    for _, values in iter_volume_chunks(bold_path):
+        total += values.sum(axis=0, dtype=np.float64)
+    mean = total / img.shape[3] * slope + inter
+    return mean.reshape(img.shape[:3], order="F")
+
+
+def same_grid(affine_a, shape_a, affine_b, shape_b, atol=1e-3):
+    """Whether two 3D grids coincide (same shape, affines within ``atol`` mm)."""
+    return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b, atol=atol)
+
+
+def mask_on_grid(mask_img_or_path, affine, shape, role):
+    """Return a mask as a boolean array on a target grid, resampling if needed.
+
+    Parameters
+    ----------
+    mask_img_or_path : str, pathlib.Path or nibabel image
+        The mask.
+    affine, shape : numpy.ndarray, tuple
+        Target grid (the BOLD image's).
+    role : str
+        What the mask is, for messages.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool, shape ``shape[:3]``
+    note : str or None
+        A sentence describing the resampling, if one was done.
+    """
+    from nilearn.image import resample_img
+
+    if hasattr(mask_img_or_path, "affine"):
+        img = mask_img_or_path
+        data = np.asanyarray(img.dataobj) != 0
+        name = role
+    else:
+        data, img = load_mask(mask_img_or_path, role)
+        name = f"{role} {mask_img_or_path}"
+    if same_grid(img.affine, img.shape, affine, shape):
+        return data, None
+    resampled = resample_img(
+        img.__class__(data.astype(np.uint8), img.affine),
+        target_affine=affine,
+        target_shape=tuple(shape[:3]),
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
+    out = np.asanyarray(resampled.dataobj) != 0
+    note = (
+        f"{name} (shape {img.shape[:3]}) is not on the BOLD grid "
+        f"(shape {tuple(shape[:3])}); resampled it with nearest-neighbour "
+        f"interpolation: {int(data.sum())} -> {int(out.sum())} voxels"
+    )
+    return out, note
+
+
+def template_mask(kind, space, affine, shape):
+    """Nilearn's MNI152 brain or grey-matter mask on a target grid.
+
+    When the target grid is one of nilearn's own template grids (as for
+    data simulated on them), nilearn's mask at that resolution is used as
+    is; otherwise the 1 mm mask is resampled with nearest neighbour.
+
+    Parameters
+    ----------
+    kind : {"mni_brain", "mni_gm"}
+        Which mask.
+    space : str
+        The dataset's space, from ``dataset.json``; must be an MNI space.
+    affine, shape : numpy.ndarray, tuple
+        Target grid.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+    note : str or None
+        A sentence describing the resampling, if one was done.
+    """
+    from nilearn.datasets import load_mni152_brain_mask, load_mni152_gm_mask
+
+    if not str(space).upper().startswith("MNI"):
+        raise InputError(
+            f"preprocess.mask: {kind}",
+            f"the MNI template mask only fits data in MNI space, but this "
+            f"dataset is in '{space}' space",
+            "Choose mask 'epi', 'dataset' or 'roi' for data in native space",
+        )
+    load = load_mni152_brain_mask if kind == "mni_brain" else load_mni152_gm_mask
+    voxel_sizes = np.sqrt(np.sum(np.asarray(affine)[:3, :3] ** 2, axis=0))
+    if np.allclose(voxel_sizes, voxel_sizes[0]):
+        native = load(resolution=float(voxel_sizes[0]))
+        if same_grid(native.affine, native.shape, affine, shape):
+            return np.asanyarray(native.dataobj) != 0, None
+    return mask_on_grid(load(), affine, shape, f"nilearn {kind} template mask")
+
+
+def check_mask_not_empty(mask, what):
+    """Raise :class:`InputError` if ``mask`` has no voxel."""
+    if not np.any(mask):
+        raise InputError(
+            what,
+            "the mask is empty (no voxel inside it on the BOLD grid)",
+            "Check that the mask belongs to this image (same space and field "
+            "of view) or choose another preprocess.mask",
+        )
+
+
+def find_bad_voxels(matrix):
+    """Columns of a ``(time, voxel)`` matrix that are non-finite or constant.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        Time by voxel.
+
+    Returns
+    -------
+    nonfinite : numpy.ndarray of bool
+        Voxels with a NaN or infinite value at any time.
+    constant : numpy.ndarray of bool
+        Finite voxels whose value never changes.
+    """
+    nonfinite = np.zeros(matrix.shape[1], dtype=bool)
+    constant = np.zeros(matrix.shape[1], dtype=bool)
+    step = 8192
+    for j in range(0, matrix.shape[1], step):
+        block = np.asarray(matrix[:, j : j + step])
+        finite = np.isfinite(block).all(axis=0)
+        nonfinite[j : j + step] = ~finite
+        with np.errstate(invalid="ignore"):
+            constant[j : j + step] = finite & (block.max(axis=0) == block.min(axis=0))
+    return nonfinite, constant
+
+
+def unmask(matrix, mask):
+    """Put a ``(..., voxel)`` matrix back into image space.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray, shape (n_voxels,) or (n_maps, n_voxels)
+        Values for the mask's voxels, in the order of :func:`extract_masked`.
+    mask : numpy.ndarray of bool, shape (x, y, z)
+        The mask used to extract them.
+
+    Returns
+    -------
+    numpy.ndarray
+        3D array for a vector, 4D ``(x, y, z, n_maps)`` for a matrix; zero
+        outside the mask, same dtype as ``matrix``.
+    """
+    matrix = np.asarray(matrix)
+    n_voxels = int(mask.sum())
+    if matrix.shape[-1] != n_voxels:
+        raise ValueError(
+            f"matrix has {matrix.shape[-1]} columns but the mask has {n_voxels} voxels"
+        )
+    if matrix.ndim == 1:
+        out = np.zeros(mask.shape, dtype=matrix.dtype)
+        out[mask] = matrix
+        return out
+    out = np.zeros(mask.shape + (matrix.shape[0],), dtype=matrix.dtype)
+    out[mask] = matrix.T
+    return out
+
+
+def build_mask(
+    choice,
+    bold_path,
+    roi_path=None,
+    brain_mask_path=None,
+    space="native",
+    include_roi=False,
+):
+    """The boolean mask of one subject, on its BOLD grid.
+
+    Parameters
+    ----------
+    choice : {"roi", "dataset", "epi", "mni_brain", "mni_gm"}
+        ``roi``: the subject ROI; ``dataset``: the dataset's brain mask;
+        ``epi``: computed from the mean EPI (``nilearn.masking.compute_epi_mask``);
+        ``mni_brain``/``mni_gm``: nilearn's MNI152 brain or grey-matter mask.
+    bold_path : str or pathlib.Path
+        The subject's 4D image (defines the grid).
+    roi_path, brain_mask_path : str or pathlib.Path, optional
+        The subject ROI and dataset brain mask, if the dataset has them.
+    space : str
+        The dataset's space (``dataset.json``), for the MNI masks.
+    include_roi : bool
+        Add the ROI's voxels to the mask, so that ROI analyses can select
+        them from the whole-brain matrix.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+    notes : list of str
+        What was done (resampling, union), for the log.
+    """
+    shape, affine, _ = bold_geometry(bold_path)
+    notes = []
+    if choice not in MASK_CHOICES:
+        raise InputError(
+            f"config key preprocess.mask: {choice!r}",
+            f"unknown mask choice; expected one of {list(MASK_CHOICES)}",
+            "Fix the config",
+        )
+    if choice in ("roi", "dataset"):
+        path = roi_path if choice == "roi" else brain_mask_path
+        if path is None:
+            what = (
+                "subject ROI (mask.nii.gz)" if choice == "roi" else "brain mask (brainmask.nii.gz)"
+            )
+            raise InputError(
+                f"config key preprocess.mask: {choice}",
+                f"this dataset has no {what} for {bold_path}",
+                "Choose preprocess.mask: epi (computed from the data) or provide the file",
+            )
+        mask, note = mask_on_grid(path, affine, shape, f"{choice} mask")
+    elif choice == "epi":
+        from nilearn.masking import compute_epi_mask
+
+        mean = mean_volume(bold_path)
+        epi = compute_epi_mask(nib_image(mean.astype(np.float32), affine))
+        mask, note = np.asanyarray(epi.dataobj) != 0, "mask computed from the mean EPI"
+    else:
+        mask, note = template_mask(choice, space, affine, shape)
+    notes += [note] if note else []
+    check_mask_not_empty(mask, f"{choice} mask for {bold_path}")
+    if include_roi and roi_path is not None and choice != "roi":
+        roi, note = mask_on_grid(roi_path, affine, shape, "ROI")
+        notes += [note] if note else []
+        added = int((roi & ~mask).sum())
+        notes.append(f"added {added} ROI voxels outside the {choice} mask")
+        mask = mask | roi
+    return mask, notes
+
+
+def nib_image(data, affine):
+    """A NIfTI image of an array (small helper for nilearn calls)."""
+    import nibabel as nib
+
+    return nib.Nifti1Image(data, affine)

@@ -1,0 +1,219 @@
+"""Run a workflow node under Snakemake's ``script:`` or from the command line.
+
+A node is a small script, ``scripts/<node>.py``, that declares its inputs,
+outputs and parameters in a :class:`Node` and has one function that turns
+the inputs into the outputs. :func:`run` gives every node the same
+behaviour:
+
+* under Snakemake, inputs, outputs, parameters, threads and the log file
+  come from the ``snakemake`` object; from the command line they are
+  options built from the declaration (``python scripts/mask.py --help``);
+* standard error and Python warnings go to the log file;
+* numerical libraries use one thread unless the node asks for its threads,
+  so results do not depend on ``--cores``;
+* bad input (:class:`~fmriflow.errors.InputError`) prints one line, without
+  a traceback, to the terminal and the log; any failure removes the
+  outputs the node had already written, so nothing half-done is left.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fmriflow.errors import InputError
+
+logger = logging.getLogger("fmriflow")
+
+
+@dataclass
+class Param:
+    """A node parameter: its default and what it means."""
+
+    default: object
+    help: str
+
+
+@dataclass
+class Node:
+    """Declaration of a node: what it reads, writes and is tuned by.
+
+    Parameters
+    ----------
+    name : str
+        The node's (and rule's) name.
+    description : str
+        One sentence, shown by ``--help``.
+    function : callable
+        ``function(inputs, outputs, params, threads)`` where the first three
+        are :class:`Bundle` objects of paths and values.
+    inputs, outputs : dict of str to str
+        Names (as in the rule) and what each file is.
+    params : dict of str to Param
+        Parameter names, defaults and meanings.
+    """
+
+    name: str
+    description: str
+    function: object
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+
+class Bundle(dict):
+    """A dict whose keys are also attributes (``inputs.bold``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+
+def _from_snakemake(node, smk):
+    """Collect inputs, outputs, params, threads and log from Snakemake."""
+    inputs = Bundle({k: smk.input[k] for k in node.inputs if k in smk.input.keys()})
+    outputs = Bundle({k: smk.output[k] for k in node.outputs})
+    params = Bundle({k: p.default for k, p in node.params.items()})
+    params.update({k: smk.params[k] for k in node.params if k in smk.params.keys()})
+    log = smk.log[0] if len(smk.log) else None
+    return inputs, outputs, params, int(smk.threads), log
+
+
+def _parser(node):
+    parser = argparse.ArgumentParser(
+        prog=f"python scripts/{node.name}.py",
+        description=node.description,
+        epilog="Parameter values are read as YAML: 4, 0.5, null, true, [a, b].",
+    )
+    group = parser.add_argument_group("inputs")
+    for name, help_text in node.inputs.items():
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"in_{name}",
+            metavar="PATH",
+            help=help_text,
+        )
+    group = parser.add_argument_group("outputs (all required)")
+    for name, help_text in node.outputs.items():
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"out_{name}",
+            metavar="PATH",
+            required=True,
+            help=help_text,
+        )
+    group = parser.add_argument_group("parameters")
+    for name, param in node.params.items():
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"param_{name}",
+            metavar="VALUE",
+            type=yaml.safe_load,
+            default=param.default,
+            help=f"{param.help} (default: {param.default!r})",
+        )
+    parser.add_argument("--threads", type=int, default=1, help="threads to use")
+    parser.add_argument("--log", metavar="PATH", help="log file (default: stderr)")
+    return parser
+
+
+def _from_command_line(node, argv):
+    args = _parser(node).parse_args(argv)
+    inputs = Bundle(
+        {k: getattr(args, f"in_{k}") for k in node.inputs if getattr(args, f"in_{k}") is not None}
+    )
+    outputs = Bundle({k: getattr(args, f"out_{k}") for k in node.outputs})
+    params = Bundle({k: getattr(args, f"param_{k}") for k in node.params})
+    return inputs, outputs, params, args.threads, args.log
+
+
+def _redirect_stderr(log):
+    """Send file descriptor 2 to the log; return a stream to the old stderr."""
+    terminal = os.fdopen(os.dup(2), "w", buffering=1)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    sys.stderr.flush()
+    os.dup2(log_file.fileno(), 2)
+    sys.stderr = log_file
+    return terminal
+
+
+def _remove_outputs(outputs):
+    for path in outputs.values():
+        path = Path(path)
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+def run(node, smk=None, argv=None):
+    """Run ``node`` with arguments from Snakemake (``smk``) or the command line.
+
+    Parameters
+    ----------
+    node : Node
+        The node's declaration.
+    smk : snakemake.script.Snakemake, optional
+        The object Snakemake defines in scripts run by ``script:``.
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``) when ``smk`` is None.
+    """
+    if smk is not None:
+        inputs, outputs, params, threads, log = _from_snakemake(node, smk)
+    else:
+        inputs, outputs, params, threads, log = _from_command_line(node, argv)
+    terminal = _redirect_stderr(log) if log else sys.stderr
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        force=True,
+    )
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+    logger.info("node %s: inputs %s", node.name, dict(inputs))
+    logger.info("node %s: params %s", node.name, dict(params))
+    try:
+        _call(node, inputs, outputs, params, threads, log, terminal)
+    finally:
+        if terminal is not sys.__stderr__ and terminal is not sys.stderr:
+            terminal.close()
+
+
+def _call(node, inputs, outputs, params, threads, log, terminal):
+    """Run the node's function, turning failures into one message and exit 1."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            node.function(inputs, outputs, params, threads)
+    except InputError as exc:
+        _remove_outputs(outputs)
+        logger.error("%s", exc)
+        print(f"fmriflow {node.name}: error: {exc}", file=terminal)
+        sys.exit(1)
+    except Exception as exc:
+        _remove_outputs(outputs)
+        logger.error("unexpected failure:\n%s", traceback.format_exc())
+        where = f" (details in {log})" if log else ""
+        print(
+            f"fmriflow {node.name}: failed: {type(exc).__name__}: {exc}{where}",
+            file=terminal,
+        )
+        sys.exit(1)
+    missing = [p for p in outputs.values() if not Path(p).exists()]
+    if missing:
+        _remove_outputs(outputs)
+        print(
+            f"fmriflow {node.name}: failed: outputs not written: {missing}",
+            file=terminal,
+        )
+        sys.exit(1)
+    logger.info("node %s: done", node.name)

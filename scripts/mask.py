@@ -1,0 +1,96 @@
+"""Node mask: one subject's 4D BOLD image to a (time x voxel) float32 matrix.
+
+Chooses the mask (subject ROI, dataset brain mask, EPI-based or MNI
+template; resampled to the BOLD grid with nearest neighbour if needed),
+streams the image into ``masked.npy`` (optionally smoothed), checks for
+NaN or constant voxels, and writes the exact mask used and the mean image.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from fmriflow import masking
+from fmriflow.dataset import BRAIN_MASK, ROI, read_description
+from fmriflow.errors import InputError
+from fmriflow.io import load_matrix, npy_writer, save_mask, save_nifti
+from fmriflow.node import Node, Param, run
+
+logger = logging.getLogger("fmriflow.mask")
+
+
+def mask(inputs, outputs, params, threads):
+    description = read_description(inputs.description)
+    dataset_dir = Path(inputs.description).parent
+    roi = Path(inputs.bold).parent / ROI
+    brain = dataset_dir / BRAIN_MASK
+    voxels, notes = masking.build_mask(
+        params.mask,
+        inputs.bold,
+        roi_path=roi if roi.exists() else None,
+        brain_mask_path=brain if brain.exists() else None,
+        space=description["space"],
+        include_roi=params.include_roi,
+    )
+    for note in notes:
+        logger.warning(note)
+    shape, affine, _ = masking.bold_geometry(inputs.bold)
+    with npy_writer(outputs.matrix, (shape[3], int(voxels.sum())), np.float32) as out:
+        mean = masking.extract_masked(inputs.bold, voxels, out, params.smoothing_fwhm)
+        bad = check_bad_voxels(out, voxels, inputs.bold, params.bad_voxels)
+    if bad.any():
+        keep = ~bad
+        matrix = load_matrix(outputs.matrix)
+        with npy_writer(outputs.matrix, (shape[3], int(keep.sum())), np.float32) as out:
+            out[:] = matrix[:, keep]
+        voxels[tuple(c[bad] for c in np.nonzero(voxels))] = False
+    save_mask(voxels, affine, outputs.mask)
+    save_nifti(mean, affine, outputs.mean, dtype=np.float32)
+    logger.info("mask %s: %d voxels, %d volumes", params.mask, voxels.sum(), shape[3])
+
+
+def check_bad_voxels(matrix, voxels, bold, policy):
+    """Report NaN/constant voxels (policy 'error') or return them (policy 'drop')."""
+    nonfinite, constant = masking.find_bad_voxels(matrix)
+    bad = nonfinite | constant
+    if bad.any():
+        first = tuple(int(c[np.flatnonzero(bad)[0]]) for c in np.nonzero(voxels))
+        summary = (
+            f"{int(nonfinite.sum())} voxel(s) inside the mask have NaN or infinite "
+            f"values and {int(constant.sum())} are constant over time (first at "
+            f"voxel {first})"
+        )
+        if policy == "error":
+            raise InputError(
+                bold,
+                summary,
+                "Set preprocess.bad_voxels: drop to leave them out of the mask, "
+                "or use a tighter mask",
+            )
+        logger.warning("%s; dropped from the mask", summary)
+    return bad
+
+
+NODE = Node(
+    name="mask",
+    description="Node mask: one subject's 4D BOLD image to a (time x voxel) float32 matrix.",
+    function=mask,
+    inputs={
+        "bold": "the subject's bold.nii.gz",
+        "description": "the dataset's dataset.json",
+    },
+    outputs={
+        "mask": "mask.nii.gz to write (the exact mask used)",
+        "matrix": "masked.npy to write",
+        "mean": "mean.nii.gz to write (temporal mean image)",
+    },
+    params={
+        "mask": Param("epi", f"mask choice, one of {masking.MASK_CHOICES}"),
+        "include_roi": Param(True, "add the subject ROI's voxels to the mask"),
+        "smoothing_fwhm": Param(None, "Gaussian smoothing FWHM in mm, or null"),
+        "bad_voxels": Param("error", "NaN or constant voxels: 'error' or 'drop'"),
+    },
+)
+
+if __name__ == "__main__":
+    run(NODE, globals().get("snakemake"))

@@ -1,0 +1,168 @@
+# Config validation, path helpers and input functions shared by all rules.
+
+import copy
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# The node library, for the few checks that must run before any job.
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+SCHEMA = "../schemas/config.schema.yaml"
+
+
+def validate_config(config):
+    """Validate the config against the schema, naming the faulty key."""
+    try:
+        validate(config, SCHEMA)
+    except WorkflowError as exc:
+        cause = next(
+            (a for a in exc.args if isinstance(a, jsonschema.ValidationError)), None
+        )
+        if cause is None:
+            raise
+        key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+        raise WorkflowError(
+            f"Invalid config at '{key}': {cause.message}. Allowed keys, types "
+            "and defaults are in workflow/schemas/config.schema.yaml."
+        ) from None
+
+
+validate_config(config)
+# Defaults filled in by the validator may share objects; give each dataset its own.
+config.update(copy.deepcopy(dict(config)))
+
+DATASETS = config["datasets"]
+
+
+def dataset_subjects(name):
+    """Subject labels of a dataset, known before any job runs."""
+    dataset = DATASETS[name]
+    source = dataset["source"]
+    if source == "simulate":
+        from fmriflow.simulate import subject_labels
+
+        return subject_labels(dataset["simulate"]["n_subjects"])
+    if source == "fetch":
+        from fmriflow.errors import InputError
+        from fmriflow.fetch import fetch_subjects
+
+        try:
+            return fetch_subjects(dataset["fetch"]["fetcher"], dataset["fetch"]["subjects"])
+        except InputError as exc:
+            raise WorkflowError(f"Dataset '{name}': {exc}") from None
+    return [str(s) for s in dataset["local"]["subjects"]]
+
+
+def check_local_dataset(name):
+    """Stop before any job if a local dataset's files are missing."""
+    from fmriflow.local import missing_files
+
+    settings = DATASETS[name]["local"]
+    if not settings["subjects"]:
+        raise WorkflowError(
+            f"Invalid config at 'datasets.{name}.local.subjects': no subject "
+            "listed. List the subject labels substituted for {subject}."
+        )
+    if not settings["bold"]:
+        raise WorkflowError(
+            f"Invalid config at 'datasets.{name}.local.bold': a template of "
+            "the BOLD images is required."
+        )
+    problems = missing_files(settings, dataset_subjects(name))
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise WorkflowError(
+            f"Dataset '{name}': {len(problems)} configured file(s) not found:\n  "
+            f"{shown}{more}\nFix the templates or the subject/run lists in "
+            f"datasets.{name}.local."
+        )
+
+
+for _name, _dataset in DATASETS.items():
+    if _dataset["source"] == "local":
+        check_local_dataset(_name)
+
+
+def datasets_from(*sources):
+    """Regular expression matching the names of datasets from these sources."""
+    names = [n for n, d in DATASETS.items() if d["source"] in sources]
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def subject_paths(pattern):
+    """Expand a path pattern with {dataset} and {subject} over every subject."""
+    return [
+        pattern.format(dataset=name, subject=subject)
+        for name in DATASETS
+        for subject in dataset_subjects(name)
+    ]
+
+
+def final_targets():
+    """Every result the default target produces."""
+    return subject_paths("results/{dataset}/sub-{subject}/clean.npy")
+
+
+# Parameters handed to nodes: plain values from the config, never lambdas.
+
+
+def simulate_settings(wildcards):
+    return DATASETS[wildcards.dataset]["simulate"]
+
+
+def fetch_settings(wildcards):
+    return DATASETS[wildcards.dataset]["fetch"]
+
+
+def local_settings(wildcards):
+    settings = dict(DATASETS[wildcards.dataset]["local"])
+    settings["subjects"] = [str(s) for s in settings["subjects"]]
+    return settings
+
+
+def preprocess_settings(wildcards):
+    return DATASETS[wildcards.dataset]["preprocess"]
+
+
+def mask_choice(wildcards):
+    return preprocess_settings(wildcards)["mask"]
+
+
+def include_roi(wildcards):
+    return preprocess_settings(wildcards)["include_roi"]
+
+
+def smoothing_fwhm(wildcards):
+    return preprocess_settings(wildcards)["smoothing_fwhm"]
+
+
+def bad_voxels(wildcards):
+    return preprocess_settings(wildcards)["bad_voxels"]
+
+
+def clean_setting(key):
+    def get(wildcards):
+        return preprocess_settings(wildcards)["clean"][key]
+
+    get.__name__ = f"clean_{key}"
+    return get
+
+
+def mem_mb_from_input(base, factor):
+    """Memory request: a base plus a multiple of the inputs' size (MB)."""
+
+    def mem_mb(wildcards, input, attempt):
+        return int((base + factor * input.size_mb) * attempt)
+
+    return mem_mb
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9]+",
+    subject=r"[A-Za-z0-9]+",
