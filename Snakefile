@@ -6,12 +6,19 @@
 # This file only loads and validates the config, includes one rule file per
 # stage and names the final targets. See README.md for the architecture.
 
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config applies only when none is given with --configfile, so
+# that `--configfile config/haxby.yaml` runs Haxby alone instead of adding it
+# to the simulated datasets.
+if not workflow.overwrite_configfiles:
+
+    configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from fmriflow.cleaning import check_runs, clean_runs, select_confounds
 from fmriflow.dataset import CONFOUNDS, read_description
 from fmriflow.errors import InputError

@@ -4,10 +4,13 @@ Records TR, space, kind, subjects and the source templates, with the sha256
 of every source file, and copies the dataset brain mask if one is given.
 """
 
-from fmriflow.dataset import write_description
-from fmriflow.fetch import link_or_copy, sha256sum
+from pathlib import Path
+
+from fmriflow.dataset import BRAIN_MASK, write_description
+from fmriflow.errors import check_file_exists
+from fmriflow.fetch import sha256sum
 from fmriflow.io import load_nifti
-from fmriflow.local import check_source_file, subject_files
+from fmriflow.local import check_source_file, copy_source, subject_files
 from fmriflow.node import Node, Param, run
 
 
@@ -18,10 +21,17 @@ def describe_local(inputs, outputs, params, threads):
         for key, paths in subject_files(settings, subject).items():
             for path in paths:
                 sha256[path] = sha256sum(check_source_file(path, key, settings[key]))
+    # The dataset folder holds a brain mask exactly when the config gives one.
+    brain_copy = Path(outputs.description).parent / BRAIN_MASK
     if settings.get("brain_mask"):
-        load_nifti(settings["brain_mask"], "dataset brain mask", ndim=3)
-        folder = outputs.description.rsplit("/", 1)[0]
-        link_or_copy(settings["brain_mask"], f"{folder}/brainmask.nii.gz")
+        brain_mask = check_file_exists(
+            settings["brain_mask"], "dataset brain mask (local.brain_mask)"
+        )
+        load_nifti(brain_mask, "dataset brain mask", ndim=3)
+        sha256[settings["brain_mask"]] = sha256sum(brain_mask)
+        copy_source(brain_mask, brain_copy)
+    elif brain_copy.exists():
+        brain_copy.unlink()
     write_description(
         outputs.description,
         name=params.name,

@@ -7,6 +7,7 @@ their sha256.
 """
 
 import nilearn
+
 from fmriflow.dataset import write_description
 from fmriflow.fetch import download as fetch_files
 from fmriflow.fetch import fetch_subjects, record_checksums

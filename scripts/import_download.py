@@ -9,6 +9,7 @@ ADHD's regressors to ``confounds.tsv``.
 from pathlib import Path
 
 from fmriflow.dataset import read_description, rest_events, write_subject
+from fmriflow.errors import InputError
 from fmriflow.fetch import (
     haxby_events,
     link_or_copy,
@@ -21,7 +22,17 @@ from fmriflow.node import Node, Param, run
 
 def import_download(inputs, outputs, params, threads):
     description = read_description(inputs.description)
-    files = description["files"][params.subject]
+    # From the command line, labels are read as YAML: 1 is an int.
+    subject = str(params.subject)
+    if subject not in description["files"]:
+        raise InputError(
+            inputs.description,
+            f"subject {subject!r} is not among the downloaded subjects "
+            f"{list(description['files'])}",
+            "Give one of them; on the command line, quote labels with leading "
+            "zeros (--subject \"'0010042'\")",
+        )
+    files = description["files"][subject]
     for path in files.values():
         verify_checksum(path, description["sha256"][path])
     bold = load_nifti(files["bold"], "downloaded BOLD image", ndim=4)
@@ -32,7 +43,7 @@ def import_download(inputs, outputs, params, threads):
         events = rest_events(bold.shape[3])
     write_subject(
         Path(outputs.bold).parent.parent,
-        params.subject,
+        subject,
         events,
         confounds=read_confound_table(files["confounds"]) if "confounds" in files else None,
         roi=load_nifti(files["roi"], "ROI mask", ndim=3) if "roi" in files else None,

@@ -1,20 +1,21 @@
 """Node import_local: bring one subject of a lab's own data into the canonical layout.
 
-Links the BOLD image when there is one file per subject, concatenates the
+Copies the BOLD image when there is one file per subject, concatenates the
 runs when the template has ``{run}``, converts events (per-volume or BIDS)
-and confounds (e.g. fMRIPrep's) to one row per volume, and links the ROI
-and anatomical images.
+and confounds (e.g. fMRIPrep's) to one row per volume, and writes the ROI
+and anatomical images. The lab's files are only read, never linked.
 """
 
 from pathlib import Path
 
 from fmriflow.dataset import rest_events, save_bold, write_subject
-from fmriflow.fetch import link_or_copy
+from fmriflow.errors import InputError
 from fmriflow.io import load_nifti
 from fmriflow.local import (
     check_source_file,
     concatenate_runs,
     confounds_table,
+    copy_source,
     events_table,
     subject_files,
 )
@@ -23,14 +24,15 @@ from fmriflow.node import Node, Param, run
 
 def import_local(inputs, outputs, params, threads):
     settings = params.settings
-    files = subject_files(settings, params.subject)
+    subject = check_subject(params.subject, settings)
+    files = subject_files(settings, subject)
     for key, paths in files.items():
         for path in paths:
             check_source_file(path, key, settings[key])
     if len(files["bold"]) == 1:
         bold = load_nifti(files["bold"][0], "BOLD image", ndim=4)
         lengths = [bold.shape[3]]
-        link_or_copy(files["bold"][0], outputs.bold)
+        copy_source(files["bold"][0], outputs.bold)
     else:
         bold, lengths = concatenate_runs(files["bold"])
         save_bold(bold.dataobj, bold.affine, settings["tr"], outputs.bold)
@@ -51,12 +53,25 @@ def import_local(inputs, outputs, params, threads):
     one = {key: load_nifti(files[key][0], key, ndim=3) for key in ("mask", "anat") if key in files}
     write_subject(
         Path(outputs.bold).parent.parent,
-        params.subject,
+        subject,
         events,
         confounds=confounds,
         roi=one.get("mask"),
         anat=one.get("anat"),
     )
+
+
+def check_subject(subject, settings):
+    """The subject label as a string, checked against local.subjects."""
+    subjects = [str(s) for s in settings.get("subjects") or []]
+    if str(subject) not in subjects:
+        raise InputError(
+            f"parameter subject: {subject!r}",
+            f"not one of the dataset's subjects {subjects} (local.subjects)",
+            "Give a listed label; on the command line quote zero-padded "
+            "labels, which YAML reads as numbers: --subject \"'01'\"",
+        )
+    return str(subject)
 
 
 NODE = Node(

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from fmriflow import masking
 from fmriflow.dataset import BRAIN_MASK, ROI, read_description
 from fmriflow.errors import InputError
@@ -25,7 +26,7 @@ def mask(inputs, outputs, params, threads):
     roi = Path(inputs.bold).parent / ROI
     brain = dataset_dir / BRAIN_MASK
     voxels, notes = masking.build_mask(
-        params.mask,
+        params.mask_choice,
         inputs.bold,
         roi_path=roi if roi.exists() else None,
         brain_mask_path=brain if brain.exists() else None,
@@ -33,7 +34,7 @@ def mask(inputs, outputs, params, threads):
         include_roi=params.include_roi,
     )
     for note in notes:
-        logger.warning(note)
+        logger.info(note)
     shape, affine, _ = masking.bold_geometry(inputs.bold)
     with npy_writer(outputs.matrix, (shape[3], int(voxels.sum())), np.float32) as out:
         mean = masking.extract_masked(inputs.bold, voxels, out, params.smoothing_fwhm)
@@ -46,7 +47,7 @@ def mask(inputs, outputs, params, threads):
         voxels[tuple(c[bad] for c in np.nonzero(voxels))] = False
     save_mask(voxels, affine, outputs.mask)
     save_nifti(mean, affine, outputs.mean, dtype=np.float32)
-    logger.info("mask %s: %d voxels, %d volumes", params.mask, voxels.sum(), shape[3])
+    logger.info("mask %s: %d voxels, %d volumes", params.mask_choice, voxels.sum(), shape[3])
 
 
 def check_bad_voxels(matrix, voxels, bold, policy):
@@ -85,7 +86,7 @@ NODE = Node(
         "mean": "mean.nii.gz to write (temporal mean image)",
     },
     params={
-        "mask": Param("epi", f"mask choice, one of {masking.MASK_CHOICES}"),
+        "mask_choice": Param("epi", f"mask choice, one of {masking.MASK_CHOICES}"),
         "include_roi": Param(True, "add the subject ROI's voxels to the mask"),
         "smoothing_fwhm": Param(None, "Gaussian smoothing FWHM in mm, or null"),
         "bad_voxels": Param("error", "NaN or constant voxels: 'error' or 'drop'"),

@@ -6,6 +6,7 @@ whole-brain mask; for rest data also the planted network maps
 """
 
 import numpy as np
+
 from fmriflow.dataset import write_description
 from fmriflow.io import save_mask, save_nifti
 from fmriflow.node import Node, Param, run

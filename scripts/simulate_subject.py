@@ -9,6 +9,7 @@ simulates the subject with its own seed and writes ``bold.nii.gz``,
 from pathlib import Path
 
 import numpy as np
+
 from fmriflow.dataset import read_description, write_subject
 from fmriflow.io import load_mask, save_nifti, write_json
 from fmriflow.node import Node, Param, run

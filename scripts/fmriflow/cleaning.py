@@ -100,8 +100,9 @@ def clean_runs(
         Destination, float32 (may be a memory-mapped ``.npy``).
     detrend : bool, default=True
         Remove a linear trend per run.
-    standardize : {"zscore_sample", "zscore", "psc"} or False
-        Per-run standardization of each voxel (see ``nilearn.signal.clean``).
+    standardize : {"zscore_sample", "zscore", "psc"}, False or None
+        Per-run standardization of each voxel (see ``nilearn.signal.clean``);
+        False or None for none.
     high_pass, low_pass : float, optional
         Butterworth cut-offs in Hz.
     confounds : numpy.ndarray, shape (n_volumes, n_confounds), optional
@@ -134,7 +135,7 @@ def clean_runs(
                 block,
                 runs=runs,
                 detrend=detrend,
-                standardize=standardize,
+                standardize=standardize or None,
                 confounds=confounds,
                 standardize_confounds=True,
                 filter="butterworth" if (high_pass or low_pass) else False,

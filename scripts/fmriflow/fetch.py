@@ -110,7 +110,7 @@ def download(fetcher, subjects, data_dir, url=None):
     fetcher : {"haxby", "adhd"}
         Which dataset.
     subjects : list of str
-        Subject labels (see :func:`fetch_subjects`).
+        Subject labels, checked with :func:`fetch_subjects`.
     data_dir : str or pathlib.Path
         nilearn's download folder; files already there are not downloaded.
     url : str, optional
@@ -126,17 +126,16 @@ def download(fetcher, subjects, data_dir, url=None):
     import requests
     from nilearn import datasets
 
+    subjects = fetch_subjects(fetcher, subjects)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if fetcher == "haxby":
-            bunch = datasets.fetch_haxby(
-                data_dir=data_dir,
-                subjects=[int(s) for s in subjects],
-                url=url,
-                verbose=1,
-            )
-            files = {s: _haxby_files(bunch, k) for k, s in enumerate(subjects)}
+            # fetch_haxby's lists are only aligned with the subjects when
+            # subject 6 (no anatomy) comes last: ask in increasing order.
+            order = sorted({int(s) for s in subjects})
+            bunch = datasets.fetch_haxby(data_dir=data_dir, subjects=order, url=url, verbose=1)
+            files = {s: _haxby_files(bunch, order.index(int(s))) for s in subjects}
         else:
             known = adhd_subjects()
             n_needed = max(known.index(s) for s in subjects) + 1
@@ -149,7 +148,14 @@ def download(fetcher, subjects, data_dir, url=None):
                 for s in subjects
             }
     except requests.RequestException as exc:
-        raise _network_error(fetcher, exc, " (the url of a copy of the dataset)") from exc
+        hint = " (the url of a copy of the dataset)"
+        if fetcher == "haxby":
+            # fetch_haxby takes the whole-brain mask from NITRC whatever its url.
+            hint += (
+                "; fetch.url does not cover mask.nii.gz, which always comes from "
+                f"www.nitrc.org: if only it fails, copy it into {data_dir / 'haxby2001'}"
+            )
+        raise _network_error(fetcher, exc, hint) from exc
     except ValueError as exc:
         if "checksum" in str(exc).lower() or "md5" in str(exc).lower():
             raise InputError(

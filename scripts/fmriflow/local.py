@@ -17,7 +17,10 @@ configured columns; their leading ``n/a`` (derivatives of the first
 volume) become 0.
 """
 
+import os
+import shutil
 from pathlib import Path
+from string import Formatter
 
 import nibabel as nib
 import numpy as np
@@ -25,9 +28,32 @@ import pandas as pd
 
 from fmriflow.dataset import REST_LABEL
 from fmriflow.errors import InputError
-from fmriflow.io import check_file_exists, load_nifti, read_table
+from fmriflow.io import atomic_output, check_file_exists, load_nifti, read_table
 
 TEMPLATE_KEYS = ("bold", "events", "confounds", "mask", "anat")
+PLACEHOLDERS = ("subject", "run")
+
+
+def template_fields(template):
+    """Names of the placeholders in a template, checked against {subject} and {run}."""
+    try:
+        fields = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise InputError(
+            f"config template {template!r}",
+            f"the template is not a valid path template ({exc})",
+            "Write placeholders as {subject} and {run}; double a brace that is part of the path",
+        ) from exc
+    unknown = sorted(fields - set(PLACEHOLDERS))
+    if unknown:
+        shown = ", ".join("{" + name + "}" for name in unknown)
+        raise InputError(
+            f"config template {template!r}",
+            f"unknown placeholder(s) {shown}; templates take only {{subject}} and {{run}}",
+            "Write the other parts of the path literally (e.g. ses-01), or "
+            "double the braces ({{ }}) that belong to the file name",
+        )
+    return fields
 
 
 def expand(template, subject, runs):
@@ -36,7 +62,8 @@ def expand(template, subject, runs):
     Parameters
     ----------
     template : str
-        Format string with ``{subject}`` and optionally ``{run}``.
+        Format string with ``{subject}`` and optionally ``{run}`` (format
+        specifications such as ``{run:02d}`` are allowed).
     subject : str
         Subject label.
     runs : list or None
@@ -46,15 +73,26 @@ def expand(template, subject, runs):
     -------
     list of str
     """
-    if "{run}" in template:
+    fields = template_fields(template)
+    if "run" in fields:
         if not runs:
             raise InputError(
                 f"config template {template!r}",
                 "the template has {run} but local.runs is empty",
                 "List the run labels in local.runs (e.g. [1, 2, 3] or ['01', '02'])",
             )
-        return [template.format(subject=subject, run=run) for run in runs]
-    return [template.format(subject=subject)]
+        values = [{"subject": subject, "run": run} for run in runs]
+    else:
+        values = [{"subject": subject}]
+    try:
+        return [template.format(**value) for value in values]
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            f"config template {template!r}",
+            f"cannot fill it in for subject {subject!r} and runs {runs} ({exc})",
+            "A numeric format such as {run:02d} needs integer run labels "
+            "(local.runs: [1, 2, 3]); otherwise write {run} and zero-padded labels",
+        ) from exc
 
 
 def subject_files(settings, subject):
@@ -158,37 +196,106 @@ def bids_events_to_labels(frame, n_volumes, tr, path, rest_label=REST_LABEL, col
     return labels.astype(str)
 
 
+def _per_volume_labels(path, n_volumes, what):
+    """Labels (and the run column, or None) of a per-volume events table."""
+    frame = read_table(path, "events table")
+    if "label" not in frame.columns:
+        raise InputError(
+            path,
+            f"per-volume events table lacks a 'label' column (has {list(frame.columns)})",
+            "Add it, or set local.events_format: bids for onset/duration/trial_type",
+        )
+    if len(frame) != n_volumes:
+        raise InputError(
+            path,
+            f"events table has {len(frame)} rows but {what} has {n_volumes} volumes",
+            "Give one row per volume",
+        )
+    if frame["label"].isna().any():
+        first = int(np.flatnonzero(frame["label"].isna())[0])
+        raise InputError(
+            path,
+            f"events table has an empty label (first at volume {first})",
+            f"Give every volume a label (e.g. {REST_LABEL!r} between blocks)",
+        )
+    runs = None
+    if "run" in frame.columns:
+        runs = pd.to_numeric(frame["run"], errors="coerce")
+        if runs.isna().any() or not np.all(runs == np.round(runs)):
+            raise InputError(
+                path,
+                "events table column 'run' must hold whole numbers",
+                "Number the runs 0, 1, 2, … (or 1, 2, …), one value per volume",
+            )
+        runs = runs.to_numpy().astype(int) + 1
+    return frame["label"].astype(str).to_numpy(), runs
+
+
 def events_table(paths, lengths, tr, events_format, rest_label):
-    """Canonical events (label, run) for a subject from its run event files."""
+    """Canonical events (label, run) for a subject from its event files.
+
+    Parameters
+    ----------
+    paths : list of str
+        One events file per BOLD run, or a single per-volume table covering
+        all runs of the subject.
+    lengths : list of int
+        Volumes of each BOLD run, in order; runs are numbered 0, 1, … in
+        that order. Only a single per-volume table for a single BOLD image
+        keeps its own ``run`` column.
+    tr : float
+        Repetition time (s), for BIDS events.
+    events_format : {"bids", "per_volume"}
+        Format of the files.
+    rest_label : str
+        Label of volumes not covered by a BIDS event.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``label`` and ``run``, one row per volume.
+    """
+    runs_of_bold = np.repeat(np.arange(len(lengths)), lengths)
+    if len(paths) != len(lengths):
+        if len(paths) == 1 and events_format == "per_volume":
+            labels, _ = _per_volume_labels(paths[0], sum(lengths), "the subject's BOLD runs")
+            return pd.DataFrame({"label": labels, "run": runs_of_bold})
+        raise InputError(
+            paths[0],
+            f"{len(paths)} events file(s) for {len(lengths)} BOLD run(s)",
+            "Give local.events a {run} placeholder exactly when local.bold has "
+            "one; only a per-volume table (events_format: per_volume) may cover "
+            "all the runs of a subject",
+        )
     labels, runs = [], []
     for run, (path, n_volumes) in enumerate(zip(paths, lengths, strict=True)):
-        frame = read_table(path, "events table")
         if events_format == "bids":
+            frame = read_table(path, "events table")
             run_labels = bids_events_to_labels(frame, n_volumes, tr, path, rest_label)
             run_index = np.full(n_volumes, run)
         else:
-            if "label" not in frame.columns:
-                raise InputError(
-                    path,
-                    f"per-volume events table lacks a 'label' column (has {list(frame.columns)})",
-                    "Add it, or set local.events_format: bids for onset/duration/trial_type",
-                )
-            if len(frame) != n_volumes:
-                raise InputError(
-                    path,
-                    f"events table has {len(frame)} rows but the run has {n_volumes} volumes",
-                    "Give one row per volume",
-                )
-            run_labels = frame["label"].astype(str).to_numpy()
-            single = len(paths) == 1 and "run" in frame.columns
-            run_index = frame["run"].to_numpy() if single else np.full(n_volumes, run)
+            run_labels, own_runs = _per_volume_labels(path, n_volumes, "the run")
+            single = len(paths) == 1 and own_runs is not None
+            run_index = own_runs if single else np.full(n_volumes, run)
         labels.append(run_labels)
         runs.append(run_index)
     return pd.DataFrame({"label": np.concatenate(labels), "run": np.concatenate(runs).astype(int)})
 
 
 def confounds_table(paths, lengths, columns):
-    """Selected confound columns of all runs, concatenated; leading n/a set to 0."""
+    """Selected confound columns of all runs, concatenated; leading n/a set to 0.
+
+    ``paths`` has one table per BOLD run (``lengths``), or a single table
+    covering all runs of the subject.
+    """
+    if len(paths) != len(lengths):
+        if len(paths) != 1:
+            raise InputError(
+                paths[0],
+                f"{len(paths)} confounds file(s) for {len(lengths)} BOLD run(s)",
+                "Give local.confounds a {run} placeholder exactly when local.bold has one",
+            )
+        lengths = [sum(lengths)]
     frames = []
     for path, n_volumes in zip(paths, lengths, strict=True):
         frame = read_table(path, "confounds table")
@@ -207,15 +314,35 @@ def confounds_table(paths, lengths, columns):
                 f"confounds table has {len(frame)} rows but the run has {n_volumes} volumes",
                 "Give one row per volume",
             )
-        values = frame[chosen].apply(pd.to_numeric, errors="coerce")
+        raw = frame[chosen]
+        values = raw.apply(pd.to_numeric, errors="coerce")
+        text = values.isna() & raw.notna()
+        if text.any().any():
+            bad = values.columns[text.any()].tolist()
+            first = int(np.flatnonzero(text.any(axis=1))[0])
+            raise InputError(
+                path,
+                f"confound column(s) {bad} have non-numeric values (first at volume {first})",
+                "Choose numeric columns in local.confound_columns",
+            )
+        # Only n/a at the start of a column (fMRIPrep's derivatives of the
+        # first volume) are set to 0; a column of n/a only is not a confound.
         leading = values.isna().cumprod().astype(bool)
+        empty = values.columns[leading.all()].tolist()
+        if empty:
+            raise InputError(
+                path,
+                f"confound column(s) {empty} hold no value (all n/a)",
+                "Remove them from local.confound_columns",
+            )
         values = values.mask(leading, 0.0)
         if values.isna().any().any():
             bad = values.columns[values.isna().any()].tolist()
+            first = int(np.flatnonzero(values.isna().any(axis=1))[0])
             raise InputError(
                 path,
-                f"confound column(s) {bad} have missing or non-numeric values "
-                "after the first rows",
+                f"confound column(s) {bad} have missing (n/a) values after the "
+                f"first rows (first at volume {first})",
                 "Choose other columns or fill the gaps",
             )
         frames.append(values)
@@ -231,3 +358,15 @@ def check_source_file(path, key, template):
             "Fix the template or the subject/run lists in the config",
         )
     return check_file_exists(path, key)
+
+
+def copy_source(source, destination):
+    """Copy one of the lab's files into the workflow's folders, atomically.
+
+    Never a hard link: Snakemake touches the outputs of a job, which would
+    change the modification time of the lab's original file through the
+    link, and anything later written in place would change the original.
+    """
+    with atomic_output(destination) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(destination)

@@ -285,8 +285,9 @@ def template_mask(kind, space, affine, shape):
         )
     load = load_mni152_brain_mask if kind == "mni_brain" else load_mni152_gm_mask
     voxel_sizes = np.sqrt(np.sum(np.asarray(affine)[:3, :3] ** 2, axis=0))
-    if np.allclose(voxel_sizes, voxel_sizes[0]):
-        native = load(resolution=float(voxel_sizes[0]))
+    resolution = int(round(voxel_sizes[0]))
+    if np.allclose(voxel_sizes, resolution):
+        native = load(resolution=resolution)
         if same_grid(native.affine, native.shape, affine, shape):
             return np.asanyarray(native.dataobj) != 0, None
     return mask_on_grid(load(), affine, shape, f"nilearn {kind} template mask")

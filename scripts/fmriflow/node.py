@@ -66,6 +66,12 @@ class Node:
     outputs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        names = [*self.inputs, *self.outputs, *self.params]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(f"node {self.name}: names used twice: {clashes}")
+
 
 class Bundle(dict):
     """A dict whose keys are also attributes (``inputs.bold``)."""
@@ -172,7 +178,8 @@ def run(node, smk=None, argv=None):
     terminal = _redirect_stderr(log) if log else sys.stderr
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.INFO,
+        # Without a log file, stderr is the terminal: keep it to warnings.
+        level=logging.INFO if log else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         force=True,
     )
@@ -196,7 +203,8 @@ def _call(node, inputs, outputs, params, threads, log, terminal):
             node.function(inputs, outputs, params, threads)
     except InputError as exc:
         _remove_outputs(outputs)
-        logger.error("%s", exc)
+        if log:
+            logger.error("%s", exc)
         print(f"fmriflow {node.name}: error: {exc}", file=terminal)
         sys.exit(1)
     except Exception as exc:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import jsonschema.exceptions
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -16,20 +17,25 @@ SCHEMA = "../schemas/config.schema.yaml"
 
 
 def validate_config(config):
-    """Validate the config against the schema, naming the faulty key."""
-    try:
-        validate(config, SCHEMA)
-    except WorkflowError as exc:
-        cause = next(
-            (a for a in exc.args if isinstance(a, jsonschema.ValidationError)), None
-        )
-        if cause is None:
-            raise
-        key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+    """Validate the config against the schema, naming the faulty key.
+
+    jsonschema finds the most relevant error (reported with its key path);
+    Snakemake's validate then fills in the defaults.
+    """
+    import yaml
+
+    schema_path = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(dict(config))
+    )
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise WorkflowError(
-            f"Invalid config at '{key}': {cause.message}. Allowed keys, types "
+            f"Invalid config at '{key}': {error.message}. Allowed keys, types "
             "and defaults are in workflow/schemas/config.schema.yaml."
-        ) from None
+        )
+    validate(config, SCHEMA)
 
 
 validate_config(config)

@@ -11,7 +11,7 @@ rule mask:
         matrix="results/{dataset}/sub-{subject}/masked.npy",
         mean="results/{dataset}/sub-{subject}/mean.nii.gz",
     params:
-        mask=mask_choice,
+        mask_choice=mask_choice,
         include_roi=include_roi,
         smoothing_fwhm=smoothing_fwhm,
         bad_voxels=bad_voxels,

@@ -1,0 +1,82 @@
+"""File helpers: atomic writes and validated readers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fmriflow import io
+from fmriflow.errors import InputError
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.npy"
+    with pytest.raises(RuntimeError), io.atomic_output(target) as tmp:
+        np.save(tmp, np.arange(3))
+        raise RuntimeError("killed halfway")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_keeps_the_previous_file_until_done(tmp_path):
+    target = tmp_path / "table.tsv"
+    io.write_table(pd.DataFrame({"a": [1]}), target)
+    with pytest.raises(RuntimeError), io.atomic_output(target) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError
+    assert target.read_text() == "a\n1\n"
+
+
+def test_npy_writer_commits_only_complete_arrays(tmp_path):
+    target = tmp_path / "m.npy"
+    with io.npy_writer(target, (3, 2), np.float32) as out:
+        out[:] = 7
+    np.testing.assert_array_equal(np.load(target), np.full((3, 2), 7, np.float32))
+    with pytest.raises(ValueError), io.npy_writer(tmp_path / "n.npy", (3, 2), np.float32) as out:
+        raise ValueError
+    assert not (tmp_path / "n.npy").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy"]
+
+
+def write_events(path, rows):
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def test_read_events_accepts_a_good_table(tmp_path):
+    path = write_events(tmp_path / "e.tsv", {"label": ["rest", "face"], "run": [0, 0]})
+    events = io.read_events(path, n_volumes=2)
+    assert events["label"].tolist() == ["rest", "face"] and events["run"].tolist() == [0, 0]
+
+
+def test_read_events_wrong_length(tmp_path):
+    path = write_events(tmp_path / "e.tsv", {"label": ["rest"] * 3, "run": [0] * 3})
+    with pytest.raises(InputError) as info:
+        io.read_events(path, n_volumes=5)
+    message = str(info.value)
+    assert str(path) in message and "3 rows but the BOLD image has 5 volumes" in message
+
+
+@pytest.mark.parametrize("missing", ["label", "run"])
+def test_read_events_missing_column(tmp_path, missing):
+    columns = {"label": ["rest"], "run": [0]}
+    del columns[missing]
+    path = write_events(tmp_path / "e.tsv", columns)
+    with pytest.raises(InputError, match=rf"lacks the column\(s\) \['{missing}'\]"):
+        io.read_events(path)
+
+
+def test_read_events_bad_runs_and_labels(tmp_path):
+    path = write_events(tmp_path / "e.tsv", {"label": ["a", "b"], "run": [0, 1.5]})
+    with pytest.raises(InputError, match="whole numbers"):
+        io.read_events(path)
+    path = write_events(tmp_path / "f.tsv", {"label": ["a", None], "run": [0, 0]})
+    with pytest.raises(InputError, match="empty label"):
+        io.read_events(path)
+
+
+def test_json_round_trip_is_deterministic(tmp_path):
+    io.write_json({"b": 1, "a": [1, 2]}, tmp_path / "x.json")
+    assert (tmp_path / "x.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+    assert io.read_json(tmp_path / "x.json") == {"a": [1, 2], "b": 1}
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InputError, match="not valid JSON"):
+        io.read_json(tmp_path / "bad.json")

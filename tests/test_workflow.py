@@ -1,0 +1,200 @@
+"""The whole workflow on a tiny simulated config, and config validation.
+
+The run is done once per test session (module fixture) and checked against
+the committed manifest ``tests/data/tiny_manifest.txt``: the list of every
+file under ``data/`` and ``results/`` that the DAG must produce, like an
+fMRIPrep output manifest. When a rule is added, the manifest grows with it.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fmriflow import simulate
+
+from conftest import REPO, TINY_CONFIG, run_snakemake
+
+MANIFEST = REPO / "tests" / "data" / "tiny_manifest.txt"
+
+pytestmark = pytest.mark.workflow
+
+
+def produced_files(workdir):
+    files = []
+    for top in ("data", "results"):
+        files += [str(p.relative_to(workdir)) for p in (workdir / top).rglob("*") if p.is_file()]
+    return sorted(files)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = run_snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_outputs_match_the_manifest(tiny_run):
+    expected = [line for line in MANIFEST.read_text().splitlines() if line and line[0] != "#"]
+    assert produced_files(tiny_run) == expected
+
+
+def test_second_invocation_has_nothing_to_do(tiny_run):
+    result = run_snakemake(tiny_run, "--cores", "2", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_every_job_has_a_log_and_a_benchmark(tiny_run):
+    logs = {p.relative_to(tiny_run / "logs") for p in (tiny_run / "logs").rglob("*.log")}
+    benchmarks = {
+        p.relative_to(tiny_run / "logs" / "benchmark").with_suffix(".log")
+        for p in (tiny_run / "logs" / "benchmark").rglob("*.tsv")
+    }
+    assert logs and logs == benchmarks
+
+
+def test_cleaned_matrices_follow_the_masks(tiny_run):
+    import nibabel as nib
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    n_runs = config["datasets"]["simtask"]["simulate"]["task"]["n_runs"]
+    for subject in ("01", "02"):
+        folder = tiny_run / "results" / "simtask" / f"sub-{subject}"
+        mask = nib.load(folder / "mask.nii.gz").get_fdata() > 0
+        brain = nib.load(tiny_run / "data" / "simtask" / "brainmask.nii.gz").get_fdata() > 0
+        roi = nib.load(tiny_run / "data" / "simtask" / f"sub-{subject}" / "mask.nii.gz")
+        np.testing.assert_array_equal(mask, brain | (roi.get_fdata() > 0))
+        cleaned = np.load(folder / "clean.npy")
+        assert cleaned.dtype == np.float32 and cleaned.shape[1] == mask.sum()
+        runs = np.array_split(np.arange(cleaned.shape[0]), n_runs)
+        for rows in runs:
+            np.testing.assert_allclose(cleaned[rows].mean(0), 0, atol=1e-4)
+
+
+def test_simulated_data_are_those_of_the_library(tiny_run):
+    """The simulate rules write exactly what the library generates for that seed."""
+    import nibabel as nib
+
+    settings = yaml.safe_load(TINY_CONFIG.read_text())["datasets"]["simtask"]["simulate"]
+    task = settings["task"]
+    expected = simulate.simulate_task_subject(
+        1,
+        settings["seed"],
+        tuple(task["shape"]),
+        task["n_runs"],
+        2.5,
+        tuple(settings["snr"]),
+        block_volumes=task["block_volumes"],
+        rest_volumes=task["rest_volumes"],
+    )
+    bold = nib.load(tiny_run / "data" / "simtask" / "sub-02" / "bold.nii.gz")
+    np.testing.assert_array_equal(np.asarray(bold.dataobj), expected.bold)
+    assert bold.header.get_zooms()[3] == 2.5
+
+
+def write_config(tmp_path, mutate):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    mutate(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragments"),
+    [
+        (
+            lambda c: c["datasets"]["simtask"].update(colour="blue"),
+            ["datasets.simtask", "'colour' was unexpected"],
+        ),
+        (
+            lambda c: c["datasets"]["simtask"]["simulate"].update(n_subjects="three"),
+            ["datasets.simtask.simulate.n_subjects", "'three' is not of type 'integer'"],
+        ),
+        (
+            lambda c: c["datasets"]["simtask"].update(source="ftp"),
+            ["datasets.simtask.source", "'ftp' is not one of"],
+        ),
+        (
+            lambda c: c["datasets"]["simrest"]["preprocess"]["clean"].update(low_pass="fast"),
+            ["datasets.simrest.preprocess.clean.low_pass", "'fast' is not of type"],
+        ),
+        (
+            lambda c: c["datasets"].update(
+                haxby={"source": "fetch", "fetch": {"fetcher": "haxby", "subjects": [7]}}
+            ),
+            ["haxby", "unknown subject(s) ['7']", "fetch.subjects"],
+        ),
+    ],
+)
+def test_invalid_config_fails_before_any_job(tmp_path, mutate, fragments):
+    config = write_config(tmp_path, mutate)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = run_snakemake(workdir, "--cores", "1", configfile=config)
+    assert result.returncode != 0
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert not (workdir / "data").exists() and not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "present", "absent"),
+    [
+        ("config.yaml", "simulate_subject", "download"),
+        ("haxby.yaml", "import_download", "simulate_subject"),
+        ("rest.yaml", "import_download", "simulate_subject"),
+    ],
+)
+def test_shipped_configs_plan_only_their_own_datasets(tmp_path, name, present, absent):
+    """A --configfile replaces the default config; it is not merged with it."""
+    result = run_snakemake(tmp_path, "--dry-run", configfile=REPO / "config" / name)
+    assert result.returncode == 0, (name, result.stderr[-2000:])
+    assert present in result.stdout and absent not in result.stdout
+
+
+def test_lint_is_clean():
+    result = run_snakemake(REPO, "--lint", configfile=REPO / "config" / "config.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_failed_job_leaves_no_output(tmp_path):
+    """Bad input in the middle of the DAG: one message, no half-written file."""
+    workdir = tmp_path / "work"
+    result = run_snakemake(workdir, "--cores", "1", "data/simtask/sub-01/events.tsv")
+    assert result.returncode == 0, result.stderr
+    events = workdir / "data" / "simtask" / "sub-01" / "events.tsv"
+    lines = events.read_text().splitlines()
+    events.write_text("\n".join(lines[:-3]) + "\n")
+    result = run_snakemake(workdir, "--cores", "1", "results/simtask/sub-01/clean.npy")
+    assert result.returncode != 0
+    assert f"{len(lines) - 4} rows but the BOLD image has {len(lines) - 1} volumes" in (
+        result.stderr
+    )
+    assert not (workdir / "results" / "simtask" / "sub-01" / "clean.npy").exists()
+    leftovers = [p for p in (workdir / "results").rglob(".tmp-*")]
+    assert leftovers == []
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    marker = "<!-- test-command -->"
+    assert marker in readme, "README must mark its test command"
+    block = readme.split(marker, 1)[1].split("```", 2)[1]
+    command = [line for line in block.splitlines()[1:] if line.strip()][0].strip()
+    ci_lines = [line.strip() for line in ci.splitlines()]
+    assert command in ci_lines, (command, ci_lines)
+    assert ci_lines.index(command) == max(i for i, line in enumerate(ci_lines) if line), (
+        "the README's test command must be the last thing CI runs"
+    )
+
+
+def test_manifest_lists_only_relative_paths():
+    for line in MANIFEST.read_text().splitlines():
+        if line and line[0] != "#":
+            assert not Path(line).is_absolute() and line.split("/")[0] in ("data", "results")
