@@ -1,23 +1,26 @@
 """Import a lab's own files, described by path templates, into the canonical layout.
 
 Templates are Python format strings with ``{subject}`` and, for data stored
-one file per run as in BIDS and fMRIPrep derivatives, ``{run}``::
+one file per run as in BIDS and fMRIPrep derivatives, ``{run}`` (format
+specifications such as ``{run:02d}`` work with integer run labels; any
+other placeholder is an error)::
 
     bold: /data/derivatives/fmriprep/sub-{subject}/func/
           sub-{subject}_task-objects_run-{run}_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz
 
 Runs are concatenated in time (the canonical ``bold.nii.gz`` holds all runs)
 and numbered in ``events.tsv`` in the order of the configured ``runs``.
-Events may be given per volume (columns ``label`` and, optionally, ``run``)
-or as BIDS events (``onset``, ``duration``, ``trial_type``), which are
-turned into one label per volume: a volume acquired at time ``i * TR``
+Events may be given per volume (columns ``label`` and, optionally, ``run``;
+one table per run, or one for all the runs of a subject) or as BIDS
+events (``onset``, ``duration``, ``trial_type``), which are turned into
+one label per volume: a volume acquired at time ``i * TR``
 takes the ``trial_type`` of the event covering that time, or the rest label.
 fMRIPrep confounds (``desc-confounds_timeseries.tsv``) are read with the
 configured columns; their leading ``n/a`` (derivatives of the first
-volume) become 0.
+volume) become 0, any other ``n/a`` or text is an error. The lab's files
+are only read: a file taken as is is copied, never hard-linked.
 """
 
-import os
 import shutil
 from pathlib import Path
 from string import Formatter
@@ -227,7 +230,7 @@ def _per_volume_labels(path, n_volumes, what):
                 "events table column 'run' must hold whole numbers",
                 "Number the runs 0, 1, 2, … (or 1, 2, …), one value per volume",
             )
-        runs = runs.to_numpy().astype(int) + 1
+        runs = runs.to_numpy().astype(int)
     return frame["label"].astype(str).to_numpy(), runs
 
 
