@@ -22,15 +22,13 @@ from fmriflow.node import Node, Param, run
 
 def import_download(inputs, outputs, params, threads):
     description = read_description(inputs.description)
-    # From the command line, labels are read as YAML: 1 is an int.
-    subject = str(params.subject)
+    subject = params.subject
     if subject not in description["files"]:
         raise InputError(
             inputs.description,
             f"subject {subject!r} is not among the downloaded subjects "
             f"{list(description['files'])}",
-            "Give one of them; on the command line, quote labels with leading "
-            "zeros (--subject \"'0010042'\")",
+            "Give one of them",
         )
     files = description["files"][subject]
     for path in files.values():
@@ -57,7 +55,7 @@ NODE = Node(
     function=import_download,
     inputs={"description": "dataset.json written by the download rule"},
     outputs={"bold": "bold.nii.gz to write", "events": "events.tsv to write"},
-    params={"subject": Param("1", "subject label")},
+    params={"subject": Param("1", "subject label", type=str)},
 )
 
 if __name__ == "__main__":

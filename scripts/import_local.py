@@ -68,8 +68,7 @@ def check_subject(subject, settings):
         raise InputError(
             f"parameter subject: {subject!r}",
             f"not one of the dataset's subjects {subjects} (local.subjects)",
-            "Give a listed label; on the command line quote zero-padded "
-            "labels, which YAML reads as numbers: --subject \"'01'\"",
+            "Give one of the listed labels",
         )
     return str(subject)
 
@@ -82,7 +81,7 @@ NODE = Node(
     inputs={"description": "dataset.json written by describe_local"},
     outputs={"bold": "bold.nii.gz to write", "events": "events.tsv to write"},
     params={
-        "subject": Param("01", "subject label"),
+        "subject": Param("01", "subject label", type=str),
         "settings": Param(None, "the dataset's 'local' config section"),
     },
 )

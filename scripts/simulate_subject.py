@@ -54,7 +54,7 @@ NODE = Node(
     function=simulate_subject,
     inputs={"description": "dataset.json", "brain_mask": "dataset brain mask"},
     outputs={"bold": "bold.nii.gz to write", "events": "events.tsv to write"},
-    params={"subject": Param("01", "subject label")},
+    params={"subject": Param("01", "subject label", type=str)},
 )
 
 if __name__ == "__main__":

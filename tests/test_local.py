@@ -510,9 +510,8 @@ def run_node():
     def call(script, **options):
         argv = []
         for key, value in options.items():
-            # Paths as they are; parameter values as YAML (in JSON's flow
-            # style, so that a label such as "01" stays a string).
-            text = str(value) if isinstance(value, os.PathLike) else json.dumps(value)
+            # Paths and text as they are; other values as YAML (JSON's flow style).
+            text = str(value) if isinstance(value, str | os.PathLike) else json.dumps(value)
             argv += [f"--{key.replace('_', '-')}", text]
         node.run(load_script(script).NODE, argv=argv)
 
@@ -718,10 +717,29 @@ def test_import_missing_source_names_path_and_template(tmp_path, run_node, tree,
     assert not folder.exists() or not any(folder.iterdir())
 
 
-def test_import_unquoted_zero_padded_subject_is_a_clear_error(tmp_path, run_node, tree, capsys):
-    """YAML reads --subject 02 as the number 2; the node must not look for sub-2."""
+def test_zero_padded_subject_label_is_read_as_text(tmp_path, run_node, tree):
+    """--subject 02 means the label '02', not the number 2 (no sub-2 anywhere)."""
     _, templates, _ = tree
     folder = tmp_path / "sub-02"
+    node.run(
+        load_script("import_local").NODE,
+        argv=[
+            "--bold",
+            str(folder / "bold.nii.gz"),
+            "--events",
+            str(folder / "events.tsv"),
+            "--subject",
+            "02",
+            "--settings",
+            json.dumps(local_settings(templates)),
+        ],
+    )
+    assert (folder / "bold.nii.gz").exists() and not (tmp_path / "sub-2").exists()
+
+
+def test_unknown_subject_is_a_clear_error(tmp_path, tree, capsys):
+    _, templates, _ = tree
+    folder = tmp_path / "sub-07"
     with pytest.raises(SystemExit):
         node.run(
             load_script("import_local").NODE,
@@ -731,13 +749,13 @@ def test_import_unquoted_zero_padded_subject_is_a_clear_error(tmp_path, run_node
                 "--events",
                 str(folder / "events.tsv"),
                 "--subject",
-                "02",
+                "07",
                 "--settings",
                 json.dumps(local_settings(templates)),
             ],
         )
     err = capsys.readouterr().err
-    assert "not one of the dataset's subjects" in err and "sub-2" not in err
+    assert "'07'" in err and "not one of the dataset's subjects" in err
     assert not folder.exists()
 
 
@@ -773,7 +791,7 @@ def test_import_local_from_the_command_line(tmp_path, tree):
             "--events",
             str(folder / "events.tsv"),
             "--subject",
-            "'02'",
+            "02",
             "--settings",
             yaml.safe_dump(settings),
             "--log",

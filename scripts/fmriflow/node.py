@@ -34,10 +34,16 @@ logger = logging.getLogger("fmriflow")
 
 @dataclass
 class Param:
-    """A node parameter: its default and what it means."""
+    """A node parameter: its default, what it means, and how to read it.
+
+    On the command line a value is parsed as YAML (``4``, ``0.5``, ``null``,
+    ``[a, b]``) unless ``type`` is given, e.g. ``str`` for labels such as
+    ``01`` that YAML would read as numbers.
+    """
 
     default: object
     help: str
+    type: object = None
 
 
 @dataclass
@@ -122,7 +128,7 @@ def _parser(node):
             f"--{name.replace('_', '-')}",
             dest=f"param_{name}",
             metavar="VALUE",
-            type=yaml.safe_load,
+            type=param.type or yaml.safe_load,
             default=param.default,
             help=f"{param.help} (default: {param.default!r})",
         )

@@ -127,6 +127,7 @@ rule describe_local:
 
 rule import_local:
     input:
+        unpack(local_source_files),
         description="data/{dataset}/dataset.json",
     output:
         bold="data/{dataset}/sub-{subject}/bold.nii.gz",

@@ -79,7 +79,12 @@ def check_local_dataset(name):
             f"Invalid config at 'datasets.{name}.local.bold': a template of "
             "the BOLD images is required."
         )
-    problems = missing_files(settings, dataset_subjects(name))
+    from fmriflow.errors import InputError
+
+    try:
+        problems = missing_files(settings, dataset_subjects(name))
+    except InputError as exc:
+        raise WorkflowError(f"Invalid config in 'datasets.{name}.local': {exc}") from None
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
@@ -130,6 +135,15 @@ def local_settings(wildcards):
     settings = dict(DATASETS[wildcards.dataset]["local"])
     settings["subjects"] = [str(s) for s in settings["subjects"]]
     return settings
+
+
+def local_source_files(wildcards):
+    """A local subject's source files, so that Snakemake re-runs when they change."""
+    from fmriflow.local import subject_files
+
+    settings = local_settings(wildcards)
+    files = subject_files(settings, wildcards.subject)
+    return files
 
 
 def preprocess_settings(wildcards):

@@ -1,0 +1,531 @@
+"""Decoding with honest cross-validation (Varoquaux et al., 2017).
+
+* Classifiers are chosen by name from :data:`CLASSIFIERS`, never by
+  evaluating text from the config. Each is a scikit-learn ``Pipeline`` whose
+  last step is named ``clf``; ANOVA feature selection, when used, is a step
+  of that pipeline, so it is fitted inside each training fold.
+* Cross-validation splits by run (leave-one-run-out by default): volumes of
+  one run are temporally autocorrelated, so splitting volumes leaks.
+* A nested hyper-parameter search is a ``GridSearchCV`` with an inner
+  leave-one-run-out on the training runs only.
+* Permutation tests permute labels within runs (``sklearn``'s
+  ``permutation_test_score`` with ``groups``), keeping each run's class
+  balance and the temporal structure that the CV respects.
+* Every accuracy comes with its chance level: the accuracy of predicting the
+  training set's most frequent class on the test fold.
+* Weight maps come from a model refitted on all data *for display only*;
+  cross-validated scores never use it.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fmriflow.errors import InputError
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """A registry entry: how to build a classifier and what to tune."""
+
+    description: str
+    search_param: str
+    linear: bool
+
+
+CLASSIFIERS = {
+    "svc": ClassifierSpec("linear-kernel SVC (libsvm), as in the nilearn tutorial", "C", True),
+    "linear_svc": ClassifierSpec("linear SVM (liblinear, squared hinge)", "C", True),
+    "logreg_l1": ClassifierSpec("L1-penalized logistic regression (liblinear)", "C", True),
+    "logreg_l2": ClassifierSpec("L2-penalized logistic regression (lbfgs)", "C", True),
+    "ridge": ClassifierSpec("ridge classifier", "alpha", True),
+    "gnb": ClassifierSpec("Gaussian naive Bayes", "var_smoothing", False),
+    "anova_svc": ClassifierSpec(
+        "ANOVA F-test feature selection then linear-kernel SVC, as in Abraham et al. (2014)",
+        "C",
+        True,
+    ),
+}
+
+CV_SCHEMES = ("leave_one_run_out", "kfold_runs", "repeated_stratified_runs", "kfold_volumes")
+
+
+def make_classifier(name, seed=0, balance=False, feature_selection=None, n_classes=2):
+    """Build a registry classifier as a Pipeline whose last step is ``clf``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`CLASSIFIERS`.
+    seed : int
+        Random state of estimators that use one.
+    balance : bool
+        Weight classes inversely to their frequency (``class_weight``), or
+        uniform priors for Gaussian naive Bayes.
+    feature_selection : dict, optional
+        For ``anova_svc``: ``{"k": int}`` or ``{"percentile": float}``.
+    n_classes : int
+        Number of classes (for naive Bayes priors).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+    """
+    from sklearn.feature_selection import SelectKBest, SelectPercentile, f_classif
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import SVC, LinearSVC
+
+    if name not in CLASSIFIERS:
+        raise InputError(
+            f"classifier {name!r}",
+            "unknown classifier",
+            f"Choose one of {sorted(CLASSIFIERS)}",
+        )
+    weight = "balanced" if balance else None
+    if name in ("svc", "anova_svc"):
+        clf = SVC(kernel="linear", C=1.0, class_weight=weight)
+    elif name == "linear_svc":
+        clf = LinearSVC(C=1.0, class_weight=weight, random_state=seed, max_iter=10000)
+    elif name == "logreg_l1":
+        clf = LogisticRegression(
+            l1_ratio=1.0, solver="liblinear", C=1.0, class_weight=weight, random_state=seed
+        )
+    elif name == "logreg_l2":
+        clf = LogisticRegression(C=1.0, class_weight=weight, max_iter=5000)
+    elif name == "ridge":
+        clf = RidgeClassifier(alpha=1.0, class_weight=weight)
+    else:
+        clf = GaussianNB(priors=np.full(n_classes, 1.0 / n_classes) if balance else None)
+    steps = [("clf", clf)]
+    if name == "anova_svc":
+        selection = feature_selection or {"k": 500}
+        if "percentile" in selection:
+            selector = SelectPercentile(f_classif, percentile=selection["percentile"])
+        else:
+            selector = SelectKBest(f_classif, k=selection["k"])
+        steps.insert(0, ("anova", selector))
+    return Pipeline(steps)
+
+
+def with_search(pipeline, name, grid):
+    """Wrap a pipeline in a grid search with an inner leave-one-run-out.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        From :func:`make_classifier`.
+    name : str
+        Registry name (gives the parameter searched).
+    grid : list of float
+        Values of that parameter.
+
+    Returns
+    -------
+    sklearn.model_selection.GridSearchCV
+        To be fitted with ``groups`` (the training runs).
+    """
+    from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
+
+    param = f"clf__{CLASSIFIERS[name].search_param}"
+    return GridSearchCV(pipeline, {param: list(grid)}, cv=LeaveOneGroupOut(), scoring="accuracy")
+
+
+def make_cv(scheme, n_splits=5, n_repeats=10, seed=0, allow_leaky=False):
+    """A cross-validation splitter over runs.
+
+    Parameters
+    ----------
+    scheme : str
+        ``leave_one_run_out``; ``kfold_runs`` (``GroupKFold``);
+        ``repeated_stratified_runs`` (``n_repeats`` shuffled
+        ``StratifiedGroupKFold``); ``kfold_volumes`` (plain ``KFold`` over
+        volumes: neighbouring volumes leak, refused unless ``allow_leaky``).
+    n_splits, n_repeats : int
+        Folds and repeats where they apply.
+    seed : int
+        Shuffling seed.
+    allow_leaky : bool
+        Accept ``kfold_volumes`` (e.g. to reproduce older analyses).
+
+    Returns
+    -------
+    splitter
+        An object with ``split(X, y, groups)``.
+    """
+    from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
+
+    if scheme == "leave_one_run_out":
+        return LeaveOneGroupOut()
+    if scheme == "kfold_runs":
+        return GroupKFold(n_splits=n_splits)
+    if scheme == "repeated_stratified_runs":
+        return RepeatedStratifiedGroupKFold(n_splits, n_repeats, seed)
+    if scheme == "kfold_volumes":
+        if not allow_leaky:
+            raise InputError(
+                "config key cv.scheme: kfold_volumes",
+                "a k-fold over volumes puts neighbouring, autocorrelated volumes of "
+                "the same run in training and test sets, which inflates accuracy",
+                "Use leave_one_run_out, kfold_runs or repeated_stratified_runs; set "
+                "cv.allow_leaky: true only to reproduce an analysis that did this",
+            )
+        return KFold(n_splits=n_splits)
+    raise InputError(
+        f"config key cv.scheme: {scheme}", "unknown scheme", f"Choose one of {CV_SCHEMES}"
+    )
+
+
+class RepeatedStratifiedGroupKFold:
+    """Repeated, shuffled ``StratifiedGroupKFold``: random splits of runs.
+
+    Parameters
+    ----------
+    n_splits : int
+        Folds per repeat.
+    n_repeats : int
+        Number of repeats, each with its own shuffling.
+    seed : int
+        Seed of the first repeat; repeat ``r`` uses ``seed + r``.
+    """
+
+    def __init__(self, n_splits=5, n_repeats=10, seed=0):
+        self.n_splits = n_splits
+        self.n_repeats = n_repeats
+        self.seed = seed
+
+    def split(self, X, y=None, groups=None):
+        """Yield train and test indices for every fold of every repeat."""
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        for repeat in range(self.n_repeats):
+            splitter = StratifiedGroupKFold(
+                self.n_splits, shuffle=True, random_state=self.seed + repeat
+            )
+            yield from splitter.split(X, y, groups)
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Total number of folds."""
+        return self.n_splits * self.n_repeats
+
+
+def select_target(events, labels, path, rest_label="rest", drop_incomplete_runs=False):
+    """Rows, labels and runs of the volumes a decoding analysis uses.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        Canonical events (``label``, ``run``), one row per volume.
+    labels : list of str or "all"
+        The classes; ``"all"`` means every label except ``rest_label``.
+    path : str
+        The events file, for messages.
+    rest_label : str
+        Label of rest volumes.
+    drop_incomplete_runs : bool
+        Leave out runs that lack one of the classes instead of stopping.
+
+    Returns
+    -------
+    rows : numpy.ndarray of int
+        Volume indices used.
+    y : numpy.ndarray of str
+    runs : numpy.ndarray of int
+    dropped : list
+        Runs left out (with ``drop_incomplete_runs``).
+    """
+    available = sorted(set(events["label"]) - {rest_label})
+    classes = available if labels == "all" else [str(c) for c in labels]
+    unknown = [c for c in classes if c not in set(events["label"])]
+    if unknown:
+        raise InputError(
+            path,
+            f"label(s) {unknown} not found; labels present: {available}",
+            "Fix the analysis' target in the config",
+        )
+    if len(set(classes)) < 2:
+        raise InputError(
+            path, f"target {classes} has fewer than two classes", "Name at least two labels"
+        )
+    rows = np.flatnonzero(events["label"].isin(classes).to_numpy())
+    y = events["label"].to_numpy()[rows].astype(str)
+    runs = events["run"].to_numpy()[rows]
+    incomplete = [
+        int(run) for run in np.unique(runs) if len(np.unique(y[runs == run])) < len(classes)
+    ]
+    if incomplete and not drop_incomplete_runs:
+        run = incomplete[0]
+        present = sorted(set(y[runs == run]))
+        raise InputError(
+            path,
+            f"run {run} has only {present} among the classes {classes} "
+            f"({len(incomplete)} run(s) are incomplete: {incomplete})",
+            "Every test run needs every class for an unbiased score; set "
+            "drop_incomplete_runs: true for this analysis to leave such runs out",
+        )
+    keep = ~np.isin(runs, incomplete)
+    if len(np.unique(runs[keep])) < 2:
+        raise InputError(
+            path,
+            "fewer than two runs contain every class",
+            "Cross-validation by run needs at least two complete runs",
+        )
+    return rows[keep], y[keep], runs[keep], incomplete
+
+
+def chance_accuracy(y_train, y_test):
+    """Accuracy of always predicting the training set's most frequent class."""
+    values, counts = np.unique(y_train, return_counts=True)
+    majority = values[np.argmax(counts)]
+    return float(np.mean(np.asarray(y_test) == majority))
+
+
+def _fit_fold(estimator, X, y, runs, train, test, search):
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    model = clone(estimator)
+    if search:
+        model.fit(X[train], y[train], groups=runs[train])
+        best = {k.split("__", 1)[1]: v for k, v in model.best_params_.items()}
+    else:
+        model.fit(X[train], y[train])
+        best = {}
+    predicted = model.predict(X[test])
+    return {
+        "n_train": int(train.size),
+        "n_test": int(test.size),
+        "test_runs": " ".join(str(r) for r in np.unique(runs[test])),
+        "accuracy": float(accuracy_score(y[test], predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(y[test], predicted)),
+        "chance": chance_accuracy(y[train], y[test]),
+        "chance_balanced": 1.0 / len(np.unique(y)),
+        "best_params": best,
+        "predicted": predicted,
+    }
+
+
+def cross_validate(X, y, runs, estimator, cv, search=False, n_jobs=1):
+    """Cross-validated predictions and per-fold scores.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n_samples, n_features)
+    y : numpy.ndarray
+    runs : numpy.ndarray
+        Run of each sample (the CV groups).
+    estimator : sklearn estimator
+        From :func:`make_classifier` or :func:`with_search`.
+    cv : splitter
+        From :func:`make_cv`.
+    search : bool
+        Whether ``estimator`` is a grid search (fitted with the training runs).
+    n_jobs : int
+        Folds fitted in parallel.
+
+    Returns
+    -------
+    folds : pandas.DataFrame
+        One row per fold: ``fold``, ``test_runs``, ``n_train``, ``n_test``,
+        ``accuracy``, ``balanced_accuracy``, ``chance``, ``chance_balanced``
+        and, for a search, the chosen parameters.
+    predictions : pandas.DataFrame
+        One row per test sample and fold: ``fold``, ``sample``, ``run``,
+        ``true``, ``predicted``.
+    """
+    from joblib import Parallel, delayed
+
+    splits = list(cv.split(X, y, runs))
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_fold)(estimator, X, y, runs, train, test, search) for train, test in splits
+    )
+    fold_rows, prediction_rows = [], []
+    for fold, ((_, test), result) in enumerate(zip(splits, results, strict=True)):
+        row = {"fold": fold} | {
+            k: v for k, v in result.items() if k not in ("best_params", "predicted")
+        }
+        row |= {f"best_{k}": v for k, v in result["best_params"].items()}
+        fold_rows.append(row)
+        prediction_rows.append(
+            pd.DataFrame(
+                {
+                    "fold": fold,
+                    "sample": test,
+                    "run": runs[test],
+                    "true": y[test],
+                    "predicted": result["predicted"],
+                }
+            )
+        )
+    return pd.DataFrame(fold_rows), pd.concat(prediction_rows, ignore_index=True)
+
+
+def permutation_test(X, y, runs, estimator, cv, n_permutations, seed, search=False, n_jobs=1):
+    """P-value of the mean CV accuracy, permuting labels within runs.
+
+    Returns
+    -------
+    score : float
+        Mean fold accuracy on the true labels.
+    null : numpy.ndarray
+        Mean fold accuracies on permuted labels.
+    p_value : float
+        ``(1 + #{null >= score}) / (1 + n_permutations)``.
+    """
+    from sklearn.model_selection import permutation_test_score
+
+    params = {"groups": runs} if search else None
+    score, null, p_value = permutation_test_score(
+        estimator,
+        X,
+        y,
+        groups=runs,
+        cv=cv,
+        n_permutations=n_permutations,
+        random_state=seed,
+        scoring="accuracy",
+        n_jobs=n_jobs,
+        params=params,
+    )
+    return float(score), np.asarray(null), float(p_value)
+
+
+def display_weights(estimator, X, y, name):
+    """Per-voxel weights of a model refitted on all data, for display only.
+
+    Parameters
+    ----------
+    estimator : sklearn.pipeline.Pipeline
+        From :func:`make_classifier` (without search).
+    X, y : numpy.ndarray
+        All samples of the analysis.
+    name : str
+        Registry name.
+
+    Returns
+    -------
+    maps : numpy.ndarray, shape (n_maps, n_features)
+        Binary: one map, positive for the second class (``classes[1]``).
+        Multiclass: one map per class (one-vs-rest). Zero outside the
+        voxels selected by ANOVA. For Gaussian naive Bayes, the difference
+        of class means divided by the pooled standard deviation.
+    names : list of str
+        A title per map.
+    """
+    from sklearn.base import clone
+
+    classes = np.unique(y)
+    if len(classes) == 2:
+        model = clone(estimator).fit(X, y)
+        maps = _pipeline_weights(model, X.shape[1], classes)[:1]
+        return maps, [f"{classes[1]} vs {classes[0]}"]
+    if name in ("svc", "anova_svc"):
+        # libsvm is one-vs-one: refit one-vs-rest to get one map per class.
+        binary = np.array([0, 1])
+        maps = np.vstack(
+            [
+                _pipeline_weights(
+                    clone(estimator).fit(X, (y == c).astype(int)), X.shape[1], binary
+                )
+                for c in classes
+            ]
+        )
+    else:
+        maps = _pipeline_weights(clone(estimator).fit(X, y), X.shape[1], classes)
+    return maps, [f"{c} vs rest" for c in classes]
+
+
+def _pipeline_weights(model, n_features, classes):
+    clf = model.named_steps["clf"]
+    if hasattr(clf, "coef_"):
+        coef = np.atleast_2d(clf.coef_)
+    else:
+        pooled = np.sqrt(clf.var_.mean(axis=0))
+        if len(classes) == 2:
+            coef = ((clf.theta_[1] - clf.theta_[0]) / pooled)[None]
+        else:
+            coef = (clf.theta_ - clf.theta_.mean(axis=0)) / pooled
+    full = np.zeros((coef.shape[0], n_features))
+    if "anova" in model.named_steps:
+        full[:, model.named_steps["anova"].get_support()] = coef
+    else:
+        full[:] = coef
+    return full
+
+
+def summarize(folds, classes, permutation=None):
+    """Summary of a cross-validated decoding analysis (for ``summary.json``)."""
+    summary = {
+        "accuracy_mean": float(folds["accuracy"].mean()),
+        "accuracy_std": float(folds["accuracy"].std(ddof=0)),
+        "balanced_accuracy_mean": float(folds["balanced_accuracy"].mean()),
+        "balanced_accuracy_std": float(folds["balanced_accuracy"].std(ddof=0)),
+        "chance": float(folds["chance"].mean()),
+        "chance_balanced": 1.0 / len(classes),
+        "n_folds": int(len(folds)),
+        "n_samples": int(folds["n_test"].sum()),
+        "classes": [str(c) for c in classes],
+    }
+    best = [c for c in folds.columns if c.startswith("best_")]
+    if best:
+        summary["best_params_per_fold"] = folds[best].to_dict(orient="list")
+    if permutation is not None:
+        score, null, p_value = permutation
+        summary["permutation"] = {
+            "score": score,
+            "p_value": p_value,
+            "n_permutations": int(len(null)),
+            "null_mean": float(np.mean(null)),
+            "null_std": float(np.std(null)),
+        }
+    return summary
+
+
+def binomial_chance_interval(n_samples, chance, level=0.95):
+    """Interval of accuracies compatible with chance for ``n_samples`` predictions."""
+    from scipy.stats import binom
+
+    low, high = binom.interval(level, n_samples, chance)
+    return low / n_samples, high / n_samples
+
+
+def group_test(accuracies, chances):
+    """One-sided tests across subjects of accuracy above chance.
+
+    Parameters
+    ----------
+    accuracies, chances : array-like
+        Per-subject mean accuracy and chance level.
+
+    Returns
+    -------
+    dict
+        ``t``, ``p_value`` (one-sample t-test of accuracy - chance > 0),
+        ``wilcoxon_p_value`` (signed-rank, when there are enough subjects)
+        and the means.
+    """
+    from scipy import stats
+
+    differences = np.asarray(accuracies) - np.asarray(chances)
+    result = {
+        "n_subjects": int(differences.size),
+        "accuracy_mean": float(np.mean(accuracies)),
+        "chance_mean": float(np.mean(chances)),
+    }
+    if differences.size >= 2 and np.std(differences) > 0:
+        test = stats.ttest_1samp(differences, 0.0, alternative="greater")
+        result |= {
+            "t": float(test.statistic),
+            "df": int(differences.size - 1),
+            "p_value": float(test.pvalue),
+        }
+    else:
+        result |= {"t": None, "df": None, "p_value": None}
+    nonzero = differences[differences != 0]
+    if nonzero.size >= 5:
+        result["wilcoxon_p_value"] = float(stats.wilcoxon(nonzero, alternative="greater").pvalue)
+    else:
+        result["wilcoxon_p_value"] = None
+    return result

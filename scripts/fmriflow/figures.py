@@ -1,0 +1,122 @@
+"""Figures for the report: brain maps with nilearn's plotting, tables with matplotlib.
+
+Every function writes one PNG atomically and closes its figure. The
+non-interactive Agg backend is used, so figures render on cluster nodes.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fmriflow.io import atomic_output  # noqa: E402
+
+#: PNG metadata without version or date, so re-runs give the same bytes.
+PNG_METADATA = {"Software": None}
+
+
+def save_figure(figure, path, dpi=100):
+    """Save a matplotlib figure as PNG atomically and close it."""
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, format="png", metadata=PNG_METADATA)
+    plt.close(figure)
+
+
+def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=None):
+    """One row per volume of a 4D image, over a background (nilearn ``plot_stat_map``).
+
+    Parameters
+    ----------
+    maps_img : nibabel.Nifti1Image
+        3D or 4D image of the maps.
+    background_img : nibabel.Nifti1Image or None
+        Anatomy or mean EPI shown underneath.
+    titles : list of str
+        One per map.
+    path : str or pathlib.Path
+        PNG to write.
+    symmetric : bool
+        Colour scale symmetric around zero (weights) or not (accuracies).
+    threshold : float, optional
+        Values with a smaller magnitude are not shown.
+    """
+    from nilearn import image, plotting
+
+    maps = list(image.iter_img(maps_img)) if len(maps_img.shape) == 4 else [maps_img]
+    figure = plt.figure(figsize=(9, 2.6 * len(maps)))
+    for row, (volume, title) in enumerate(zip(maps, titles, strict=True)):
+        axes = figure.add_subplot(len(maps), 1, row + 1)
+        data = np.asanyarray(volume.dataobj)
+        vmax = float(np.max(np.abs(data))) or 1.0
+        plotting.plot_stat_map(
+            volume,
+            bg_img=background_img if background_img is not None else False,
+            axes=axes,
+            title=title,
+            display_mode="ortho",
+            cut_coords=_peak_coords(volume),
+            symmetric_cbar=symmetric,
+            vmax=vmax,
+            threshold=threshold,
+            cmap="RdBu_r" if symmetric else "hot",
+            draw_cross=False,
+            black_bg=False,
+        )
+    save_figure(figure, path)
+
+
+def _peak_coords(volume):
+    """World coordinates of the voxel with the largest magnitude."""
+    data = np.abs(np.asanyarray(volume.dataobj))
+    ijk = np.unravel_index(np.argmax(data), data.shape)
+    return tuple(float(c) for c in volume.affine[:3, :3] @ np.asarray(ijk) + volume.affine[:3, 3])
+
+
+def plot_confusion(matrix, classes, path, title):
+    """A confusion matrix (rows: true, columns: predicted) as a heat map."""
+    matrix = np.asarray(matrix, dtype=float)
+    fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 1.2 + 0.6 * len(classes)
+    figure, axes = plt.subplots(figsize=(size + 1.5, size))
+    image = axes.imshow(fractions, vmin=0, vmax=1, cmap="viridis")
+    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    for (i, j), value in np.ndenumerate(matrix):
+        colour = "black" if fractions[i, j] > 0.5 else "white"
+        axes.text(j, i, f"{int(value)}", ha="center", va="center", color=colour, fontsize=8)
+    figure.colorbar(image, ax=axes, label="fraction of true class")
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def plot_group_accuracies(table, path, title):
+    """Per-subject accuracy (mean and spread over folds) with each subject's chance level.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``subject``, ``accuracy``, ``accuracy_std``, ``chance``.
+    path : str or pathlib.Path
+        PNG to write.
+    title : str
+        Figure title (the group test result, typically).
+    """
+    figure, axes = plt.subplots(figsize=(max(4, 0.6 * len(table) + 2), 3.5))
+    x = np.arange(len(table))
+    axes.errorbar(
+        x, table["accuracy"], yerr=table["accuracy_std"], fmt="o", color="C0", label="accuracy"
+    )
+    axes.scatter(x, table["chance"], marker="_", s=400, color="k", label="chance")
+    axes.axhline(float(np.mean(table["chance"])), color="k", lw=0.8, ls="--")
+    axes.set_xticks(x, [f"sub-{s}" for s in table["subject"]], rotation=45, ha="right")
+    axes.set_ylim(0, 1.02)
+    axes.set_ylabel("cross-validated accuracy")
+    axes.set_title(title, fontsize=9)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, path)

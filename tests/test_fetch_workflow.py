@@ -1,0 +1,183 @@
+"""The fetch configs as workflows: Snakemake on the stand-ins, network blocked.
+
+Every Python process (Snakemake and each job it starts) imports a
+``sitecustomize`` placed first on ``PYTHONPATH`` that makes socket
+connections and name lookups fail and records them, so these tests show
+that the Haxby and ADHD configs plan, and Haxby runs, without touching the
+network once the files are in nilearn's download folder.
+"""
+
+import os
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+from nilearn.datasets.func import adhd_ids
+from scipy.signal import detrend
+
+import standins
+from conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+SITECUSTOMIZE = '''\
+"""Test harness: no network for this process (written by test_fetch_workflow.py)."""
+
+import os
+import socket
+import sys
+
+_LOG = os.environ["FMRIFLOW_TEST_NETWORK_LOG"]
+
+
+def _record(line):
+    with open(_LOG, "a") as handle:
+        handle.write(line + "\\n")
+
+
+_record(f"started {os.getpid()} {sys.argv!r}")
+
+
+class NetworkBlockedError(ConnectionRefusedError):
+    """Raised instead of any network access."""
+
+
+def _blocker(kind, original):
+    def blocked(*args, **kwargs):
+        if kind == "connect" and args[0].family == socket.AF_UNIX:
+            return original(*args, **kwargs)
+        _record(f"BLOCKED {kind} {args[1:] if kind == 'connect' else args!r} in {sys.argv!r}")
+        raise NetworkBlockedError(f"network access blocked in tests: {kind}")
+
+    return blocked
+
+
+socket.socket.connect = _blocker("connect", socket.socket.connect)
+socket.socket.connect_ex = _blocker("connect_ex", socket.socket.connect_ex)
+socket.create_connection = _blocker("create_connection", socket.create_connection)
+socket.getaddrinfo = _blocker("getaddrinfo", socket.getaddrinfo)
+'''
+
+
+@pytest.fixture
+def offline_env(tmp_path):
+    """Environment whose Python processes cannot reach the network; yields (env, log)."""
+    site = tmp_path / "offline-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    log = tmp_path / "network.log"
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+        "FMRIFLOW_TEST_NETWORK_LOG": str(log),
+    }
+    yield env, log
+    lines = log.read_text().splitlines() if log.exists() else []
+    assert lines, "the offline sitecustomize was not loaded"
+    blocked = [line for line in lines if line.startswith("BLOCKED")]
+    assert not blocked, "network access was attempted:\n" + "\n".join(blocked)
+
+
+def snakemake(env, workdir, configfile, *args):
+    result = run_snakemake(workdir, *args, configfile=configfile, timeout=300, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(result.args)} failed:\n{output[-5000:]}"
+    return output
+
+
+def planned_jobs(output):
+    """(rule, dataset, subject) of every job in a dry run's output."""
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", output):
+        match = re.match(r"rule (\w+):", block)
+        if not match:
+            continue
+        wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", _line(block, "wildcards:")))
+        jobs.append((match.group(1), wildcards.get("dataset"), wildcards.get("subject")))
+    return jobs
+
+
+def _line(block, key):
+    found = re.search(rf"^\s*{key}(.*)$", block, flags=re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+@pytest.mark.parametrize(
+    ("config", "dataset", "subjects"),
+    [
+        (
+            "haxby.yaml",
+            "haxby",
+            lambda fetch: [str(s) for s in fetch["subjects"]],
+        ),
+        ("rest.yaml", "adhd", lambda fetch: list(adhd_ids())[: fetch["subjects"]]),
+    ],
+)
+def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, subjects):
+    env, _ = offline_env
+    downloads = tmp_path / "downloads"
+    standins.make_haxby(downloads, subjects=(1,))
+    standins.make_adhd(downloads, subjects=1)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    configfile = REPO / "config" / config
+    output = snakemake(env, workdir, configfile, "-n", "--config", f"download_dir={downloads}")
+
+    settings = yaml.safe_load(configfile.read_text())["datasets"][dataset]["fetch"]
+    expected_subjects = subjects(settings)
+    jobs = planned_jobs(output)
+    assert sorted(j for j in jobs if j[0] == "download") == [("download", dataset, None)]
+    for rule in ("import_download", "mask", "clean"):
+        planned = sorted(s for r, d, s in jobs if r == rule and d == dataset)
+        assert planned == sorted(expected_subjects), rule
+    assert {r for r, _, _ in jobs} == {"download", "import_download", "mask", "clean", "all"}
+    assert not list(workdir.glob("data/*/dataset.json")), "a dry run must not download"
+
+
+def test_haxby_runs_offline_on_standins(offline_env, tmp_path):
+    env, log = offline_env
+    downloads = tmp_path / "downloads"
+    standins.make_haxby(downloads, subjects=(1, 6))
+    config = yaml.safe_load((REPO / "config" / "haxby.yaml").read_text())
+    config["download_dir"] = str(downloads)
+    # Subject 6 (no anatomy) first: nilearn's lists must still be matched up.
+    config["datasets"]["haxby"]["fetch"]["subjects"] = [6, 1]
+    configfile = tmp_path / "haxby-standins.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    snakemake(env, workdir, configfile, "--cores", "2")
+
+    started = [line for line in log.read_text().splitlines() if line.startswith("started")]
+    for script in ("download", "import_download", "mask", "clean"):
+        pattern = re.compile(rf"[/.]{script}\.py'")
+        assert any(pattern.search(line) for line in started), f"{script} ran without the block"
+    for subject in ("1", "6"):
+        source = downloads / "haxby2001" / f"subj{subject}"
+        results = workdir / "results" / "haxby" / f"sub-{subject}"
+        clean = np.load(results / "clean.npy")
+
+        # Reference: the downloaded BOLD in the mask used, detrended and
+        # z-scored (n - 1) run by run, with numpy/scipy instead of nilearn.
+        mask = nib.load(results / "mask.nii.gz").get_fdata() != 0
+        bold = nib.load(source / "bold.nii.gz").get_fdata()[mask].T
+        lines = (source / "labels.txt").read_text().split("\n")[1:]
+        runs = np.array([int(line.split()[1]) for line in lines if line.strip()])
+        expected = np.empty_like(bold)
+        for run in np.unique(runs):
+            block = detrend(bold[runs == run], axis=0)
+            expected[runs == run] = block / block.std(axis=0, ddof=1)
+        assert clean.shape == expected.shape
+        np.testing.assert_allclose(clean, expected, atol=2e-4)
+
+        vt = nib.load(source / "mask4_vt.nii.gz").get_fdata() != 0
+        assert np.all(mask[vt]), "include_roi: every VT voxel is kept"
+        data = workdir / "data" / "haxby" / f"sub-{subject}"
+        assert (data / "anat.nii.gz").exists() == (subject != "6")
+
+    # Everything is up to date: a second plan has nothing to do.
+    again = snakemake(env, workdir, configfile, "-n")
+    assert "Nothing to be done" in again
