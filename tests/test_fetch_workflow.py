@@ -132,7 +132,12 @@ def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, sub
     for rule in ("import_download", "mask", "clean"):
         planned = sorted(s for r, d, s in jobs if r == rule and d == dataset)
         assert planned == sorted(expected_subjects), rule
-    assert {r for r, _, _ in jobs} == {"download", "import_download", "mask", "clean", "all"}
+    rules = {r for r, _, _ in jobs}
+    assert {"download", "import_download", "mask", "clean", "all"} <= rules
+    analyses = yaml.safe_load(configfile.read_text()).get("decoding", [])
+    assert rules - {"download", "import_download", "mask", "clean", "all"} == (
+        {"decode", "decode_group"} if analyses else set()
+    )
     assert not list(workdir.glob("data/*/dataset.json")), "a dry run must not download"
 
 
@@ -144,6 +149,8 @@ def test_haxby_runs_offline_on_standins(offline_env, tmp_path):
     config["download_dir"] = str(downloads)
     # Subject 6 (no anatomy) first: nilearn's lists must still be matched up.
     config["datasets"]["haxby"]["fetch"]["subjects"] = [6, 1]
+    for analysis in config["decoding"]:  # the tutorial's analyses, fewer permutations
+        analysis["permutations"] = min(analysis.get("permutations", 0), 10)
     configfile = tmp_path / "haxby-standins.yaml"
     configfile.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
@@ -152,7 +159,7 @@ def test_haxby_runs_offline_on_standins(offline_env, tmp_path):
     snakemake(env, workdir, configfile, "--cores", "2")
 
     started = [line for line in log.read_text().splitlines() if line.startswith("started")]
-    for script in ("download", "import_download", "mask", "clean"):
+    for script in ("download", "import_download", "mask", "clean", "decode", "decode_group"):
         pattern = re.compile(rf"[/.]{script}\.py'")
         assert any(pattern.search(line) for line in started), f"{script} ran without the block"
     for subject in ("1", "6"):

@@ -51,7 +51,9 @@ CLASSIFIERS = {
 CV_SCHEMES = ("leave_one_run_out", "kfold_runs", "repeated_stratified_runs", "kfold_volumes")
 
 
-def make_classifier(name, seed=0, balance=False, feature_selection=None, n_classes=2):
+def make_classifier(
+    name, seed=0, balance=False, feature_selection=None, n_classes=2, n_features=None
+):
     """Build a registry classifier as a Pipeline whose last step is ``clf``.
 
     Parameters
@@ -64,9 +66,12 @@ def make_classifier(name, seed=0, balance=False, feature_selection=None, n_class
         Weight classes inversely to their frequency (``class_weight``), or
         uniform priors for Gaussian naive Bayes.
     feature_selection : dict, optional
-        For ``anova_svc``: ``{"k": int}`` or ``{"percentile": float}``.
+        For ``anova_svc``: ``{"method": "k" or "percentile", "value": number}``
+        (default: the 500 best voxels, or all of them if there are fewer).
     n_classes : int
         Number of classes (for naive Bayes priors).
+    n_features : int, optional
+        Number of voxels; ANOVA's ``k`` is capped at it.
 
     Returns
     -------
@@ -74,6 +79,7 @@ def make_classifier(name, seed=0, balance=False, feature_selection=None, n_class
     """
     from sklearn.feature_selection import SelectKBest, SelectPercentile, f_classif
     from sklearn.linear_model import LogisticRegression, RidgeClassifier
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.naive_bayes import GaussianNB
     from sklearn.pipeline import Pipeline
     from sklearn.svm import SVC, LinearSVC
@@ -93,6 +99,8 @@ def make_classifier(name, seed=0, balance=False, feature_selection=None, n_class
         clf = LogisticRegression(
             l1_ratio=1.0, solver="liblinear", C=1.0, class_weight=weight, random_state=seed
         )
+        # liblinear is binary: one L1 model per class (one-vs-rest), as it used to do.
+        clf = OneVsRestClassifier(clf)
     elif name == "logreg_l2":
         clf = LogisticRegression(C=1.0, class_weight=weight, max_iter=5000)
     elif name == "ridge":
@@ -101,11 +109,12 @@ def make_classifier(name, seed=0, balance=False, feature_selection=None, n_class
         clf = GaussianNB(priors=np.full(n_classes, 1.0 / n_classes) if balance else None)
     steps = [("clf", clf)]
     if name == "anova_svc":
-        selection = feature_selection or {"k": 500}
-        if "percentile" in selection:
-            selector = SelectPercentile(f_classif, percentile=selection["percentile"])
+        selection = {"method": "k", "value": 500} | (feature_selection or {})
+        if selection["method"] == "percentile":
+            selector = SelectPercentile(f_classif, percentile=min(float(selection["value"]), 100))
         else:
-            selector = SelectKBest(f_classif, k=selection["k"])
+            k = int(selection["value"])
+            selector = SelectKBest(f_classif, k=k if n_features is None else min(k, n_features))
         steps.insert(0, ("anova", selector))
     return Pipeline(steps)
 
@@ -129,7 +138,8 @@ def with_search(pipeline, name, grid):
     """
     from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 
-    param = f"clf__{CLASSIFIERS[name].search_param}"
+    inner = "estimator__" if name == "logreg_l1" else ""
+    param = f"clf__{inner}{CLASSIFIERS[name].search_param}"
     return GridSearchCV(pipeline, {param: list(grid)}, cv=LeaveOneGroupOut(), scoring="accuracy")
 
 
@@ -257,7 +267,7 @@ def select_target(events, labels, path, rest_label="rest", drop_incomplete_runs=
     ]
     if incomplete and not drop_incomplete_runs:
         run = incomplete[0]
-        present = sorted(set(y[runs == run]))
+        present = sorted(str(c) for c in set(y[runs == run]))
         raise InputError(
             path,
             f"run {run} has only {present} among the classes {classes} "
@@ -289,7 +299,7 @@ def _fit_fold(estimator, X, y, runs, train, test, search):
     model = clone(estimator)
     if search:
         model.fit(X[train], y[train], groups=runs[train])
-        best = {k.split("__", 1)[1]: v for k, v in model.best_params_.items()}
+        best = {k.rsplit("__", 1)[1]: v for k, v in model.best_params_.items()}
     else:
         model.fit(X[train], y[train])
         best = {}
@@ -338,7 +348,8 @@ def cross_validate(X, y, runs, estimator, cv, search=False, n_jobs=1):
     from joblib import Parallel, delayed
 
     splits = list(cv.split(X, y, runs))
-    results = Parallel(n_jobs=n_jobs)(
+    # Threads: libsvm and liblinear release the GIL, and threads share the data.
+    results = Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(_fit_fold)(estimator, X, y, runs, train, test, search) for train, test in splits
     )
     fold_rows, prediction_rows = [], []
@@ -374,21 +385,23 @@ def permutation_test(X, y, runs, estimator, cv, n_permutations, seed, search=Fal
     p_value : float
         ``(1 + #{null >= score}) / (1 + n_permutations)``.
     """
+    from joblib import parallel_config
     from sklearn.model_selection import permutation_test_score
 
     params = {"groups": runs} if search else None
-    score, null, p_value = permutation_test_score(
-        estimator,
-        X,
-        y,
-        groups=runs,
-        cv=cv,
-        n_permutations=n_permutations,
-        random_state=seed,
-        scoring="accuracy",
-        n_jobs=n_jobs,
-        params=params,
-    )
+    with parallel_config(backend="threading"):
+        score, null, p_value = permutation_test_score(
+            estimator,
+            X,
+            y,
+            groups=runs,
+            cv=cv,
+            n_permutations=n_permutations,
+            random_state=seed,
+            scoring="accuracy",
+            n_jobs=n_jobs,
+            params=params,
+        )
     return float(score), np.asarray(null), float(p_value)
 
 
@@ -439,7 +452,9 @@ def display_weights(estimator, X, y, name):
 
 def _pipeline_weights(model, n_features, classes):
     clf = model.named_steps["clf"]
-    if hasattr(clf, "coef_"):
+    if hasattr(clf, "estimators_"):
+        coef = np.vstack([estimator.coef_ for estimator in clf.estimators_])
+    elif hasattr(clf, "coef_"):
         coef = np.atleast_2d(clf.coef_)
     else:
         pooled = np.sqrt(clf.var_.mean(axis=0))

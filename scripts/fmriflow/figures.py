@@ -4,6 +4,8 @@ Every function writes one PNG atomically and closes its figure. The
 non-interactive Agg backend is used, so figures render on cluster nodes.
 """
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -116,7 +118,7 @@ def plot_group_accuracies(table, path, title):
     axes.set_xticks(x, [f"sub-{s}" for s in table["subject"]], rotation=45, ha="right")
     axes.set_ylim(0, 1.02)
     axes.set_ylabel("cross-validated accuracy")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(textwrap.fill(title, 60), fontsize=9)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     save_figure(figure, path)

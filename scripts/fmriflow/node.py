@@ -63,6 +63,8 @@ class Node:
         Names (as in the rule) and what each file is.
     params : dict of str to Param
         Parameter names, defaults and meanings.
+    lists : tuple of str
+        Inputs that are lists of files (several paths on the command line).
     """
 
     name: str
@@ -71,6 +73,7 @@ class Node:
     inputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    lists: tuple = ()
 
     def __post_init__(self):
         names = [*self.inputs, *self.outputs, *self.params]
@@ -111,6 +114,7 @@ def _parser(node):
             f"--{name.replace('_', '-')}",
             dest=f"in_{name}",
             metavar="PATH",
+            nargs="+" if name in node.lists else None,
             help=help_text,
         )
     group = parser.add_argument_group("outputs (all required)")

@@ -100,6 +100,60 @@ for _name, _dataset in DATASETS.items():
         check_local_dataset(_name)
 
 
+ANALYSES = {analysis["name"]: analysis for analysis in config["decoding"]}
+
+
+def check_analyses():
+    """Stop before any job if a decoding analysis is inconsistent with the datasets."""
+    names = [a["name"] for a in config["decoding"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise WorkflowError(
+            f"Invalid config at 'decoding': analysis name(s) {twice} used more than "
+            "once. Give every analysis its own name (it names its result folder)."
+        )
+    for index, analysis in enumerate(config["decoding"]):
+        where = f"decoding[{index}] ({analysis['name']})"
+        dataset = DATASETS.get(analysis["dataset"])
+        if dataset is None:
+            raise WorkflowError(
+                f"Invalid config at '{where}.dataset': unknown dataset "
+                f"'{analysis['dataset']}'. Choose one of {sorted(DATASETS)}."
+            )
+        if dataset_kind(analysis["dataset"]) != "task":
+            raise WorkflowError(
+                f"Invalid config at '{where}.dataset': '{analysis['dataset']}' is "
+                "resting-state data, which has no labels to decode. Choose a task dataset."
+            )
+        if analysis["cv"]["scheme"] == "kfold_volumes" and not analysis["cv"]["allow_leaky"]:
+            raise WorkflowError(
+                f"Invalid config at '{where}.cv.scheme': kfold_volumes splits "
+                "neighbouring, autocorrelated volumes of one run between training and "
+                "test sets, which inflates accuracy. Use leave_one_run_out, kfold_runs "
+                "or repeated_stratified_runs (set cv.allow_leaky: true only to reproduce "
+                "an analysis that did this)."
+            )
+        selection = analysis["feature_selection"]
+        if selection["method"] == "percentile" and selection["value"] > 100:
+            raise WorkflowError(
+                f"Invalid config at '{where}.feature_selection.value': a percentile "
+                f"must be at most 100, got {selection['value']}."
+            )
+
+
+def dataset_kind(name):
+    """'task' or 'rest', from the config (known before any job runs)."""
+    dataset = DATASETS[name]
+    if dataset["source"] == "simulate":
+        return dataset["simulate"]["kind"]
+    if dataset["source"] == "fetch":
+        return "task" if dataset["fetch"]["fetcher"] == "haxby" else "rest"
+    return dataset["local"]["kind"]
+
+
+check_analyses()
+
+
 def datasets_from(*sources):
     """Regular expression matching the names of datasets from these sources."""
     names = [n for n, d in DATASETS.items() if d["source"] in sources]
@@ -117,7 +171,31 @@ def subject_paths(pattern):
 
 def final_targets():
     """Every result the default target produces."""
-    return subject_paths("results/{dataset}/sub-{subject}/clean.npy")
+    targets = subject_paths("results/{dataset}/sub-{subject}/clean.npy")
+    for name, analysis in ANALYSES.items():
+        folder = f"results/{analysis['dataset']}/group/decoding/{name}"
+        targets += [f"{folder}/subjects.tsv", f"{folder}/summary.json", f"{folder}/accuracies.png"]
+    return targets
+
+
+def analysis_settings(wildcards):
+    """The config entry of a decoding analysis, checked against the dataset in the path."""
+    analysis = ANALYSES[wildcards.analysis]
+    if analysis["dataset"] != wildcards.dataset:
+        raise WorkflowError(
+            f"Decoding analysis '{wildcards.analysis}' belongs to dataset "
+            f"'{analysis['dataset']}', not '{wildcards.dataset}'."
+        )
+    return analysis
+
+
+def analysis_summaries(wildcards):
+    """Every subject's summary of one decoding analysis."""
+    analysis = analysis_settings(wildcards)
+    return [
+        f"results/{wildcards.dataset}/sub-{subject}/decoding/{wildcards.analysis}/summary.json"
+        for subject in dataset_subjects(analysis["dataset"])
+    ]
 
 
 # Parameters handed to nodes: plain values from the config, never lambdas.
@@ -186,3 +264,4 @@ def mem_mb_from_input(base, factor):
 wildcard_constraints:
     dataset=r"[A-Za-z0-9]+",
     subject=r"[A-Za-z0-9]+",
+    analysis=r"[A-Za-z0-9_]+",

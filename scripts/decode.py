@@ -1,0 +1,185 @@
+"""Node decode: cross-validated decoding of one subject for one analysis.
+
+Selects the analysis' volumes and voxels (the subject ROI or the whole
+mask), cross-validates the registry classifier by run (with a nested
+search and a within-run permutation test when asked), and writes the fold
+table, the predictions, the confusion matrix, a summary with chance levels,
+and weight maps from a model refitted on all data, for display only.
+"""
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from fmriflow import decoding, figures
+from fmriflow.dataset import ANAT, ROI
+from fmriflow.errors import InputError
+from fmriflow.io import load_mask, load_matrix, read_events, save_nifti, write_json, write_table
+from fmriflow.masking import mask_on_grid, unmask
+from fmriflow.node import Node, Param, run
+
+logger = logging.getLogger("fmriflow.decode")
+
+
+def decode(inputs, outputs, params, threads):
+    settings = params.analysis
+    matrix = load_matrix(inputs.clean, "cleaned data")
+    events = read_events(inputs.events, n_volumes=matrix.shape[0])
+    mask, mask_img = load_mask(inputs.mask, "preprocessing mask")
+    columns = select_columns(settings["mask"], mask, mask_img, Path(inputs.events).parent / ROI)
+    rows, y, runs, dropped = decoding.select_target(
+        events,
+        settings["labels"],
+        inputs.events,
+        drop_incomplete_runs=settings["drop_incomplete_runs"],
+    )
+    if dropped:
+        logger.warning("runs %s lack a class and were left out", dropped)
+    X = np.asarray(matrix[rows][:, columns], dtype=np.float64)
+    classes = np.unique(y)
+    pipeline = decoding.make_classifier(
+        settings["classifier"],
+        seed=settings["seed"],
+        balance=settings["balance"],
+        feature_selection=settings["feature_selection"],
+        n_classes=len(classes),
+        n_features=X.shape[1],
+    )
+    cv_settings = settings["cv"]
+    cv = decoding.make_cv(
+        cv_settings["scheme"],
+        cv_settings["n_splits"],
+        cv_settings["n_repeats"],
+        settings["seed"],
+        cv_settings["allow_leaky"],
+    )
+    search = bool(settings["search"])
+    estimator = (
+        decoding.with_search(pipeline, settings["classifier"], settings["search"])
+        if search
+        else pipeline
+    )
+    folds, predictions = decoding.cross_validate(X, y, runs, estimator, cv, search, threads)
+    permutation = None
+    if settings["permutations"]:
+        permutation = decoding.permutation_test(
+            X, y, runs, estimator, cv, settings["permutations"], settings["seed"], search, threads
+        )
+    predictions["sample"] = rows[predictions["sample"].to_numpy()]
+    predictions = predictions.rename(columns={"sample": "volume"})
+    summary = decoding.summarize(folds, classes, permutation)
+    summary |= {
+        "analysis": settings["name"],
+        "subject": params.subject,
+        "classifier": settings["classifier"],
+        "mask": settings["mask"],
+        "n_voxels": int(columns.sum()),
+        "dropped_runs": dropped,
+    }
+    confusion = confusion_table(predictions, classes)
+    maps, names = decoding.display_weights(pipeline, X, y, settings["classifier"])
+    full = np.zeros((maps.shape[0], int(mask.sum())), dtype=np.float32)
+    full[:, columns] = maps
+    weights = unmask(full, mask)
+    write_table(folds, outputs.folds)
+    write_table(predictions, outputs.predictions)
+    write_table(confusion.reset_index(names="true"), outputs.confusion)
+    save_nifti(weights, mask_img.affine, outputs.weights, dtype=np.float32)
+    figures.plot_confusion(
+        confusion.to_numpy(),
+        list(classes),
+        outputs.confusion_png,
+        f"{settings['name']}, sub-{params.subject}",
+    )
+    figures.plot_maps(
+        nib.load(outputs.weights),
+        background(inputs, mask_img),
+        [f"sub-{params.subject}: {name} (refit on all data, display only)" for name in names],
+        outputs.weights_png,
+    )
+    write_json(summary, outputs.summary)
+    logger.info(
+        "accuracy %.3f (chance %.3f) over %d folds",
+        summary["accuracy_mean"],
+        summary["chance"],
+        summary["n_folds"],
+    )
+
+
+def select_columns(choice, mask, mask_img, roi_path):
+    """Columns of the cleaned matrix to decode from: all, or the subject ROI's."""
+    if choice == "brain":
+        return np.ones(int(mask.sum()), dtype=bool)
+    if not roi_path.exists():
+        raise InputError(
+            roi_path,
+            "the analysis uses the subject ROI but this subject has none",
+            "Set the analysis' mask to 'brain', or provide an ROI (mask.nii.gz)",
+        )
+    roi, note = mask_on_grid(roi_path, mask_img.affine, mask.shape, "ROI")
+    if note:
+        logger.info(note)
+    outside = int((roi & ~mask).sum())
+    if outside:
+        logger.warning(
+            "%d ROI voxels are outside the preprocessing mask and are not used "
+            "(set preprocess.include_roi: true to keep them)",
+            outside,
+        )
+    columns = roi[mask]
+    if not columns.any():
+        raise InputError(
+            roi_path,
+            "no ROI voxel is inside the preprocessing mask",
+            "Set preprocess.include_roi: true or check that the ROI belongs to this subject",
+        )
+    return columns
+
+
+def confusion_table(predictions, classes):
+    """Counts of (true, predicted) pairs over all test folds."""
+    table = pd.crosstab(
+        pd.Categorical(predictions["true"], categories=classes),
+        pd.Categorical(predictions["predicted"], categories=classes),
+        dropna=False,
+    )
+    table.index.name, table.columns.name = "true", None
+    return table
+
+
+def background(inputs, mask_img):
+    """The subject's anatomy if it has one on a known grid, else the mean EPI."""
+    anat = Path(inputs.events).parent / ANAT
+    return nib.load(anat) if anat.exists() else nib.load(inputs.mean)
+
+
+NODE = Node(
+    name="decode",
+    description="Node decode: cross-validated decoding of one subject for one analysis.",
+    function=decode,
+    inputs={
+        "clean": "clean.npy (time x voxel)",
+        "mask": "the preprocessing mask.nii.gz (matrix columns)",
+        "mean": "mean.nii.gz (figure background when there is no anatomy)",
+        "events": "the subject's events.tsv",
+    },
+    outputs={
+        "folds": "folds.tsv to write",
+        "predictions": "predictions.tsv to write",
+        "confusion": "confusion.tsv to write",
+        "confusion_png": "confusion.png to write",
+        "summary": "summary.json to write",
+        "weights": "weights.nii.gz to write",
+        "weights_png": "weights.png to write",
+    },
+    params={
+        "analysis": Param(None, "the analysis' config entry (a mapping)"),
+        "subject": Param("01", "subject label", type=str),
+    },
+)
+
+if __name__ == "__main__":
+    run(NODE, globals().get("snakemake"))

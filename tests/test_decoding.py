@@ -1,0 +1,273 @@
+"""Decoding: parity with scikit-learn, no leakage, ground truth, permutations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from nilearn.signal import clean
+from scipy import stats
+from sklearn.feature_selection import SelectKBest, f_classif
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut, cross_val_score
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import SVC, LinearSVC
+
+from fmriflow import decoding, simulate
+from fmriflow.errors import InputError
+
+#: Each registry entry built directly with scikit-learn, as a reference.
+REFERENCES = {
+    "svc": lambda: SVC(kernel="linear"),
+    "linear_svc": lambda: LinearSVC(random_state=0, max_iter=10000),
+    "logreg_l1": lambda: OneVsRestClassifier(
+        LogisticRegression(l1_ratio=1.0, solver="liblinear", random_state=0)
+    ),
+    "logreg_l2": lambda: LogisticRegression(max_iter=5000),
+    "ridge": lambda: RidgeClassifier(),
+    "gnb": lambda: GaussianNB(),
+    "anova_svc": lambda: make_pipeline(SelectKBest(f_classif, k=50), SVC(kernel="linear")),
+}
+
+
+@pytest.fixture(scope="module")
+def subject():
+    """A simulated subject, cleaned per run, over its whole brain mask."""
+    sim = simulate.simulate_task_subject(
+        0, 5, (12, 14, 12), 6, 2.5, (2.0, 2.0), block_volumes=8, rest_volumes=4
+    )
+    brain, roi = simulate.task_masks((12, 14, 12))
+    runs = sim.events["run"].to_numpy()
+    data = np.vstack(
+        [
+            clean(sim.bold[brain].T[runs == r].astype(float), standardize="zscore_sample")
+            for r in np.unique(runs)
+        ]
+    )
+    return sim, data, brain, roi
+
+
+def contrast(subject, labels, voxels="roi"):
+    sim, data, brain, roi = subject
+    rows, y, runs, _ = decoding.select_target(sim.events, labels, "events.tsv")
+    columns = roi[brain] if voxels == "roi" else np.ones(int(brain.sum()), bool)
+    return data[rows][:, columns], y, runs
+
+
+@pytest.mark.parametrize("name", sorted(decoding.CLASSIFIERS))
+def test_fold_accuracies_equal_cross_val_score(subject, name):
+    X, y, runs = contrast(subject, ["face", "cat", "house"])
+    pipeline = decoding.make_classifier(name, feature_selection={"method": "k", "value": 50})
+    folds, predictions = decoding.cross_validate(
+        X, y, runs, pipeline, decoding.make_cv("leave_one_run_out"), n_jobs=2
+    )
+    reference = cross_val_score(REFERENCES[name](), X, y, groups=runs, cv=LeaveOneGroupOut())
+    np.testing.assert_array_equal(folds["accuracy"].to_numpy(), reference)
+    assert len(predictions) == len(y) and set(predictions["run"]) == set(runs)
+
+
+@pytest.mark.parametrize("name", ["svc", "ridge"])
+def test_nested_search_equals_cross_val_score_of_grid_search(subject, name):
+    X, y, runs = contrast(subject, ["face", "cat"])
+    grid = [0.001, 0.1, 10.0]
+    pipeline = decoding.make_classifier(name)
+    search = decoding.with_search(pipeline, name, grid)
+    folds, _ = decoding.cross_validate(
+        X, y, runs, search, decoding.make_cv("leave_one_run_out"), search=True
+    )
+    key = "C" if name == "svc" else "alpha"
+    reference_search = GridSearchCV(
+        make_pipeline(REFERENCES[name]()),
+        {f"{REFERENCES[name]().__class__.__name__.lower()}__{key}": grid},
+        cv=LeaveOneGroupOut(),
+    )
+    reference = cross_val_score(
+        reference_search, X, y, groups=runs, cv=LeaveOneGroupOut(), params={"groups": runs}
+    )
+    np.testing.assert_array_equal(folds["accuracy"].to_numpy(), reference)
+    assert set(folds[f"best_{key}"]) <= set(grid)
+
+
+def test_other_cv_schemes_split_by_run(subject):
+    X, y, runs = contrast(subject, ["face", "house"])
+    for scheme in ("kfold_runs", "repeated_stratified_runs"):
+        cv = decoding.make_cv(scheme, n_splits=3, n_repeats=2, seed=1)
+        splits = list(cv.split(X, y, runs))
+        assert len(splits) == (3 if scheme == "kfold_runs" else 6)
+        for train, test in splits:
+            assert not set(runs[train]) & set(runs[test])
+    with pytest.raises(InputError, match="inflates accuracy"):
+        decoding.make_cv("kfold_volumes")
+    assert decoding.make_cv("kfold_volumes", allow_leaky=True).get_n_splits() == 5
+
+
+def noise_data(seed=0, n_runs=12, per_class=9, n_features=1000):
+    rng = np.random.default_rng(seed)
+    runs = np.repeat(np.arange(n_runs), 2 * per_class)
+    y = np.tile(np.repeat(["a", "b"], per_class), n_runs)
+    return rng.standard_normal((runs.size, n_features)), y, runs
+
+
+def at_chance(accuracy, n_samples, chance=0.5):
+    low, high = decoding.binomial_chance_interval(n_samples, chance)
+    return low <= accuracy <= high
+
+
+NOISE_SETUPS = [(name, None) for name in sorted(decoding.CLASSIFIERS)] + [
+    ("anova_svc", [0.01, 1.0]),
+    ("logreg_l2", [0.01, 1.0]),
+]
+
+
+@pytest.mark.parametrize(("name", "grid"), NOISE_SETUPS)
+def test_every_decoder_is_at_chance_on_noise(name, grid):
+    X, y, runs = noise_data()
+    pipeline = decoding.make_classifier(name, feature_selection={"method": "k", "value": 20})
+    estimator = decoding.with_search(pipeline, name, grid) if grid else pipeline
+    folds, _ = decoding.cross_validate(
+        X, y, runs, estimator, decoding.make_cv("leave_one_run_out"), bool(grid), n_jobs=2
+    )
+    assert at_chance(folds["accuracy"].mean(), len(y)), folds["accuracy"].mean()
+    assert np.all(folds["chance"] == 0.5)
+
+
+def test_the_noise_check_catches_selection_outside_the_cv():
+    """Selecting voxels on all data before cross-validation leaks, and the check sees it."""
+    X, y, runs = noise_data()
+    leaky = SelectKBest(f_classif, k=20).fit(X, y).transform(X)
+    pipeline = decoding.make_classifier("svc")
+    folds, _ = decoding.cross_validate(
+        leaky, y, runs, pipeline, decoding.make_cv("leave_one_run_out")
+    )
+    assert not at_chance(folds["accuracy"].mean(), len(y))
+    assert folds["accuracy"].mean() > 0.65
+
+
+def test_informative_contrast_decodes_and_null_pair_does_not(subject):
+    pipeline = decoding.make_classifier("svc")
+    cv = decoding.make_cv("leave_one_run_out")
+    X, y, runs = contrast(subject, ["face", "house"])
+    informative, _ = decoding.cross_validate(X, y, runs, pipeline, cv)
+    X, y, runs = contrast(subject, ["bottle", "scissors"])
+    null, _ = decoding.cross_validate(X, y, runs, pipeline, cv)
+    assert informative["accuracy"].mean() > 0.75
+    assert at_chance(null["accuracy"].mean(), len(y))
+
+
+def test_largest_weights_fall_on_informative_voxels(subject):
+    sim, _, brain, _ = subject
+    X, y, _ = contrast(subject, ["face", "house"], voxels="brain")
+    maps, names = decoding.display_weights(decoding.make_classifier("svc"), X, y, "svc")
+    assert maps.shape == (1, X.shape[1]) and names == ["house vs face"]
+    informative = simulate.informative_voxels(sim.truth, "face", "house")[brain]
+    ranking = np.argsort(np.abs(maps[0]))[::-1]
+    # The voxels with the largest weights are mostly informative, far above
+    # the share of informative voxels in the brain.
+    assert informative[ranking[: int(0.02 * ranking.size)]].mean() > 0.75
+    precision = informative[ranking[: informative.sum()]].mean()
+    assert precision > 5 * informative.mean()
+
+
+def test_permutation_p_values(subject):
+    pipeline = decoding.make_classifier("svc")
+    cv = decoding.make_cv("leave_one_run_out")
+    X, y, runs = contrast(subject, ["face", "house"])
+    _, null, p_informative = decoding.permutation_test(X, y, runs, pipeline, cv, 50, 0, n_jobs=2)
+    X, y, runs = contrast(subject, ["bottle", "scissors"])
+    _, _, p_null = decoding.permutation_test(X, y, runs, pipeline, cv, 50, 0, n_jobs=2)
+    assert p_informative == pytest.approx(1 / 51)
+    assert p_null > 0.05
+    assert abs(np.mean(null) - 0.5) < 0.05
+
+
+def test_permutations_stay_within_runs(subject, monkeypatch):
+    from sklearn.model_selection import _validation
+
+    seen = []
+    original = _validation._shuffle
+
+    def recording_shuffle(y, groups, random_state):
+        permuted = original(y, groups, random_state)
+        seen.append((np.asarray(y), np.asarray(groups), np.asarray(permuted)))
+        return permuted
+
+    monkeypatch.setattr(_validation, "_shuffle", recording_shuffle)
+    X, y, runs = contrast(subject, ["face", "house"])
+    decoding.permutation_test(
+        X, y, runs, decoding.make_classifier("gnb"), LeaveOneGroupOut(), 5, 0
+    )
+    assert len(seen) == 5
+    for original_y, groups, permuted in seen:
+        np.testing.assert_array_equal(groups, runs)
+        assert not np.array_equal(permuted, original_y)
+        for run in np.unique(runs):
+            in_run = groups == run
+            assert sorted(permuted[in_run]) == sorted(original_y[in_run])
+
+
+def test_same_seed_same_permutation_result(subject):
+    X, y, runs = contrast(subject, ["face", "cat"])
+    pipeline, cv = decoding.make_classifier("gnb"), LeaveOneGroupOut()
+    first = decoding.permutation_test(X, y, runs, pipeline, cv, 20, 3)
+    second = decoding.permutation_test(X, y, runs, pipeline, cv, 20, 3, n_jobs=2)
+    assert first[0] == second[0] and first[2] == second[2]
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_multiclass_and_anova_weight_maps(subject):
+    X, y, _ = contrast(subject, ["face", "house", "cat"])
+    for name in ("svc", "logreg_l2", "gnb"):
+        maps, names = decoding.display_weights(decoding.make_classifier(name), X, y, name)
+        assert maps.shape == (3, X.shape[1]) and names == [
+            "cat vs rest",
+            "face vs rest",
+            "house vs rest",
+        ]
+    pipeline = decoding.make_classifier(
+        "anova_svc", feature_selection={"method": "k", "value": 25}
+    )
+    maps, _ = decoding.display_weights(pipeline, X[:, :200], y, "anova_svc")
+    assert all(np.count_nonzero(m) <= 25 for m in maps)
+    selected = SelectKBest(f_classif, k=25).fit(X[:, :200], y == "cat").get_support()
+    assert not maps[0][~selected].any()
+
+
+def test_gnb_map_is_the_standardized_mean_difference(subject):
+    X, y, _ = contrast(subject, ["face", "house"])
+    maps, _ = decoding.display_weights(decoding.make_classifier("gnb"), X, y, "gnb")
+    model = GaussianNB().fit(X, y)
+    expected = (X[y == "house"].mean(0) - X[y == "face"].mean(0)) / np.sqrt(model.var_.mean(0))
+    np.testing.assert_allclose(maps[0], expected, rtol=1e-10)
+
+
+def events_table(labels, runs):
+    return pd.DataFrame({"label": labels, "run": runs})
+
+
+def test_select_target_checks_labels_and_runs():
+    events = events_table(["rest", "a", "b", "a", "b", "rest", "a", "a"], [0, 0, 0, 1, 1, 1, 2, 2])
+    rows, y, runs, dropped = decoding.select_target(
+        events, ["a", "b"], "e.tsv", drop_incomplete_runs=True
+    )
+    assert rows.tolist() == [1, 2, 3, 4] and dropped == [2] and runs.tolist() == [0, 0, 1, 1]
+    with pytest.raises(InputError, match=r"run 2 has only \['a'\] among the classes"):
+        decoding.select_target(events, ["a", "b"], "e.tsv")
+    with pytest.raises(InputError, match=r"label\(s\) \['c'\] not found"):
+        decoding.select_target(events, ["a", "c"], "e.tsv")
+    _, y, _, _ = decoding.select_target(events.iloc[:5], "all", "e.tsv")
+    assert sorted(set(y)) == ["a", "b"]
+
+
+def test_group_test_matches_scipy():
+    accuracies, chances = [0.7, 0.8, 0.65, 0.9, 0.75, 0.6], [0.5, 0.5, 0.52, 0.5, 0.5, 0.48]
+    result = decoding.group_test(accuracies, chances)
+    reference = stats.ttest_1samp(np.subtract(accuracies, chances), 0, alternative="greater")
+    assert result["t"] == pytest.approx(reference.statistic)
+    assert result["p_value"] == pytest.approx(reference.pvalue)
+    assert result["wilcoxon_p_value"] == pytest.approx(
+        stats.wilcoxon(np.subtract(accuracies, chances), alternative="greater").pvalue
+    )
+
+
+def test_chance_is_the_majority_class_rate():
+    assert decoding.chance_accuracy(["a", "a", "b"], ["a", "b", "b", "b"]) == 0.25
