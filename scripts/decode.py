@@ -83,7 +83,8 @@ def decode(inputs, outputs, params, threads):
     maps, names = decoding.display_weights(pipeline, X, y, settings["classifier"])
     full = np.zeros((maps.shape[0], int(mask.sum())), dtype=np.float32)
     full[:, columns] = maps
-    weights = unmask(full, mask)
+    # One 3D map for a binary contrast, a 4D image (one volume per class) otherwise.
+    weights = unmask(full[0] if len(full) == 1 else full, mask)
     write_table(folds, outputs.folds)
     write_table(predictions, outputs.predictions)
     write_table(confusion.reset_index(names="true"), outputs.confusion)

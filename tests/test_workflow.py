@@ -198,3 +198,51 @@ def test_manifest_lists_only_relative_paths():
     for line in MANIFEST.read_text().splitlines():
         if line and line[0] != "#":
             assert not Path(line).is_absolute() and line.split("/")[0] in ("data", "results")
+
+
+def test_decoding_results_equal_scikit_learn_on_the_cached_data(tiny_run):
+    """Per-subject fold accuracies are those of cross_val_score on clean.npy."""
+    import json
+
+    import nibabel as nib
+    import pandas as pd
+    from scipy import stats
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+    from sklearn.svm import SVC
+
+    accuracies, chances = [], []
+    for subject in ("01", "02"):
+        results = tiny_run / "results" / "simtask" / f"sub-{subject}"
+        data = tiny_run / "data" / "simtask" / f"sub-{subject}"
+        mask = nib.load(results / "mask.nii.gz").get_fdata() > 0
+        roi = nib.load(data / "mask.nii.gz").get_fdata() > 0
+        events = pd.read_csv(data / "events.tsv", sep="\t")
+        rows = events["label"].isin(["face", "house"]).to_numpy()
+        X = np.load(results / "clean.npy")[rows][:, roi[mask]]
+        y, runs = events["label"].to_numpy()[rows], events["run"].to_numpy()[rows]
+        reference = cross_val_score(SVC(kernel="linear"), X, y, groups=runs, cv=LeaveOneGroupOut())
+
+        folder = results / "decoding" / "face_vs_house"
+        folds = pd.read_csv(folder / "folds.tsv", sep="\t")
+        np.testing.assert_array_equal(folds["accuracy"].to_numpy(), reference)
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["accuracy_mean"] == pytest.approx(reference.mean())
+        assert summary["chance"] == 0.5 and summary["n_voxels"] == roi.sum()
+        assert summary["permutation"]["n_permutations"] == 20
+        weights = nib.load(folder / "weights.nii.gz").get_fdata()
+        assert weights.shape == mask.shape and not weights[~roi].any() and weights[roi].any()
+        accuracies.append(reference.mean())
+        chances.append(summary["chance"])
+
+        multiclass = results / "decoding" / "all_brain"
+        assert nib.load(multiclass / "weights.nii.gz").shape == mask.shape + (8,)
+        confusion = pd.read_csv(multiclass / "confusion.tsv", sep="\t", index_col=0)
+        assert confusion.to_numpy().sum() == (events["label"] != "rest").sum()
+
+    group = tiny_run / "results" / "simtask" / "group" / "decoding" / "face_vs_house"
+    table = pd.read_csv(group / "subjects.tsv", sep="\t", dtype={"subject": str})
+    np.testing.assert_allclose(table["accuracy"], accuracies)
+    summary = json.loads((group / "summary.json").read_text())
+    reference = stats.ttest_1samp(np.subtract(accuracies, chances), 0, alternative="greater")
+    assert summary["t"] == pytest.approx(reference.statistic)
+    assert summary["p_value"] == pytest.approx(reference.pvalue)
