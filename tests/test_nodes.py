@@ -202,3 +202,68 @@ def test_log_receives_details(dataset, tmp_path):
         and "'mask_choice': 'roi'" in text
         and "node mask: done" in text
     )
+
+
+def test_decode_run_with_one_class_stops_with_one_message(dataset, tmp_path):
+    import json
+
+    results = tmp_path / "results"
+    sub = dataset / "sub-01"
+    assert mask_and_clean(dataset, results).returncode == 0
+    assert (
+        run_node(
+            "clean",
+            "--matrix",
+            results / "masked.npy",
+            "--events",
+            sub / "events.tsv",
+            "--description",
+            dataset / "dataset.json",
+            "--clean",
+            results / "clean.npy",
+        ).returncode  # fmt: skip
+        == 0
+    )
+    events = pd.read_csv(sub / "events.tsv", sep="\t")
+    events.loc[(events["run"] == 1) & (events["label"] == "house"), "label"] = "rest"
+    events.to_csv(sub / "events.tsv", sep="\t", index=False)
+    outputs = {
+        name: tmp_path / "decoding" / file
+        for name, file in [
+            ("folds", "folds.tsv"),
+            ("predictions", "predictions.tsv"),
+            ("confusion", "confusion.tsv"),
+            ("confusion-png", "confusion.png"),
+            ("summary", "summary.json"),
+            ("weights", "weights.nii.gz"),
+            ("weights-png", "weights.png"),
+        ]
+    }
+    analysis = {
+        "name": "fh",
+        "labels": ["face", "house"],
+        "mask": "roi",
+        "classifier": "svc",
+        "feature_selection": {},
+        "cv": {"scheme": "leave_one_run_out", "n_splits": 5, "n_repeats": 1, "allow_leaky": False},
+        "search": None,
+        "permutations": 0,
+        "balance": False,
+        "drop_incomplete_runs": False,
+        "seed": 0,
+    }
+    arguments = ["--clean", results / "clean.npy", "--mask", results / "mask.nii.gz"]
+    arguments += ["--mean", results / "mean.nii.gz", "--events", sub / "events.tsv"]
+    for name, path in outputs.items():
+        arguments += [f"--{name}", path]
+    result = run_node("decode", *arguments, "--analysis", json.dumps(analysis))
+    assert_one_clear_message(
+        result, "decode", "events.tsv", "run 1 has only ['face']", "drop_incomplete_runs"
+    )
+    assert not any(path.exists() for path in outputs.values())
+
+    analysis["drop_incomplete_runs"] = True
+    result = run_node("decode", *arguments, "--analysis", json.dumps(analysis))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(outputs["summary"].read_text())
+    assert summary["dropped_runs"] == [1] and summary["n_folds"] == 2
