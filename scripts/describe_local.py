@@ -44,6 +44,7 @@ def describe_local(inputs, outputs, params, threads):
         sha256=sha256,
         provenance={"templates": settings},
     )
+    return [brain_copy] if brain_copy.exists() else []
 
 
 NODE = Node(

@@ -39,7 +39,7 @@ def import_download(inputs, outputs, params, threads):
         events = haxby_events(files["labels"])
     else:
         events = rest_events(bold.shape[3])
-    write_subject(
+    return write_subject(
         Path(outputs.bold).parent.parent,
         subject,
         events,

@@ -51,7 +51,7 @@ def import_local(inputs, outputs, params, threads):
     if "confounds" in files:
         confounds = confounds_table(files["confounds"], lengths, settings["confound_columns"])
     one = {key: load_nifti(files[key][0], key, ndim=3) for key in ("mask", "anat") if key in files}
-    write_subject(
+    return write_subject(
         Path(outputs.bold).parent.parent,
         subject,
         events,

@@ -5,6 +5,8 @@ whole-brain mask; for rest data also the planted network maps
 (``networks.nii.gz``), which every subject's simulation reads.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from fmriflow.dataset import write_description
@@ -16,15 +18,12 @@ from fmriflow.simulate import describe_simulation
 def simulate_dataset(inputs, outputs, params, threads):
     description, brain, affine, maps = describe_simulation(params.name, params.settings)
     save_mask(brain, affine, outputs.brain_mask)
+    optional = []
     if maps is not None:
-        folder = outputs.brain_mask.rsplit("/", 1)[0]
-        save_nifti(
-            np.moveaxis(maps, 0, -1),
-            affine,
-            f"{folder}/networks.nii.gz",
-            dtype=np.float32,
-        )
+        networks = Path(outputs.brain_mask).parent / "networks.nii.gz"
+        optional.append(save_nifti(np.moveaxis(maps, 0, -1), affine, networks, dtype=np.float32))
     write_description(outputs.description, **description)
+    return optional
 
 
 NODE = Node(

@@ -27,10 +27,10 @@ def simulate_subject(inputs, outputs, params, threads):
         maps = np.moveaxis(load_nifti_data(networks), -1, 0)
     subject = simulate(settings, index, maps=maps, brain=brain)
     folder = Path(outputs.bold).parent
+    truth = [write_json({"snr": subject.snr}, folder / "truth.json")]
     if description["kind"] == "task":
-        save_nifti(subject.truth, brain_img.affine, folder / "truth.nii.gz")
-    write_json({"snr": subject.snr}, folder / "truth.json")
-    write_subject(
+        truth.append(save_nifti(subject.truth, brain_img.affine, folder / "truth.nii.gz"))
+    return truth + write_subject(
         folder.parent,
         params.subject,
         subject.events,

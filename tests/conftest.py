@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 SCRIPTS = REPO / "scripts"
 TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 
 def snakemake_command():
@@ -64,3 +65,22 @@ def anisotropic_affine():
     affine = np.diag([3.5, 3.75, 3.75, 1.0])
     affine[:3, 3] = [-30.0, -40.0, -20.0]
     return affine
+
+
+def run_workflow(workdir, configfile, *args):
+    """A complete run that must succeed; returns the working directory."""
+    result = run_snakemake(workdir, "--cores", "2", *args, configfile=configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config run once for the whole session (read-only for tests)."""
+    return run_workflow(tmp_path_factory.mktemp("tiny"), TINY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The default config (what the README's first command runs), on 2 cores."""
+    return run_workflow(tmp_path_factory.mktemp("default"), DEFAULT_CONFIG)

@@ -28,14 +28,6 @@ def produced_files(workdir):
     return sorted(files)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    result = run_snakemake(workdir, "--cores", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
-
-
 def test_outputs_match_the_manifest(tiny_run):
     expected = [line for line in MANIFEST.read_text().splitlines() if line and line[0] != "#"]
     assert produced_files(tiny_run) == expected

@@ -108,8 +108,8 @@ def write_subject(
 
     Returns
     -------
-    pathlib.Path
-        The subject folder.
+    list of pathlib.Path
+        The optional files written (confounds, ROI, anatomy), for provenance.
     """
     folder = subject_dir(dataset_dir, subject)
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def write_subject(
     # The events table is the last file written: its presence, with the
     # BOLD image's, marks a complete subject.
     write_table(events[["label", "run"]], folder / EVENTS)
-    return folder
+    return [folder / name for name in OPTIONAL_SUBJECT_FILES if name in written]
 
 
 def optional_file(dataset_dir, subject, name):

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from fmriflow.errors import InputError
+from fmriflow.provenance import sidecar_path, write_sidecar
 
 logger = logging.getLogger("fmriflow")
 
@@ -58,7 +59,9 @@ class Node:
         One sentence, shown by ``--help``.
     function : callable
         ``function(inputs, outputs, params, threads)`` where the first three
-        are :class:`Bundle` objects of paths and values.
+        are :class:`Bundle` objects of paths and values. It may return the
+        paths of optional files it wrote besides its outputs (recorded in the
+        provenance sidecar).
     inputs, outputs : dict of str to str
         Names (as in the rule) and what each file is.
     params : dict of str to Param
@@ -94,7 +97,9 @@ class Bundle(dict):
 
 def _from_snakemake(node, smk):
     """Collect inputs, outputs, params, threads and log from Snakemake."""
-    inputs = Bundle({k: smk.input[k] for k in node.inputs if k in smk.input.keys()})
+    # Every named input (declared by the node or only by the rule, such as a
+    # local dataset's source files), so that provenance records them all.
+    inputs = Bundle({k: smk.input[k] for k in smk.input.keys()})
     outputs = Bundle({k: smk.output[k] for k in node.outputs})
     params = Bundle({k: p.default for k, p in node.params.items()})
     params.update({k: smk.params[k] for k in node.params if k in smk.params.keys()})
@@ -162,11 +167,21 @@ def _redirect_stderr(log):
     return terminal
 
 
-def _remove_outputs(outputs):
-    for path in outputs.values():
+def _remove_outputs(node, outputs):
+    """Remove a failed job's outputs and provenance, so nothing half-done remains."""
+    for path in [*outputs.values(), sidecar_path(node.name, outputs)]:
         path = Path(path)
         if path.is_file() or path.is_symlink():
             path.unlink()
+
+
+def _remove_stale_temporaries(outputs):
+    """Delete temporary files left by an earlier job killed while writing these outputs."""
+    for path in outputs.values():
+        path = Path(path)
+        if path.parent.is_dir():
+            for stale in path.parent.glob(f".tmp-*-{path.name}"):
+                stale.unlink()
 
 
 def run(node, smk=None, argv=None):
@@ -209,28 +224,25 @@ def _call(node, inputs, outputs, params, threads, log, terminal):
     try:
         from threadpoolctl import threadpool_limits
 
+        _remove_stale_temporaries(outputs)
         with threadpool_limits(limits=1):
-            node.function(inputs, outputs, params, threads)
+            extra = node.function(inputs, outputs, params, threads) or []
+        missing = [p for p in outputs.values() if not Path(p).exists()]
+        if missing:
+            raise RuntimeError(f"outputs not written: {missing}")
+        write_sidecar(node.name, inputs, outputs, params, extra)
     except InputError as exc:
-        _remove_outputs(outputs)
+        _remove_outputs(node, outputs)
         if log:
             logger.error("%s", exc)
         print(f"fmriflow {node.name}: error: {exc}", file=terminal)
         sys.exit(1)
     except Exception as exc:
-        _remove_outputs(outputs)
+        _remove_outputs(node, outputs)
         logger.error("unexpected failure:\n%s", traceback.format_exc())
         where = f" (details in {log})" if log else ""
         print(
             f"fmriflow {node.name}: failed: {type(exc).__name__}: {exc}{where}",
-            file=terminal,
-        )
-        sys.exit(1)
-    missing = [p for p in outputs.values() if not Path(p).exists()]
-    if missing:
-        _remove_outputs(outputs)
-        print(
-            f"fmriflow {node.name}: failed: outputs not written: {missing}",
             file=terminal,
         )
         sys.exit(1)

@@ -1,0 +1,154 @@
+"""Provenance sidecars: what produced each result, recorded next to it.
+
+After a node has written its outputs, :func:`write_sidecar` records in
+``<folder of the first output>/<node>.provenance.json``:
+
+* the sha256 of every input and output file,
+* the parameters (which include every seed),
+* the versions of Python and of the scientific packages,
+* the workflow's git commit (and whether the checkout had local changes).
+
+Nothing time-dependent is recorded (no dates, hosts or durations: those are
+in the job's log and benchmark files), so two runs of the same config and
+code give byte-identical sidecars, and a changed sidecar means a changed
+result.
+"""
+
+import json
+import platform
+import subprocess
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from fmriflow.io import write_json
+
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "nilearn",
+    "nibabel",
+    "pandas",
+    "matplotlib",
+    "joblib",
+    "snakemake",
+)
+
+#: The repository this library lives in (``scripts/fmriflow`` -> top).
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def sidecar_path(node_name, outputs):
+    """Where the sidecar of a job goes: beside its first output."""
+    first = Path(next(iter(outputs.values())))
+    return first.parent / f"{node_name}.provenance.json"
+
+
+@cache
+def package_versions():
+    """Versions of Python and the scientific packages, by name."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    from fmriflow import __version__
+
+    versions["fmriflow"] = __version__
+    return versions
+
+
+@cache
+def workflow_commit(repository=REPOSITORY):
+    """The git commit of the workflow's checkout, and whether it has local changes.
+
+    Returns
+    -------
+    dict
+        ``{"git_commit": str or None, "git_dirty": bool or None}``; None when
+        the workflow is not a git checkout (e.g. an unpacked archive).
+    """
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(repository), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def file_record(paths):
+    """``{path: sha256}`` for a path or a list of paths (missing files map to None)."""
+    from fmriflow.fetch import sha256sum
+
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    return {str(p): (sha256sum(p) if Path(p).is_file() else None) for p in paths}
+
+
+def seeds_in(params):
+    """Every value stored under a key named ``seed`` in the parameters."""
+    found = {}
+
+    def walk(value, where):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if key == "seed":
+                    found[path] = item
+                walk(item, path)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+
+    walk(params, "")
+    return found
+
+
+def _plain(value):
+    """JSON-compatible copy of parameter values (Snakemake's containers, numpy scalars)."""
+    return json.loads(
+        json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    )
+
+
+def write_sidecar(node_name, inputs, outputs, params, extra=()):
+    """Write the provenance sidecar of one job (see the module docstring).
+
+    Parameters
+    ----------
+    node_name : str
+        The node (rule) name.
+    inputs, outputs : dict
+        Names to paths (or lists of paths).
+    params : dict
+        The node's parameter values.
+    extra : list of paths
+        Optional files the node wrote besides its declared outputs.
+
+    Returns
+    -------
+    pathlib.Path
+        The sidecar written.
+    """
+    record = {
+        "node": node_name,
+        "inputs": {name: file_record(paths) for name, paths in inputs.items()},
+        "outputs": {name: file_record(path) for name, path in outputs.items()}
+        | ({"optional": file_record(extra)} if extra else {}),
+        "params": _plain(dict(params)),
+        "seeds": _plain(seeds_in(dict(params))),
+        "versions": package_versions(),
+        "workflow": workflow_commit(),
+    }
+    return write_json(record, sidecar_path(node_name, outputs))

@@ -1,0 +1,249 @@
+"""Re-runs: determinism, incremental re-execution, faults, provenance.
+
+The determinism test runs the default config (what the README's first
+command runs) twice from scratch, on 2 cores and on 1 core, and compares
+every produced file byte for byte against the committed manifest
+``tests/data/default_manifest.txt``.
+"""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import (
+    DEFAULT_CONFIG,
+    REPO,
+    SNAKEFILE,
+    TINY_CONFIG,
+    run_snakemake,
+    run_workflow,
+    snakemake_command,
+)
+
+pytestmark = pytest.mark.workflow
+
+DEFAULT_MANIFEST = REPO / "tests" / "data" / "default_manifest.txt"
+
+
+def manifest(path):
+    return [line for line in path.read_text().splitlines() if line and line[0] != "#"]
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def produced(workdir):
+    return sorted(
+        str(p.relative_to(workdir))
+        for top in ("data", "results")
+        for p in (workdir / top).rglob("*")
+        if p.is_file()
+    )
+
+
+def test_default_run_produces_the_manifest(default_run):
+    assert produced(default_run) == manifest(DEFAULT_MANIFEST)
+
+
+def test_fresh_runs_are_identical_whatever_the_cores(default_run, tmp_path):
+    """Arrays, tables, images and figures: the same bytes on 1 core as on 2."""
+    single = run_workflow(tmp_path / "single", DEFAULT_CONFIG, "--cores", "1")
+    different = [
+        name
+        for name in manifest(DEFAULT_MANIFEST)
+        if digest(default_run / name) != digest(single / name)
+    ]
+    assert different == []
+
+
+def job_counts(output):
+    """Jobs per rule from a dry run's 'Job stats' table."""
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def planned_jobs(output):
+    """(rule, wildcards) of every job a dry run plans."""
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\]\n)", output):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.MULTILINE)
+        if rule:
+            wildcards = re.search(r"^\s*wildcards: (.*)$", block, flags=re.MULTILINE)
+            jobs.append((rule.group(1), wildcards.group(1) if wildcards else ""))
+    return sorted(jobs)
+
+
+def test_nothing_to_do_after_a_run_whatever_the_execution_settings(default_run):
+    for args in (
+        ["--cores", "2"],
+        ["--cores", "1"],
+        ["--cores", "2", "--profile", "profiles/local"],
+    ):
+        if "--profile" in args and not (REPO / "profiles" / "local").exists():
+            continue
+        result = run_snakemake(default_run, "--dry-run", *args, configfile=DEFAULT_CONFIG)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Nothing to be done" in result.stdout + result.stderr, args
+
+
+def test_changing_one_analysis_reruns_only_what_depends_on_it(default_run, tmp_path):
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    changed = next(a for a in config["decoding"] if a["name"] == "face_vs_cat")
+    changed["classifier"] = "ridge"
+    configfile = tmp_path / "changed.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = run_snakemake(default_run, "--dry-run", configfile=configfile)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = planned_jobs(result.stdout)
+    subjects = [f"sub-{s}" for s in ("01", "02", "03")]
+    expected = sorted(
+        [("decode", f"dataset=simtask, subject={s[4:]}, analysis=face_vs_cat") for s in subjects]
+        + [("decode_group", "dataset=simtask, analysis=face_vs_cat"), ("all", "")]
+    )
+    assert jobs == expected
+
+
+def run_until_mid_write(workdir, configfile, timeout=300):
+    """Start the workflow and SIGKILL it (and its jobs) while a job is writing an output."""
+    process = subprocess.Popen(
+        [
+            snakemake_command(),
+            "--snakefile",
+            str(SNAKEFILE),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(configfile),
+            "--cores",
+            "2",
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            writing = (
+                list((workdir / "results").rglob(".tmp-*"))
+                if (workdir / "results").exists()
+                else []
+            )
+            if writing:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                return writing
+            time.sleep(0.005)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    pytest.fail("the workflow finished before any job was caught writing")
+
+
+def readable(path):
+    """Whether a file is complete enough for its reader (or raise)."""
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    if suffix == ".npy":
+        np.load(path)
+    elif suffix == ".nii.gz":
+        nib.load(path).get_fdata()
+    elif suffix == ".json":
+        json.loads(path.read_text())
+    elif suffix == ".tsv":
+        pd.read_csv(path, sep="\t")
+    return True
+
+
+def test_a_job_killed_mid_write_leaves_nothing_mistaken_for_complete(tiny_run, tmp_path):
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    caught = run_until_mid_write(workdir, TINY_CONFIG)
+    assert caught
+    # Nothing under a final name is partial: every file there reads completely.
+    for name in produced(workdir):
+        assert readable(workdir / name), name
+    # The next run finishes (Snakemake asks to unlock after a killed run and to
+    # re-run the jobs it had marked incomplete) and gives the clean run's bytes.
+    assert run_snakemake(workdir, "--unlock", configfile=TINY_CONFIG).returncode == 0
+    result = run_snakemake(workdir, "--cores", "2", "--rerun-incomplete", configfile=TINY_CONFIG)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert produced(workdir) == produced(tiny_run)
+    assert not list(workdir.rglob(".tmp-*")), "stale temporary files were not cleaned up"
+    different = [n for n in produced(tiny_run) if digest(workdir / n) != digest(tiny_run / n)]
+    assert different == []
+
+
+def test_every_result_has_provenance(tiny_run):
+    sidecars = list(tiny_run.rglob("*.provenance.json"))
+    covered = {}
+    for sidecar in sidecars:
+        record = json.loads(sidecar.read_text())
+        assert (
+            record["workflow"]["git_commit"] is None or len(record["workflow"]["git_commit"]) == 40
+        )
+        assert {"numpy", "scikit-learn", "nilearn", "python"} <= set(record["versions"])
+        for paths in record["inputs"].values():
+            for path, sha in paths.items():
+                if (tiny_run / path).is_file():
+                    assert sha == digest(tiny_run / path), (sidecar, path)
+        for paths in record["outputs"].values():
+            for path, sha in paths.items():
+                covered[path] = sha
+    for name in produced(tiny_run):
+        if not name.endswith(".provenance.json"):
+            assert covered.get(name) == digest(tiny_run / name), name
+    simulate = json.loads(
+        (tiny_run / "data" / "simtask" / "sub-01" / "simulate_subject.provenance.json").read_text()
+    )
+    assert simulate["params"]["subject"] == "01"
+    decode = json.loads(
+        (
+            tiny_run / "results" / "simtask" / "sub-01" / "decoding" / "face_vs_house"
+            / "decode.provenance.json"
+        ).read_text()
+    )  # fmt: skip
+    assert decode["seeds"] == {"analysis.seed": 0}
+
+
+def test_conda_environments_pin_the_versions_of_pyproject():
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    pins = {}
+    for requirement in pyproject["project"]["dependencies"]:
+        name, version = requirement.split("==")
+        pins[name.lower()] = version
+    conda_names = {"matplotlib-base": "matplotlib"}
+    environments = sorted((REPO / "envs").glob("*.yaml"))
+    assert environments
+    for path in environments:
+        env = yaml.safe_load(path.read_text())
+        for dependency in env["dependencies"]:
+            name, _, version = dependency.partition("=")
+            name = conda_names.get(name, name)
+            if name == "python":
+                assert pyproject["project"]["requires-python"].startswith(f">={version}"), path
+            else:
+                assert pins.get(name) == version, (path.name, name, version, pins.get(name))
+    used = set()
+    for rules in (REPO / "workflow" / "rules").glob("*.smk"):
+        used |= set(re.findall(r'"\.\./\.\./envs/(\w+)\.yaml"', rules.read_text()))
+    assert used == {p.stem for p in environments}
