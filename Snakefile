@@ -28,6 +28,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/decoding.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

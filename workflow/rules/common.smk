@@ -170,7 +170,12 @@ def subject_paths(pattern):
 
 
 def final_targets():
-    """Every result the default target produces."""
+    """Every result the default target produces, and the provenance table."""
+    return analysis_targets() + ["results/provenance.tsv"]
+
+
+def analysis_targets():
+    """Every result of the config's datasets and analyses."""
     targets = subject_paths("results/{dataset}/sub-{subject}/clean.npy")
     for name, analysis in ANALYSES.items():
         folder = f"results/{analysis['dataset']}/group/decoding/{name}"

@@ -49,7 +49,13 @@ rule decode_group:
     input:
         summaries=analysis_summaries,
     output:
-        table="results/{dataset}/group/decoding/{analysis}/subjects.tsv",
+        table=report(
+            "results/{dataset}/group/decoding/{analysis}/subjects.tsv",
+            caption="../report/decoding_table.rst",
+            category="Decoding",
+            subcategory="{analysis}",
+            labels={"subject": "group", "figure": "table of subjects"},
+        ),
         summary="results/{dataset}/group/decoding/{analysis}/summary.json",
         figure=report(
             "results/{dataset}/group/decoding/{analysis}/accuracies.png",
