@@ -19,7 +19,7 @@ rule simulate_dataset:
         settings=simulate_settings,
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=mem_mb_fixed(500),
         runtime=10,
     conda:
         "../../envs/acquire.yaml"
@@ -44,7 +44,7 @@ rule simulate_subject:
         subject="{subject}",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=mem_mb_fixed(1500),
         runtime=20,
     conda:
         "../../envs/acquire.yaml"
@@ -91,7 +91,7 @@ rule import_download:
         subject="{subject}",
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=mem_mb_fixed(1000),
         runtime=20,
     conda:
         "../../envs/acquire.yaml"
@@ -139,7 +139,7 @@ rule import_local:
         settings=local_settings,
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb_fixed(3500),
         runtime=30,
     conda:
         "../../envs/acquire.yaml"

@@ -257,11 +257,27 @@ def clean_setting(key):
     return get
 
 
+# On a cluster, a job runs two Snakemake processes (about 200 MB each) around
+# the rule's script, and the cluster counts them against the job's memory.
+SNAKEMAKE_MB = 500
+
+
 def mem_mb_from_input(base, factor):
-    """Memory request: a base plus a multiple of the inputs' size (MB)."""
+    """Memory request (MB): the script's base plus a multiple of the inputs' size,
+    plus the Snakemake processes, times the attempt (a retry asks for more)."""
 
     def mem_mb(wildcards, input, attempt):
-        return int((base + factor * input.size_mb) * attempt)
+        return int((SNAKEMAKE_MB + base + factor * input.size_mb) * attempt)
+
+    return mem_mb
+
+
+def mem_mb_fixed(base):
+    """Memory request (MB) of a script whose size does not follow its inputs,
+    plus the Snakemake processes, times the attempt (a retry asks for more)."""
+
+    def mem_mb(wildcards, attempt):
+        return int((SNAKEMAKE_MB + base) * attempt)
 
     return mem_mb
 

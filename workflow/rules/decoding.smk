@@ -2,6 +2,10 @@
 # summary per analysis. Classifiers come from a registry by name.
 
 
+localrules:
+    decode_group,
+
+
 rule decode:
     input:
         clean="results/{dataset}/sub-{subject}/clean.npy",
@@ -68,7 +72,7 @@ rule decode_group:
         analysis="{analysis}",
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=mem_mb_fixed(500),
         runtime=10,
     conda:
         "../../envs/decoding.yaml"

@@ -1,0 +1,569 @@
+"""The workflow on a real single-node SLURM cluster, through profiles/slurm.
+
+The module fixture starts munged, slurmctld and slurmd with
+``tests/cluster/slurm.sh`` (installing them with apt when running as root),
+runs the tiny config once with ``--profile profiles/local`` as the reference
+and once with a copy of ``profiles/slurm`` whose placeholders are filled in for
+the local cluster, then stops the daemons it started.
+
+The checks do not name the workflow's rules: the jobs expected are those of a
+dry run, and which of them Snakemake ran locally (``localrule``) is read from
+its log. Every other job must have been run inside a SLURM job, which is
+proven three ways: Snakemake's own submission messages, the SLURM log file of
+each job (written by slurmstepd), and the cluster's job completion record.
+
+Without SLURM and no way to install it (not root, or no apt-get), the cluster
+tests are skipped, unless ``FMRIFLOW_REQUIRE_SLURM`` is set (as on CI): then
+they fail.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEFILE, TINY_CONFIG, snakemake_command
+
+HELPER = REPO / "tests" / "cluster" / "slurm.sh"
+PROFILE_WRITER = REPO / "tests" / "cluster" / "profile.py"
+SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+LOCAL_PROFILE = REPO / "profiles" / "local" / "config.yaml"
+PLACEHOLDER = "CHANGE-ME"
+# Rules that must run where Snakemake runs: downloads (compute nodes often have
+# no internet) and reports (small, and they read every result): by name, or by
+# being defined in workflow/rules/report.smk.
+MUST_BE_LOCAL = re.compile(r"^(download|fetch|report)")
+
+
+# --- running things ----------------------------------------------------------
+
+
+def run(command, timeout, cwd=None, env=None):
+    """Run a command in its own process group; on timeout kill that group.
+
+    Returns (completed process, seconds). Output is captured as text.
+    """
+    start = time.monotonic()
+    process = subprocess.Popen(
+        [str(c) for c in command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        pytest.fail(f"timed out after {timeout} s: {command}\n{stderr[-3000:]}")
+    completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return completed, time.monotonic() - start
+
+
+def helper(*args, env=None, timeout=600):
+    completed, _ = run(["bash", HELPER, *args], timeout=timeout, env=env)
+    return completed
+
+
+def snakemake(workdir, *args, env, timeout):
+    """Snakemake on the tiny config, started from ``workdir``."""
+    command = [snakemake_command(), "--snakefile", SNAKEFILE, "--directory", workdir]
+    command += ["--configfile", TINY_CONFIG, *args]
+    return run(command, timeout=timeout, cwd=workdir, env=env)
+
+
+# --- reading Snakemake and SLURM logs ----------------------------------------
+
+JOB_HEADER = re.compile(r"^\s*(local)?(?:rule|checkpoint) (\w+):\s*$")
+JOB_FIELD = re.compile(r"^\s+(wildcards|benchmark): (.*)$")
+
+
+def job_blocks(text):
+    """The jobs a Snakemake log describes: dicts of rule, local, wildcards, benchmark."""
+    jobs, current = [], None
+    for line in text.splitlines():
+        header = JOB_HEADER.match(line)
+        if header:
+            current = {"local": bool(header[1]), "rule": header[2], "wildcards": ""}
+            current["benchmark"] = None
+            jobs.append(current)
+            continue
+        field = JOB_FIELD.match(line)
+        if field and current is not None:
+            current[field[1]] = field[2].strip()
+        elif not line.startswith(" "):
+            current = None
+    return jobs
+
+
+def job_keys(jobs):
+    return Counter((job["rule"], job["wildcards"]) for job in jobs)
+
+
+def jobcomp_records(path, workdir):
+    """Finished jobs of the job completion log whose working directory is ``workdir``."""
+    records, workdir = [], os.path.realpath(workdir)
+    for line in Path(path).read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("WorkDir") == workdir:
+            records.append(fields)
+    return records
+
+
+def megabytes(text, default_unit="K"):
+    """SLURM's memory notation (e.g. ``208356K``, ``2000M``, ``1.5G``) in MB."""
+    unit = text[-1] if text[-1] in "KMGT" else default_unit
+    number = float(text.rstrip("KMGT") or 0)
+    return number * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit]
+
+
+class MemoryPoller(threading.Thread):
+    """Peak memory (MB) of every step of the running jobs, by ``sstat``, once a second."""
+
+    def __init__(self, env):
+        super().__init__(daemon=True)
+        self.env, self.done, self.peaks = env, threading.Event(), {}
+
+    def query(self, *command):
+        completed = subprocess.run(command, capture_output=True, text=True, env=self.env)
+        return completed.stdout.split()
+
+    def run(self):
+        while not self.done.wait(1):
+            for job_id in self.query("squeue", "-h", "-t", "R", "-o", "%i"):
+                format_ = "--format=JobID,MaxRSS"
+                for row in self.query("sstat", "-a", "-n", "-P", "-j", job_id, format_):
+                    step, _, rss = row.partition("|")
+                    job, _, name = step.partition(".")
+                    if rss and name:
+                        steps = self.peaks.setdefault(job, {})
+                        steps[name] = max(steps.get(name, 0), megabytes(rss))
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        return self.peaks
+
+
+def slurm_time(text):
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")
+
+
+def benchmark_seconds(workdir, path):
+    if not path:
+        return 0.0
+    rows = (Path(workdir) / path).read_text().splitlines()
+    return float(rows[-1].split("\t")[0])
+
+
+# --- the rules and the profiles, read from the sources -------------------------
+
+
+def rule_sources():
+    return [SNAKEFILE, *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+
+
+def declared_rules():
+    """Rules by name (with the file defining each) and the rules declared local."""
+    rules, local = {}, set()
+    for path in rule_sources():
+        text = path.read_text()
+        blocks = re.split(r"^(?=(?:rule|checkpoint|localrules)\b)", text, flags=re.M)
+        for block in blocks:
+            head = re.match(r"(?:rule|checkpoint)\s+(\w+)\s*:", block)
+            if head:
+                rules[head[1]] = path
+                if re.search(r"^\s+localrule:\s*True\b", block, flags=re.M):
+                    local.add(head[1])
+            elif block.startswith("localrules"):
+                body = block.split(":", 1)[1]
+                # The directive's own line and the indented lines under it.
+                lines = body.splitlines()
+                kept = [lines[0]] + [
+                    line for line in lines[1:] if line.startswith((" ", "\t")) or not line
+                ]
+                names = re.sub(r"#.*", "", "\n".join(kept))
+                local.update(re.findall(r"\w+", names))
+    return rules, local
+
+
+def slurm_profile():
+    return yaml.safe_load(SLURM_PROFILE.read_text())
+
+
+def local_cluster_profile(*args, **kwargs):
+    """tests/cluster/profile.py: profiles/slurm filled in for the test cluster."""
+    spec = importlib.util.spec_from_file_location("fmriflow_cluster_profile", PROFILE_WRITER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.local_cluster_profile(*args, **kwargs)
+
+
+# --- the cluster ---------------------------------------------------------------
+
+
+def why_slurm_cannot_run():
+    """None if the cluster test can run (possibly after installing), else the reason."""
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return (
+            "Snakemake's slurm executor is not installed "
+            "(pip install snakemake-executor-plugin-slurm==2.8.0)"
+        )
+    check = helper("check")
+    if check.returncode == 0:
+        return None
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        return None  # `slurm.sh start` installs it
+    missing = re.search(r"missing: (.*)", check.stderr)
+    return (
+        f"SLURM is not installed (missing: {missing[1] if missing else '?'}) and cannot "
+        "be installed here (that needs root and apt-get); install it with "
+        "`tests/cluster/slurm.sh install` as root"
+    )
+
+
+def cluster_environment():
+    """os.environ plus what SLURM clients need to find the test cluster."""
+    exports = helper("env").stdout
+    completed = subprocess.run(
+        ["bash", "-c", f"{exports}\nexec env -0"], capture_output=True, check=True
+    )
+    pairs = (item.split(b"=", 1) for item in completed.stdout.split(b"\0") if b"=" in item)
+    return {key.decode(): value.decode() for key, value in pairs}
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    problem = why_slurm_cannot_run()
+    if problem:
+        if os.environ.get("FMRIFLOW_REQUIRE_SLURM"):
+            pytest.fail(f"FMRIFLOW_REQUIRE_SLURM is set, but {problem}")
+        pytest.skip(f"{problem} (set FMRIFLOW_REQUIRE_SLURM=1 to fail instead)")
+    env = cluster_environment()
+    # Someone's running cluster is used as it is, and left running.
+    started_here = helper("status", env=env).returncode != 0
+    started = time.monotonic()
+    result = helper("start", env=env, timeout=900)
+    assert result.returncode == 0, f"could not start SLURM:\n{result.stderr[-5000:]}"
+    start_seconds = time.monotonic() - started
+    try:
+        config = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        jobcomp = re.search(r"^JobCompLoc\s*=\s*(\S+)", config, flags=re.M)[1]
+        partitions = subprocess.run(
+            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, env=env, check=True
+        ).stdout.split()
+        default = [p.rstrip("*") for p in partitions if p.endswith("*")] or partitions
+        yield SimpleNamespace(
+            env=env,
+            jobcomp=jobcomp,
+            partition=default[0],
+            start_seconds=start_seconds,
+        )
+    finally:
+        if started_here:
+            stopped = helper("stop", env=env)
+            assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_cluster, tmp_path_factory):
+    """A dry run, a local reference run and a SLURM run of the tiny config."""
+    env = slurm_cluster.env
+    root = tmp_path_factory.mktemp("slurm")
+    local, cluster = root / "local", root / "cluster"
+    local.mkdir()
+    cluster.mkdir()
+    profile = local_cluster_profile(
+        root / "profile", slurm_cluster.partition, cluster / "logs" / "slurm"
+    )
+
+    checkout = checkout_state()
+    dry, _ = snakemake(cluster, "--profile", profile, "--dry-run", env=env, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+
+    reference, local_seconds = snakemake(
+        local, "--profile", LOCAL_PROFILE.parent, "--cores", "2", env=env, timeout=900
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    poller = MemoryPoller(env)
+    poller.start()
+    try:
+        result, cluster_seconds = snakemake(cluster, "--profile", profile, env=env, timeout=1800)
+    finally:
+        memory = poller.stop()
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    return SimpleNamespace(
+        dry=dry.stdout + dry.stderr,
+        log=log,
+        local=local,
+        cluster=cluster,
+        slurm_logdir=cluster / "logs" / "slurm",
+        local_seconds=local_seconds,
+        cluster_seconds=cluster_seconds,
+        memory=memory,
+        same_checkout=checkout_state() == checkout,
+        cluster_info=slurm_cluster,
+    )
+
+
+def checkout_state():
+    """The commit and the tracked changes of the checkout the rules run from."""
+
+    def git(*args):
+        return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True).stdout
+
+    return git("rev-parse", "HEAD") + git("diff", "HEAD")
+
+
+def slurm_jobs(runs):
+    """Per SLURM job id: its log file and the jobs Snakemake ran inside it."""
+    jobs = {}
+    for path in sorted(runs.slurm_logdir.rglob("*.log")):
+        inner = [job for job in job_blocks(path.read_text()) if job["local"]]
+        jobs[path.stem] = SimpleNamespace(path=path, inner=inner)
+    return jobs
+
+
+# --- tests on the SLURM run -------------------------------------------------------
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_every_job_ran_once_in_slurm_or_as_a_local_rule(runs):
+    expected = job_blocks(runs.dry)
+    total = re.search(r"^total\s+(\d+)\s*$", runs.dry, flags=re.M)
+    assert total and int(total[1]) == len(expected), "dry-run job list and stats disagree"
+
+    ran_locally = job_keys(job for job in job_blocks(runs.log) if job["local"])
+    in_slurm = Counter()
+    for job_id, job in slurm_jobs(runs).items():
+        assert job.inner, f"SLURM job {job_id} ran no rule: {job.path}"
+        in_slurm += job_keys(job.inner)
+    assert in_slurm, "no job ran in SLURM"
+    assert in_slurm + ran_locally == job_keys(expected), (
+        "jobs of the dry run, jobs run in SLURM and local jobs differ"
+    )
+    _, declared_local = declared_rules()
+    assert not {rule for rule, _ in in_slurm} & declared_local
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_slurm_records_every_submission_as_completed(runs):
+    submitted = dict(
+        re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?$", runs.log, re.M)
+    )
+    logs = slurm_jobs(runs)
+    records = jobcomp_records(runs.cluster_info.jobcomp, runs.cluster)
+    completed = {r["JobId"] for r in records if r["JobState"] == "COMPLETED"}
+    failed = [(r["JobId"], r["JobState"]) for r in records if r["JobState"] != "COMPLETED"]
+
+    assert submitted, "Snakemake submitted nothing"
+    assert not failed, f"SLURM jobs that did not complete (retries hide them): {failed}"
+    assert set(submitted) == set(logs) == completed
+    assert {Path(path) for path in submitted.values()} == {job.path for job in logs.values()}
+    assert {r["NodeList"] for r in records} == {"localhost"}
+    assert {r["Partition"] for r in records} == {runs.cluster_info.partition}
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_grouped_rules_share_a_slurm_job(runs):
+    groups = slurm_profile().get("groups") or {}
+    for job_id, job in slurm_jobs(runs).items():
+        kind = job.path.relative_to(runs.slurm_logdir).parts[0]
+        rules = {inner["rule"] for inner in job.inner}
+        if kind.startswith("group_"):
+            assert rules <= set(groups), (job_id, rules)
+            assert len({groups[rule] for rule in rules}) == 1, (job_id, rules)
+        else:
+            assert kind.startswith("rule_") and len(job.inner) == 1, (job_id, kind)
+            assert job.inner[0]["rule"] not in groups, (job_id, kind)
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_no_job_used_more_memory_than_it_requested(runs):
+    """What a cluster that holds each job in a memory cgroup would kill.
+
+    A SLURM job of the workflow is two steps: the batch step runs one
+    Snakemake process, an srun step a second one and the rule's script (one
+    srun step after the other in a group job). The test cluster only kills a
+    step above the job's --mem; a cgroup counts the whole job. So the peak of
+    the batch step plus the largest other step, polled with sstat during the
+    run, must fit in the request.
+    """
+    records = {r["JobId"]: r for r in jobcomp_records(runs.cluster_info.jobcomp, runs.cluster)}
+    over, measured = [], 0
+    for job_id, job in slurm_jobs(runs).items():
+        requested = megabytes(re.search(r"mem=([\d.]+[KMGT]?)", records[job_id]["Tres"])[1], "M")
+        steps = runs.memory.get(job_id, {})
+        if "batch" not in steps:
+            continue
+        measured += 1
+        used = steps["batch"] + max((v for k, v in steps.items() if k != "batch"), default=0)
+        if used > requested:
+            rules = sorted({inner["rule"] for inner in job.inner})
+            over.append(f"SLURM job {job_id} {rules}: {used:.0f} MB used > {requested:.0f} MB")
+    assert measured >= len(records) / 2, f"sstat measured only {measured} of {len(records)} jobs"
+    assert not over, "raise these rules' mem_mb:\n" + "\n".join(over)
+
+
+def produced_files(workdir):
+    return sorted(
+        str(p.relative_to(workdir))
+        for top in ("data", "results")
+        for p in (workdir / top).rglob("*")
+        if p.is_file()
+    )
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_results_equal_those_of_a_local_run(runs):
+    import nibabel as nib
+
+    if not runs.same_checkout:
+        pytest.skip("the checkout changed between the local and the SLURM run")
+    files = produced_files(runs.local)
+    assert files == produced_files(runs.cluster)
+    kinds = Counter()
+    for name in files:
+        ours, theirs = runs.cluster / name, runs.local / name
+        if name.endswith(".npy"):
+            a, b = np.load(ours), np.load(theirs)
+            assert a.dtype == b.dtype and a.shape == b.shape, name
+            assert a.tobytes() == b.tobytes(), f"{name} differs"
+            kinds["npy"] += 1
+        elif name.endswith((".nii", ".nii.gz")):
+            a, b = nib.load(ours), nib.load(theirs)
+            np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj), name)
+            assert a.get_data_dtype() == b.get_data_dtype(), name
+            np.testing.assert_array_equal(a.affine, b.affine, name)
+            kinds["nifti"] += 1
+        elif name.endswith(".json"):
+            assert json.loads(ours.read_text()) == json.loads(theirs.read_text()), name
+            kinds["json"] += 1
+        elif name.endswith((".tsv", ".csv", ".txt")):
+            assert ours.read_text() == theirs.read_text(), f"{name} differs"
+            kinds["table"] += 1
+        else:
+            assert ours.read_bytes() == theirs.read_bytes(), f"{name} differs"
+            kinds["other"] += 1
+    assert kinds["npy"] and kinds["nifti"] and kinds["table"], kinds
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_report_cluster_overhead(runs, record_property):
+    """Not a check: what SLURM costs per job here, printed and kept in the junit XML."""
+    records = {r["JobId"]: r for r in jobcomp_records(runs.cluster_info.jobcomp, runs.cluster)}
+    waits, overheads = [], []
+    for job_id, job in slurm_jobs(runs).items():
+        record = records[job_id]
+        start, end = slurm_time(record["StartTime"]), slurm_time(record["EndTime"])
+        waits.append((start - slurm_time(record["SubmitTime"])).total_seconds())
+        inside = sum(benchmark_seconds(runs.cluster, j["benchmark"]) for j in job.inner)
+        overheads.append((end - start).total_seconds() - inside)
+    n_rule_jobs = sum(len(job.inner) for job in slurm_jobs(runs).values())
+    timings = {
+        "cluster_start_s": round(runs.cluster_info.start_seconds, 1),
+        "local_run_s": round(runs.local_seconds, 1),
+        "slurm_run_s": round(runs.cluster_seconds, 1),
+        "slurm_jobs": len(overheads),
+        "rule_jobs_in_slurm": n_rule_jobs,
+        "mean_queue_wait_s": round(float(np.mean(waits)), 1),
+        "mean_in_job_overhead_s": round(float(np.mean(overheads)), 1),
+        "extra_wall_per_slurm_job_s": round(
+            (runs.cluster_seconds - runs.local_seconds) / len(overheads), 1
+        ),
+    }
+    for key, value in timings.items():
+        record_property(key, value)
+    print("SLURM timings:", json.dumps(timings))
+    (runs.cluster / "slurm-timings.json").write_text(json.dumps(timings, indent=1))
+
+
+# --- tests of the profiles and rules, without a cluster ------------------------------
+
+
+def test_slurm_profile_marks_every_site_specific_value():
+    config = slurm_profile()
+    assert config["executor"] == "slurm"
+    resources = config["default-resources"]
+    marked = {key for key, value in resources.items() if PLACEHOLDER in str(value)}
+    assert marked == {"slurm_partition", "slurm_account"}
+    assert PLACEHOLDER not in yaml.safe_dump(
+        {k: v for k, v in config.items() if k != "default-resources"}
+    )
+    for key in ("jobs", "retries", "latency-wait", "slurm-logdir"):
+        assert key in config, key
+    # A retry must ask for more memory than the failed attempt.
+    assert "attempt" in str(resources["mem_mb"])
+
+
+def test_grouped_rules_exist_and_are_not_local():
+    """A grouped rule is always submitted, even if listed in localrules."""
+    rules, local = declared_rules()
+    groups = slurm_profile().get("groups") or {}
+    unknown = set(groups) - set(rules)
+    assert not unknown, f"profile groups name unknown rules: {unknown}"
+    assert not set(groups) & local, "a localrule in a group would be submitted to SLURM"
+
+
+def test_download_and_report_rules_are_local():
+    rules, local = declared_rules()
+    assert "download" in rules
+    must = {
+        rule for rule, path in rules.items() if MUST_BE_LOCAL.match(rule) or path.stem == "report"
+    }
+    assert must <= local, f"not in localrules: {sorted(must - local)}"
+
+
+def test_rules_request_more_memory_on_a_retry():
+    """Submitted rules' mem_mb grows with the attempt: a retry after an OOM kill can succeed."""
+    _, local = declared_rules()
+    fixed = []
+    for path in rule_sources():
+        for block in re.split(r"^(?=rule\s)", path.read_text(), flags=re.M):
+            head = re.match(r"rule\s+(\w+)\s*:", block)
+            memory = re.search(r"^\s+mem_mb\s*=\s*(\d+)\s*,?\s*$", block, flags=re.M)
+            if head and memory and head[1] not in local:
+                fixed.append(f"{head[1]} (mem_mb={memory[1]})")
+    assert not fixed, f"constant mem_mb, not scaled by attempt: {fixed}"
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_profiles_plan_the_workflow(tmp_path, profile):
+    if profile == "slurm" and importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed")
+    result, _ = snakemake(
+        tmp_path, "--profile", REPO / "profiles" / profile, "--dry-run", env=None, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Job stats" in result.stdout + result.stderr
