@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+
 from conftest import DEFAULT_CONFIG, run_snakemake
 
 pytestmark = pytest.mark.workflow
