@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from fmriflow import decoding, figures
-from fmriflow.dataset import ANAT, ROI
-from fmriflow.errors import InputError
-from fmriflow.io import load_mask, load_matrix, read_events, save_nifti, write_json, write_table
-from fmriflow.masking import mask_on_grid, unmask
+from fmriflow.dataset import ROI
+from fmriflow.io import load_mask, save_nifti, write_json, write_table
+from fmriflow.masking import roi_columns, unmask
 from fmriflow.node import Node, Param, run
 
 logger = logging.getLogger("fmriflow.decode")
@@ -26,18 +25,17 @@ logger = logging.getLogger("fmriflow.decode")
 
 def decode(inputs, outputs, params, threads):
     settings = params.analysis
-    matrix = load_matrix(inputs.clean, "cleaned data")
-    events = read_events(inputs.events, n_volumes=matrix.shape[0])
-    mask, mask_img = load_mask(inputs.mask, "preprocessing mask")
-    columns = select_columns(settings["mask"], mask, mask_img, Path(inputs.events).parent / ROI)
-    rows, y, runs, dropped = decoding.select_target(
-        events,
-        settings["labels"],
-        inputs.events,
-        drop_incomplete_runs=settings["drop_incomplete_runs"],
+    matrix, rows, y, runs, dropped = decoding.analysis_data(
+        inputs.clean, inputs.events, settings["labels"], settings["drop_incomplete_runs"]
     )
     if dropped:
         logger.warning("runs %s lack a class and were left out", dropped)
+    mask, mask_img = load_mask(inputs.mask, "preprocessing mask")
+    columns = np.ones(int(mask.sum()), dtype=bool)
+    if settings["mask"] == "roi":
+        columns, notes = roi_columns(mask, mask_img.affine, Path(inputs.events).parent / ROI)
+        for note in notes:
+            logger.info(note)
     X = np.asarray(matrix[rows][:, columns], dtype=np.float64)
     classes = np.unique(y)
     pipeline = decoding.make_classifier(
@@ -97,7 +95,7 @@ def decode(inputs, outputs, params, threads):
     )
     figures.plot_maps(
         nib.load(outputs.weights),
-        background(inputs, mask_img),
+        figures.background_image(Path(inputs.events).parent, inputs.mean),
         [f"sub-{params.subject}: {name} (refit on all data, display only)" for name in names],
         outputs.weights_png,
     )
@@ -110,36 +108,6 @@ def decode(inputs, outputs, params, threads):
     )
 
 
-def select_columns(choice, mask, mask_img, roi_path):
-    """Columns of the cleaned matrix to decode from: all, or the subject ROI's."""
-    if choice == "brain":
-        return np.ones(int(mask.sum()), dtype=bool)
-    if not roi_path.exists():
-        raise InputError(
-            roi_path,
-            "the analysis uses the subject ROI but this subject has none",
-            "Set the analysis' mask to 'brain', or provide an ROI (mask.nii.gz)",
-        )
-    roi, note = mask_on_grid(roi_path, mask_img.affine, mask.shape, "ROI")
-    if note:
-        logger.info(note)
-    outside = int((roi & ~mask).sum())
-    if outside:
-        logger.warning(
-            "%d ROI voxels are outside the preprocessing mask and are not used "
-            "(set preprocess.include_roi: true to keep them)",
-            outside,
-        )
-    columns = roi[mask]
-    if not columns.any():
-        raise InputError(
-            roi_path,
-            "no ROI voxel is inside the preprocessing mask",
-            "Set preprocess.include_roi: true or check that the ROI belongs to this subject",
-        )
-    return columns
-
-
 def confusion_table(predictions, classes):
     """Counts of (true, predicted) pairs over all test folds."""
     table = pd.crosstab(
@@ -149,12 +117,6 @@ def confusion_table(predictions, classes):
     )
     table.index.name, table.columns.name = "true", None
     return table
-
-
-def background(inputs, mask_img):
-    """The subject's anatomy if it has one on a known grid, else the mean EPI."""
-    anat = Path(inputs.events).parent / ANAT
-    return nib.load(anat) if anat.exists() else nib.load(inputs.mean)
 
 
 NODE = Node(

@@ -238,3 +238,55 @@ def test_decoding_results_equal_scikit_learn_on_the_cached_data(tiny_run):
     reference = stats.ttest_1samp(np.subtract(accuracies, chances), 0, alternative="greater")
     assert summary["t"] == pytest.approx(reference.statistic)
     assert summary["p_value"] == pytest.approx(reference.pvalue)
+
+
+def test_searchlight_maps_equal_nilearn_on_the_cached_data(tiny_run):
+    """The written accuracy map is nilearn's SearchLight(GaussianNB), voxel for voxel."""
+    import json
+    import warnings
+
+    import nibabel as nib
+    import pandas as pd
+    from nilearn.decoding import SearchLight
+    from sklearn.model_selection import LeaveOneGroupOut
+    from sklearn.naive_bayes import GaussianNB
+
+    results = tiny_run / "results" / "simtask" / "sub-01"
+    data = tiny_run / "data" / "simtask" / "sub-01"
+    mask_img = nib.load(results / "mask.nii.gz")
+    mask = mask_img.get_fdata() > 0
+    roi = nib.load(data / "mask.nii.gz").get_fdata() > 0
+    events = pd.read_csv(data / "events.tsv", sep="\t")
+    rows = events["label"].isin(["face", "house"]).to_numpy()
+    clean = np.load(results / "clean.npy")[rows]
+    volumes = np.zeros(mask.shape + (len(clean),), dtype=np.float32)
+    volumes[mask] = clean.T
+    centres = nib.Nifti1Image((roi & mask).astype(np.uint8), mask_img.affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = SearchLight(
+            mask_img,
+            process_mask_img=centres,
+            radius=5.6,
+            estimator=GaussianNB(),
+            cv=LeaveOneGroupOut(),
+            scoring="accuracy",
+        ).fit(
+            nib.Nifti1Image(volumes, mask_img.affine),
+            events["label"].to_numpy()[rows],
+            groups=events["run"].to_numpy()[rows],
+        )
+    folder = results / "searchlight" / "fh_gnb"
+    accuracy = nib.load(folder / "accuracy.nii.gz")
+    assert accuracy.get_data_dtype() == np.float32
+    # Written as float32 (nilearn's own image would round to the mask's integer type).
+    np.testing.assert_array_equal(
+        accuracy.get_fdata()[roi & mask],
+        reference.masked_scores_.astype(np.float32),
+    )
+    pvalues = nib.load(folder / "pvalues.nii.gz").get_fdata()[mask]
+    assert pvalues.min() >= 1 / 21 and pvalues.max() <= 1
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["n_centres"] == mask.sum() and summary["n_permutations"] == 20
+    roi_map = nib.load(results / "searchlight" / "fh_svc_roi" / "accuracy.nii.gz").get_fdata()
+    assert not roi_map[~roi].any() and roi_map[roi & mask].min() > 0

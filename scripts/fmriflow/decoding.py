@@ -544,3 +544,32 @@ def group_test(accuracies, chances):
     else:
         result["wilcoxon_p_value"] = None
     return result
+
+
+def analysis_data(clean_path, events_path, labels, drop_incomplete_runs=False):
+    """The cleaned matrix and the volumes, labels and runs of one analysis.
+
+    Parameters
+    ----------
+    clean_path, events_path : str or pathlib.Path
+        The subject's ``clean.npy`` and ``events.tsv``.
+    labels : list of str or "all"
+        The classes (see :func:`select_target`).
+    drop_incomplete_runs : bool
+        See :func:`select_target`.
+
+    Returns
+    -------
+    matrix : numpy.memmap, shape (n_volumes, n_voxels)
+        All volumes, memory-mapped.
+    rows, y, runs, dropped
+        As returned by :func:`select_target`.
+    """
+    from fmriflow.io import load_matrix, read_events
+
+    matrix = load_matrix(clean_path, "cleaned data")
+    events = read_events(events_path, n_volumes=matrix.shape[0])
+    rows, y, runs, dropped = select_target(
+        events, labels, events_path, drop_incomplete_runs=drop_incomplete_runs
+    )
+    return matrix, rows, y, runs, dropped

@@ -26,7 +26,7 @@ def save_figure(figure, path, dpi=100):
     plt.close(figure)
 
 
-def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=None):
+def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=None, vmin=None):
     """One row per volume of a 4D image, over a background (nilearn ``plot_stat_map``).
 
     Parameters
@@ -43,6 +43,8 @@ def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=
         Colour scale symmetric around zero (weights) or not (accuracies).
     threshold : float, optional
         Values with a smaller magnitude are not shown.
+    vmin : float, optional
+        Bottom of the colour scale when it is not symmetric (e.g. chance).
     """
     from nilearn import image, plotting
 
@@ -60,9 +62,10 @@ def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=
             display_mode="ortho",
             cut_coords=_peak_coords(volume),
             symmetric_cbar=symmetric,
+            vmin=None if symmetric else vmin,
             vmax=vmax,
             threshold=threshold,
-            cmap="RdBu_r" if symmetric else "hot",
+            cmap="RdBu_r" if symmetric else "YlOrRd",
             draw_cross=False,
             black_bg=False,
         )
@@ -122,3 +125,13 @@ def plot_group_accuracies(table, path, title):
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     save_figure(figure, path)
+
+
+def background_image(subject_folder, mean_path):
+    """The subject's anatomy (``anat.nii.gz``) if it has one, else its mean EPI."""
+    from pathlib import Path
+
+    import nibabel as nib
+
+    anat = Path(subject_folder) / "anat.nii.gz"
+    return nib.load(anat) if anat.exists() else nib.load(mean_path)

@@ -438,3 +438,49 @@ def nib_image(data, affine):
     import nibabel as nib
 
     return nib.Nifti1Image(data, affine)
+
+
+def roi_columns(mask, affine, roi_path):
+    """Which columns of a ``(time, voxel)`` matrix lie in a subject ROI.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool
+        The preprocessing mask (the matrix columns).
+    affine : numpy.ndarray
+        Its affine.
+    roi_path : str or pathlib.Path
+        The subject ROI (``mask.nii.gz`` of the canonical layout); resampled
+        to the mask's grid with nearest neighbour if needed.
+
+    Returns
+    -------
+    columns : numpy.ndarray of bool, shape (n_mask_voxels,)
+    notes : list of str
+        What was done (resampling, ROI voxels outside the mask), for the log.
+    """
+    from pathlib import Path
+
+    if not Path(roi_path).exists():
+        raise InputError(
+            roi_path,
+            "the analysis uses the subject ROI but this subject has none",
+            "Use the whole mask (decoding mask: brain, searchlight centres: brain), or "
+            "provide an ROI (mask.nii.gz)",
+        )
+    roi, note = mask_on_grid(roi_path, affine, mask.shape, "ROI")
+    notes = [note] if note else []
+    outside = int((roi & ~mask).sum())
+    if outside:
+        notes.append(
+            f"{outside} ROI voxels are outside the preprocessing mask and are not used "
+            "(set preprocess.include_roi: true to keep them)"
+        )
+    columns = roi[mask]
+    if not columns.any():
+        raise InputError(
+            roi_path,
+            "no ROI voxel is inside the preprocessing mask",
+            "Set preprocess.include_roi: true or check that the ROI belongs to this subject",
+        )
+    return columns, notes

@@ -32,6 +32,16 @@ from fmriflow.provenance import sidecar_path, write_sidecar
 
 logger = logging.getLogger("fmriflow")
 
+#: Environment variables that set the thread count of numerical libraries.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
 
 @dataclass
 class Param:
@@ -68,6 +78,9 @@ class Node:
         Parameter names, defaults and meanings.
     lists : tuple of str
         Inputs that are lists of files (several paths on the command line).
+    optional_outputs : tuple of str
+        Outputs that only some rules using the node declare (e.g. p-values
+        when permutations are asked for).
     """
 
     name: str
@@ -77,6 +90,7 @@ class Node:
     outputs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     lists: tuple = ()
+    optional_outputs: tuple = ()
 
     def __post_init__(self):
         names = [*self.inputs, *self.outputs, *self.params]
@@ -100,7 +114,7 @@ def _from_snakemake(node, smk):
     # Every named input (declared by the node or only by the rule, such as a
     # local dataset's source files), so that provenance records them all.
     inputs = Bundle({k: smk.input[k] for k in smk.input.keys()})
-    outputs = Bundle({k: smk.output[k] for k in node.outputs})
+    outputs = Bundle({k: smk.output[k] for k in node.outputs if k in smk.output.keys()})
     params = Bundle({k: p.default for k, p in node.params.items()})
     params.update({k: smk.params[k] for k in node.params if k in smk.params.keys()})
     log = smk.log[0] if len(smk.log) else None
@@ -122,14 +136,15 @@ def _parser(node):
             nargs="+" if name in node.lists else None,
             help=help_text,
         )
-    group = parser.add_argument_group("outputs (all required)")
+    group = parser.add_argument_group("outputs")
     for name, help_text in node.outputs.items():
+        optional = name in node.optional_outputs
         group.add_argument(
             f"--{name.replace('_', '-')}",
             dest=f"out_{name}",
             metavar="PATH",
-            required=True,
-            help=help_text,
+            required=not optional,
+            help=help_text + ("" if optional else " (required)"),
         )
     group = parser.add_argument_group("parameters")
     for name, param in node.params.items():
@@ -151,7 +166,13 @@ def _from_command_line(node, argv):
     inputs = Bundle(
         {k: getattr(args, f"in_{k}") for k in node.inputs if getattr(args, f"in_{k}") is not None}
     )
-    outputs = Bundle({k: getattr(args, f"out_{k}") for k in node.outputs})
+    outputs = Bundle(
+        {
+            k: getattr(args, f"out_{k}")
+            for k in node.outputs
+            if getattr(args, f"out_{k}") is not None
+        }
+    )
     params = Bundle({k: getattr(args, f"param_{k}") for k in node.params})
     return inputs, outputs, params, args.threads, args.log
 
@@ -225,6 +246,10 @@ def _call(node, inputs, outputs, params, threads, log, terminal):
         from threadpoolctl import threadpool_limits
 
         _remove_stale_temporaries(outputs)
+        # threadpool_limits reaches the libraries loaded so far; the variables
+        # reach those loaded later (e.g. scipy's own BLAS on first use).
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = "1"
         with threadpool_limits(limits=1):
             extra = node.function(inputs, outputs, params, threads) or []
         missing = [p for p in outputs.values() if not Path(p).exists()]

@@ -101,19 +101,20 @@ for _name, _dataset in DATASETS.items():
 
 
 ANALYSES = {analysis["name"]: analysis for analysis in config["decoding"]}
+SEARCHLIGHTS = {analysis["name"]: analysis for analysis in config["searchlight"]}
 
 
-def check_analyses():
-    """Stop before any job if a decoding analysis is inconsistent with the datasets."""
-    names = [a["name"] for a in config["decoding"]]
+def check_task_analyses(section):
+    """Names unique, datasets known and with task labels, for one config section."""
+    names = [a["name"] for a in config[section]]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise WorkflowError(
-            f"Invalid config at 'decoding': analysis name(s) {twice} used more than "
+            f"Invalid config at '{section}': analysis name(s) {twice} used more than "
             "once. Give every analysis its own name (it names its result folder)."
         )
-    for index, analysis in enumerate(config["decoding"]):
-        where = f"decoding[{index}] ({analysis['name']})"
+    for index, analysis in enumerate(config[section]):
+        where = f"{section}[{index}] ({analysis['name']})"
         dataset = DATASETS.get(analysis["dataset"])
         if dataset is None:
             raise WorkflowError(
@@ -125,6 +126,18 @@ def check_analyses():
                 f"Invalid config at '{where}.dataset': '{analysis['dataset']}' is "
                 "resting-state data, which has no labels to decode. Choose a task dataset."
             )
+        yield where, analysis
+
+
+def check_analyses():
+    """Stop before any job if an analysis is inconsistent with the datasets."""
+    for where, analysis in check_task_analyses("searchlight"):
+        if analysis["permutations"] and analysis["classifier"] != "gnb":
+            raise WorkflowError(
+                f"Invalid config at '{where}.permutations': permutation maps are computed "
+                "by the fast naive Bayes path only. Set classifier: gnb, or permutations: 0."
+            )
+    for where, analysis in check_task_analyses("decoding"):
         if analysis["cv"]["scheme"] == "kfold_volumes" and not analysis["cv"]["allow_leaky"]:
             raise WorkflowError(
                 f"Invalid config at '{where}.cv.scheme': kfold_volumes splits "
@@ -180,7 +193,30 @@ def analysis_targets():
     for name, analysis in ANALYSES.items():
         folder = f"results/{analysis['dataset']}/group/decoding/{name}"
         targets += [f"{folder}/subjects.tsv", f"{folder}/summary.json", f"{folder}/accuracies.png"]
+    for name, analysis in SEARCHLIGHTS.items():
+        files = ["accuracy.nii.gz", "summary.json", "spheres.tsv", "map.png"]
+        files += ["pvalues.nii.gz"] if analysis["permutations"] else []
+        for subject in dataset_subjects(analysis["dataset"]):
+            folder = f"results/{analysis['dataset']}/sub-{subject}/searchlight/{name}"
+            targets += [f"{folder}/{file}" for file in files]
     return targets
+
+
+def searchlight_settings(wildcards):
+    """The config entry of a searchlight analysis, checked against the dataset in the path."""
+    analysis = SEARCHLIGHTS[wildcards.analysis]
+    if analysis["dataset"] != wildcards.dataset:
+        raise WorkflowError(
+            f"Searchlight analysis '{wildcards.analysis}' belongs to dataset "
+            f"'{analysis['dataset']}', not '{wildcards.dataset}'."
+        )
+    return analysis
+
+
+def searchlights_with_permutations(with_permutations):
+    """Regular expression matching the searchlight analyses with (or without) permutations."""
+    names = [n for n, a in SEARCHLIGHTS.items() if bool(a["permutations"]) == with_permutations]
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
 def analysis_settings(wildcards):
