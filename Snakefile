@@ -28,6 +28,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/decoding.smk"
+include: "workflow/rules/searchlight.smk"
+include: "workflow/rules/unsupervised.smk"
 include: "workflow/rules/report.smk"
 
 

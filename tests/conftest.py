@@ -43,6 +43,12 @@ def run_snakemake(workdir, *args, configfile=TINY_CONFIG, timeout=900, env=None)
     )
 
 
+def run_node_script(script, *args, timeout=300):
+    """Run a node script standalone with this Python; return the completed process."""
+    command = [sys.executable, str(script), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
 def write_image(path, data, affine=None, dtype=None, slope=None, inter=None):
     """Write an array as NIfTI, optionally with scaling in the header."""
     data = np.asarray(data if dtype is None else np.asarray(data).astype(dtype))

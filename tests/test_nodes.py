@@ -1,8 +1,5 @@
 """Nodes run standalone: outputs equal a reference pipeline; bad input gets one message."""
 
-import subprocess
-import sys
-
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -13,14 +10,11 @@ from nilearn.signal import clean
 from fmriflow import simulate
 from fmriflow.dataset import write_description, write_subject
 
-from conftest import SCRIPTS
+from conftest import SCRIPTS, run_node_script
 
 
 def run_node(name, *args, log=None):
-    command = [sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)]
-    if log:
-        command += ["--log", str(log)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return run_node_script(SCRIPTS / f"{name}.py", *args, *(["--log", log] if log else []))
 
 
 @pytest.fixture

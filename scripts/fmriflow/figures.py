@@ -34,7 +34,8 @@ def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=
     maps_img : nibabel.Nifti1Image
         3D or 4D image of the maps.
     background_img : nibabel.Nifti1Image or None
-        Anatomy or mean EPI shown underneath.
+        Anatomy or mean EPI shown underneath; None for nilearn's MNI152
+        template (data in MNI space).
     titles : list of str
         One per map.
     path : str or pathlib.Path
@@ -54,9 +55,11 @@ def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=
         axes = figure.add_subplot(len(maps), 1, row + 1)
         data = np.asanyarray(volume.dataobj)
         vmax = float(np.max(np.abs(data))) or 1.0
+        # Without a background of its own, nilearn's MNI152 template is used.
+        background = {} if background_img is None else {"bg_img": background_img}
         plotting.plot_stat_map(
             volume,
-            bg_img=background_img if background_img is not None else False,
+            **background,
             axes=axes,
             title=title,
             display_mode="ortho",
@@ -135,3 +138,33 @@ def background_image(subject_folder, mean_path):
 
     anat = Path(subject_folder) / "anat.nii.gz"
     return nib.load(anat) if anat.exists() else nib.load(mean_path)
+
+
+def plot_overlay(maps_img, background_img, path):
+    """All maps of a 4D image at once, one colour each (nilearn ``plot_prob_atlas``)."""
+    from nilearn import plotting
+
+    figure = plt.figure(figsize=(9, 3))
+    kwargs = {} if background_img is None else {"bg_img": background_img}
+    plotting.plot_prob_atlas(maps_img, figure=figure, draw_cross=False, colorbar=False, **kwargs)
+    save_figure(figure, path)
+
+
+def plot_parcels(labels_img, background_img, title, path, seed=0):
+    """A label image with one random colour per parcel (seeded)."""
+    from matplotlib.colors import ListedColormap
+    from nilearn import plotting
+
+    n_labels = int(np.max(np.asanyarray(labels_img.dataobj)))
+    colours = np.random.default_rng(seed).uniform(0.15, 1.0, (n_labels, 3))
+    figure = plt.figure(figsize=(9, 3))
+    kwargs = {} if background_img is None else {"bg_img": background_img}
+    plotting.plot_roi(
+        labels_img,
+        figure=figure,
+        cmap=ListedColormap(colours),
+        title=textwrap.fill(title, 80),
+        draw_cross=False,
+        **kwargs,
+    )
+    save_figure(figure, path)

@@ -19,6 +19,7 @@ behaviour:
 import argparse
 import logging
 import os
+import shutil
 import sys
 import traceback
 import warnings
@@ -81,6 +82,9 @@ class Node:
     optional_outputs : tuple of str
         Outputs that only some rules using the node declare (e.g. p-values
         when permutations are asked for).
+    sidecar_per_output : bool
+        Several jobs of the node write into one folder: name each provenance
+        sidecar after the job's first output too.
     """
 
     name: str
@@ -91,6 +95,7 @@ class Node:
     params: dict = field(default_factory=dict)
     lists: tuple = ()
     optional_outputs: tuple = ()
+    sidecar_per_output: bool = False
 
     def __post_init__(self):
         names = [*self.inputs, *self.outputs, *self.params]
@@ -190,10 +195,12 @@ def _redirect_stderr(log):
 
 def _remove_outputs(node, outputs):
     """Remove a failed job's outputs and provenance, so nothing half-done remains."""
-    for path in [*outputs.values(), sidecar_path(node.name, outputs)]:
+    for path in [*outputs.values(), sidecar_path(node.name, outputs, node.sidecar_per_output)]:
         path = Path(path)
         if path.is_file() or path.is_symlink():
             path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
 
 
 def _remove_stale_temporaries(outputs):
@@ -255,7 +262,7 @@ def _call(node, inputs, outputs, params, threads, log, terminal):
         missing = [p for p in outputs.values() if not Path(p).exists()]
         if missing:
             raise RuntimeError(f"outputs not written: {missing}")
-        write_sidecar(node.name, inputs, outputs, params, extra)
+        write_sidecar(node.name, inputs, outputs, params, extra, node.sidecar_per_output)
     except InputError as exc:
         _remove_outputs(node, outputs)
         if log:

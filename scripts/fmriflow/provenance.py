@@ -39,10 +39,16 @@ PACKAGES = (
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def sidecar_path(node_name, outputs):
-    """Where the sidecar of a job goes: beside its first output."""
+def sidecar_path(node_name, outputs, per_output=False):
+    """Where the sidecar of a job goes: beside its first output.
+
+    It is ``<node>.provenance.json``, or ``<node>.<first output's name without
+    extensions>.provenance.json`` with ``per_output`` (for nodes whose jobs
+    share a folder, such as one PCA per number of components).
+    """
     first = Path(next(iter(outputs.values())))
-    return first.parent / f"{node_name}.provenance.json"
+    stem = f".{first.name.split('.')[0]}" if per_output else ""
+    return first.parent / f"{node_name}{stem}.provenance.json"
 
 
 @cache
@@ -122,7 +128,7 @@ def _plain(value):
     )
 
 
-def write_sidecar(node_name, inputs, outputs, params, extra=()):
+def write_sidecar(node_name, inputs, outputs, params, extra=(), per_output=False):
     """Write the provenance sidecar of one job (see the module docstring).
 
     Parameters
@@ -135,6 +141,8 @@ def write_sidecar(node_name, inputs, outputs, params, extra=()):
         The node's parameter values.
     extra : list of paths
         Optional files the node wrote besides its declared outputs.
+    per_output : bool
+        Name the sidecar after the first output too (see :func:`sidecar_path`).
 
     Returns
     -------
@@ -151,4 +159,4 @@ def write_sidecar(node_name, inputs, outputs, params, extra=()):
         "versions": package_versions(),
         "workflow": workflow_commit(),
     }
-    return write_json(record, sidecar_path(node_name, outputs))
+    return write_json(record, sidecar_path(node_name, outputs, per_output))

@@ -102,6 +102,7 @@ for _name, _dataset in DATASETS.items():
 
 ANALYSES = {analysis["name"]: analysis for analysis in config["decoding"]}
 SEARCHLIGHTS = {analysis["name"]: analysis for analysis in config["searchlight"]}
+ICAS = {analysis["name"]: analysis for analysis in config["ica"]}
 
 
 def check_task_analyses(section):
@@ -127,6 +128,37 @@ def check_task_analyses(section):
                 "resting-state data, which has no labels to decode. Choose a task dataset."
             )
         yield where, analysis
+
+
+def check_group_analyses():
+    """Stop before any job if a group ICA or clustering entry is inconsistent."""
+    names = [a["name"] for a in config["ica"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise WorkflowError(
+            f"Invalid config at 'ica': name(s) {twice} used more than once. Give every "
+            "decomposition its own name (it names its result folder)."
+        )
+    seen = set()
+    for section in ("ica", "clustering"):
+        for index, analysis in enumerate(config[section]):
+            if analysis["dataset"] not in DATASETS:
+                raise WorkflowError(
+                    f"Invalid config at '{section}[{index}].dataset': unknown dataset "
+                    f"'{analysis['dataset']}'. Choose one of {sorted(DATASETS)}."
+                )
+            if section == "clustering":
+                for n in analysis["n_clusters"]:
+                    key = (analysis["dataset"], analysis["method"], n)
+                    if key in seen:
+                        raise WorkflowError(
+                            f"Invalid config at 'clustering[{index}]': {analysis['method']} "
+                            f"with {n} clusters of '{analysis['dataset']}' is asked for twice."
+                        )
+                    seen.add(key)
+
+
+check_group_analyses()
 
 
 def check_analyses():
@@ -193,6 +225,7 @@ def analysis_targets():
     for name, analysis in ANALYSES.items():
         folder = f"results/{analysis['dataset']}/group/decoding/{name}"
         targets += [f"{folder}/subjects.tsv", f"{folder}/summary.json", f"{folder}/accuracies.png"]
+    targets += group_targets()
     for name, analysis in SEARCHLIGHTS.items():
         files = ["accuracy.nii.gz", "summary.json", "spheres.tsv", "map.png"]
         files += ["pvalues.nii.gz"] if analysis["permutations"] else []
@@ -200,6 +233,80 @@ def analysis_targets():
             folder = f"results/{analysis['dataset']}/sub-{subject}/searchlight/{name}"
             targets += [f"{folder}/{file}" for file in files]
     return targets
+
+
+def group_targets():
+    """Every output of the group ICA and clustering entries."""
+    targets = []
+    for name, analysis in ICAS.items():
+        folder = f"results/{analysis['dataset']}/group/ica/{name}"
+        files = ["components.nii.gz", "components.tsv", "stability.tsv", "summary.json"]
+        targets += [f"{folder}/{file}" for file in files + ["components.png", "maps"]]
+    for analysis in config["clustering"]:
+        for n in analysis["n_clusters"]:
+            folder = f"results/{analysis['dataset']}/group/clustering/{analysis['method']}_{n}"
+            files = ["labels.nii.gz", "stats.tsv", "summary.json", "labels.png"]
+            targets += [f"{folder}/{file}" for file in files]
+    return targets
+
+
+def subject_components(analysis):
+    """Components kept per subject by an ICA entry's per-subject PCA."""
+    return analysis["n_subject_components"] or 3 * analysis["n_components"]
+
+
+def ica_settings(wildcards):
+    """The config entry of a group ICA, checked against the dataset in the path."""
+    analysis = ICAS[wildcards.name]
+    if analysis["dataset"] != wildcards.dataset:
+        raise WorkflowError(
+            f"Group ICA '{wildcards.name}' belongs to dataset '{analysis['dataset']}', "
+            f"not '{wildcards.dataset}'."
+        )
+    return analysis
+
+
+def group_inputs(wildcards, reduced):
+    """Per-subject files of a group analysis: reductions (or cleaned data), masks, mean."""
+    subjects = dataset_subjects(wildcards.dataset)
+    folder = f"results/{wildcards.dataset}/sub-{{subject}}"
+    data = f"{folder}/pca_{reduced}.npy" if reduced else f"{folder}/clean.npy"
+    return {
+        "data": [data.format(subject=s) for s in subjects],
+        "clean": [f"{folder}/clean.npy".format(subject=s) for s in subjects],
+        "masks": [f"{folder}/mask.nii.gz".format(subject=s) for s in subjects],
+        "mean": f"{folder}/mean.nii.gz".format(subject=subjects[0]),
+        "description": f"data/{wildcards.dataset}/dataset.json",
+    }
+
+
+def ica_inputs(wildcards):
+    analysis = ica_settings(wildcards)
+    reduced = None if analysis["method"] == "concat" else subject_components(analysis)
+    return group_inputs(wildcards, reduced)
+
+
+def clustering_settings(wildcards):
+    """The clustering entry that asks for this method and number of clusters."""
+    for analysis in config["clustering"]:
+        if (
+            analysis["dataset"] == wildcards.dataset
+            and analysis["method"] == wildcards.method
+            and int(wildcards.n_clusters) in analysis["n_clusters"]
+        ):
+            return analysis
+    raise WorkflowError(
+        f"No clustering entry asks for {wildcards.method} with {wildcards.n_clusters} "
+        f"clusters of dataset '{wildcards.dataset}'."
+    )
+
+
+def clustering_inputs(wildcards):
+    return group_inputs(wildcards, clustering_settings(wildcards)["n_features"])
+
+
+def reduction_seed(wildcards):
+    return preprocess_settings(wildcards)["reduction_seed"]
 
 
 def searchlight_settings(wildcards):
@@ -322,3 +429,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9]+",
     subject=r"[A-Za-z0-9]+",
     analysis=r"[A-Za-z0-9_]+",
+    name=r"[A-Za-z0-9_]+",
+    method=r"ward|kmeans|rena",
+    n_clusters=r"[0-9]+",
+    n_components=r"[0-9]+",

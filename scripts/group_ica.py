@@ -1,0 +1,160 @@
+"""Node group_ica: group ICA or dictionary learning of a dataset, with stability.
+
+Checks that every subject is on the same grid and mask, decomposes the
+subjects' per-subject PCAs (CanICA, dictionary learning) or their cleaned
+data (concatenation ICA) once per seed, reports the first seed's maps with
+each component's stability across the other seeds, matches them to the
+planted networks when the dataset has ground truth, and draws them.
+"""
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from fmriflow import decomposition as dec
+from fmriflow import figures
+from fmriflow.dataset import read_description
+from fmriflow.io import load_matrix, save_nifti, write_json, write_table
+from fmriflow.masking import unmask
+from fmriflow.node import Node, Param, run
+
+logger = logging.getLogger("fmriflow.group_ica")
+
+
+def group_ica(inputs, outputs, params, threads):
+    settings = params.analysis
+    description = read_description(inputs.description)
+    subjects = description["subjects"]
+    affine, _, mask = dec.check_common_space(list(inputs.masks), names=subjects)
+    method = settings["method"]
+    n_components = settings["n_components"]
+    n_volumes = [load_matrix(path).shape[0] for path in inputs.clean]
+    dec.check_dimensions(
+        n_volumes,
+        n_components,
+        settings["n_subject_components"] or 3 * n_components,
+        model="concat" if method == "concat" else "canica",
+        names=subjects,
+    )
+    result = decompose(list(inputs.data), settings)
+    maps = result.reference if hasattr(result, "reference") else result
+    reproducibility = getattr(result, "reproducibility", None)
+    names, correlations, recovery = match_truth(maps, mask, inputs.description, description)
+    table = dec.component_table(maps, mask, affine, reproducibility, names=names)
+    if correlations is not None:
+        table["truth_correlation"] = correlations
+    components = unmask(maps.maps, mask)
+    save_nifti(components, affine, outputs.components, dtype=np.float32)
+    write_table(table, outputs.table)
+    write_table(stability_table(result, n_components), outputs.stability)
+    write_json(
+        {
+            "name": settings["name"],
+            "method": method,
+            "n_components": n_components,
+            "n_subjects": len(subjects),
+            "seeds": settings["seeds"],
+            "converged": bool(maps.converged),
+            "explained_variance_total": float(np.sum(maps.explained_variance)),
+            "stability_mean": None if reproducibility is None else float(np.mean(reproducibility)),
+            "recovery_mean_correlation": recovery,
+        },
+        outputs.summary,
+    )
+    draw(components, affine, table, inputs.mean, description["space"], outputs)
+
+
+def decompose(data, settings):
+    """The decomposition with the first seed, repeated with the others for stability."""
+    options = {"threshold": settings["threshold"]}
+    if settings["method"] == "dict_learning":
+        options["alpha"] = settings["alpha"]
+        function, method = dec.dict_learning, "dict_learning"
+    else:
+        options |= {"model": settings["method"], "n_init": settings["n_init"]}
+        function, method = dec.group_ica, "ica"
+    seeds = settings["seeds"]
+    if len(seeds) == 1:
+        return function(data, settings["n_components"], seed=seeds[0], **options)
+    return dec.stability(data, settings["n_components"], seeds, method=method, **options)
+
+
+def match_truth(maps, mask, description_path, description):
+    """Names and correlations of the planted networks matched to the components."""
+    truth = description.get("ground_truth", {})
+    if "networks" not in truth:
+        return None, None, None
+    image = nib.load(Path(description_path).parent / truth["networks"])
+    networks = np.asarray(image.dataobj)[mask].T
+    matching = dec.match_components(maps.raw_maps, networks)
+    names = [""] * maps.maps.shape[0]
+    correlations = np.full(maps.maps.shape[0], np.nan)
+    for (component, network), r in zip(matching.pairs, matching.correlations, strict=True):
+        names[component] = truth["names"][network]
+        correlations[component] = r
+    logger.info("recovery of the planted networks: mean correlation %.3f", matching.mean)
+    return names, correlations, float(matching.mean)
+
+
+def stability_table(result, n_components):
+    """Per component: mean reproducibility and the best-match correlation with each seed."""
+    table = pd.DataFrame({"component": np.arange(n_components)})
+    if hasattr(result, "reproducibility"):
+        table["reproducibility"] = result.reproducibility
+        for seed, row in zip(result.seeds[1:], result.per_run, strict=True):
+            table[f"seed_{seed}"] = row
+    return table
+
+
+def draw(components, affine, table, mean_path, space, outputs):
+    """The overlay of all components and one figure per component."""
+    image = nib.Nifti1Image(components, affine)
+    background = None if str(space).upper().startswith("MNI") else nib.load(mean_path)
+    figures.plot_overlay(image, background, outputs.overlay)
+    folder = Path(outputs.maps)
+    folder.mkdir(parents=True, exist_ok=True)
+    for row in table.itertuples():
+        title = f"#{row.component}: {100 * row.explained_variance:.1f}% var."
+        if "reproducibility" in table.columns:
+            title += f", stability {row.reproducibility:.2f}"
+        if "name" in table.columns and row.name:
+            title += f", {row.name} r={row.truth_correlation:.2f}"
+        volume = nib.Nifti1Image(components[..., row.component], affine)
+        # Zero (thresholded away) voxels are left transparent over the anatomy.
+        figures.plot_maps(
+            volume,
+            background,
+            [title],
+            folder / f"component_{row.component:02d}.png",
+            threshold=1e-6,
+        )
+
+
+NODE = Node(
+    name="group_ica",
+    description="Node group_ica: group ICA or dictionary learning of a dataset, with stability.",
+    function=group_ica,
+    inputs={
+        "data": "per-subject PCAs (pca_{n}.npy), or clean.npy for concatenation ICA",
+        "clean": "the subjects' clean.npy (their number of volumes is checked)",
+        "masks": "the subjects' preprocessing masks (must be identical)",
+        "mean": "the first subject's mean.nii.gz (figure background outside MNI space)",
+        "description": "the dataset's dataset.json (ground truth, if any)",
+    },
+    outputs={
+        "components": "components.nii.gz to write",
+        "table": "components.tsv to write",
+        "stability": "stability.tsv to write",
+        "summary": "summary.json to write",
+        "overlay": "components.png to write",
+        "maps": "folder of one figure per component to write",
+    },
+    params={"analysis": Param(None, "the ica config entry (a mapping)")},
+    lists=("data", "clean", "masks"),
+)
+
+if __name__ == "__main__":
+    run(NODE, globals().get("snakemake"))

@@ -1,0 +1,80 @@
+"""Node parcellate: a parcellation of a dataset into regions, with its statistics.
+
+Builds every voxel's features from the subjects' cached PCAs (a group PCA
+of their time courses), optionally smooths them, clusters the voxels (Ward
+with spatial connectivity, K-means or ReNA), and reports the number of
+connected regions, the parcel sizes and how much of the data's variance the
+parcel means keep.
+"""
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from fmriflow import figures
+from fmriflow import parcellation as parc
+from fmriflow.dataset import read_description
+from fmriflow.decomposition import check_common_space
+from fmriflow.io import save_nifti, write_json, write_table
+from fmriflow.masking import unmask
+from fmriflow.node import Node, Param, run
+
+
+def parcellate(inputs, outputs, params, threads):
+    settings = params.analysis
+    description = read_description(inputs.description)
+    affine, _, mask = check_common_space(list(inputs.masks), names=description["subjects"])
+    features = parc.voxel_features(
+        list(inputs.data), settings["n_features"], seed=settings["seed"]
+    )
+    if settings["smoothing_fwhm"]:
+        features = parc.smooth_features(features, mask, affine, settings["smoothing_fwhm"])
+    labels = parc.parcellate(
+        features, mask, int(params.n_clusters), params.method, seed=settings["seed"], affine=affine
+    )
+    summary = parc.summarize_parcellation(labels, mask, subjects=list(inputs.clean))
+    summary |= {"method": params.method, "n_clusters": int(params.n_clusters)}
+    volume = unmask(labels.astype(np.int32), mask)
+    save_nifti(volume, affine, outputs.labels, dtype=np.int32)
+    write_table(pd.DataFrame([summary]), outputs.stats)
+    write_json(summary, outputs.summary)
+    background = (
+        None if str(description["space"]).upper().startswith("MNI") else nib.load(inputs.mean)
+    )
+    figures.plot_parcels(
+        nib.Nifti1Image(volume, affine),
+        background,
+        f"{params.method}, {params.n_clusters} clusters: {summary['n_regions']} connected "
+        f"regions, R² {summary['r2']:.3f}",
+        outputs.figure,
+        seed=settings["seed"],
+    )
+
+
+NODE = Node(
+    name="parcellate",
+    description="Node parcellate: a parcellation of a dataset into regions, with its statistics.",
+    function=parcellate,
+    inputs={
+        "data": "per-subject PCAs (pca_{n}.npy)",
+        "clean": "the subjects' clean.npy (for the variance kept)",
+        "masks": "the subjects' preprocessing masks (must be identical)",
+        "mean": "the first subject's mean.nii.gz (figure background outside MNI space)",
+        "description": "the dataset's dataset.json",
+    },
+    outputs={
+        "labels": "labels.nii.gz to write",
+        "stats": "stats.tsv to write",
+        "summary": "summary.json to write",
+        "figure": "labels.png to write",
+    },
+    params={
+        "analysis": Param(None, "the clustering config entry (a mapping)"),
+        "method": Param("ward", "ward, kmeans or rena", type=str),
+        "n_clusters": Param(50, "number of clusters"),
+    },
+    lists=("data", "clean", "masks"),
+)
+
+if __name__ == "__main__":
+    run(NODE, globals().get("snakemake"))
