@@ -1,6 +1,7 @@
 """Node group_ica: group ICA or dictionary learning of a dataset, with stability.
 
-Checks that every subject is on the same grid and mask, decomposes the
+Checks that every subject is on the same grid, keeps the voxels common to
+all subjects' masks (logging any subject that loses some), decomposes the
 subjects' per-subject PCAs (CanICA, dictionary learning) or their cleaned
 data (concatenation ICA) once per seed, reports the first seed's maps with
 each component's stability across the other seeds, matches them to the
@@ -28,7 +29,8 @@ def group_ica(inputs, outputs, params, threads):
     settings = params.analysis
     description = read_description(inputs.description)
     subjects = description["subjects"]
-    affine, _, mask = dec.check_common_space(list(inputs.masks), names=subjects)
+    common = dec.common_mask(list(inputs.masks), names=subjects)
+    affine, mask = common.affine, common.mask
     method = settings["method"]
     n_components = settings["n_components"]
     n_volumes = [load_matrix(path).shape[0] for path in inputs.clean]
@@ -39,7 +41,7 @@ def group_ica(inputs, outputs, params, threads):
         model="concat" if method == "concat" else "canica",
         names=subjects,
     )
-    result = decompose(list(inputs.data), settings)
+    result = decompose(common.select(list(inputs.data)), settings)
     maps = result.reference if hasattr(result, "reference") else result
     reproducibility = getattr(result, "reproducibility", None)
     names, correlations, recovery = match_truth(maps, mask, inputs.description, description)
@@ -140,7 +142,7 @@ NODE = Node(
     inputs={
         "data": "per-subject PCAs (pca_{n}.npy), or clean.npy for concatenation ICA",
         "clean": "the subjects' clean.npy (their number of volumes is checked)",
-        "masks": "the subjects' preprocessing masks (must be identical)",
+        "masks": "the subjects' preprocessing masks (one grid; their intersection is used)",
         "mean": "the first subject's mean.nii.gz (figure background outside MNI space)",
         "description": "the dataset's dataset.json (ground truth, if any)",
     },

@@ -14,7 +14,7 @@ import pandas as pd
 from fmriflow import figures
 from fmriflow import parcellation as parc
 from fmriflow.dataset import read_description
-from fmriflow.decomposition import check_common_space
+from fmriflow.decomposition import common_mask
 from fmriflow.io import save_nifti, write_json, write_table
 from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
@@ -23,16 +23,17 @@ from fmriflow.node import Node, Param, run
 def parcellate(inputs, outputs, params, threads):
     settings = params.analysis
     description = read_description(inputs.description)
-    affine, _, mask = check_common_space(list(inputs.masks), names=description["subjects"])
+    common = common_mask(list(inputs.masks), names=description["subjects"])
+    affine, mask = common.affine, common.mask
     features = parc.voxel_features(
-        list(inputs.data), settings["n_features"], seed=settings["seed"]
+        common.select(list(inputs.data)), settings["n_features"], seed=settings["seed"]
     )
     if settings["smoothing_fwhm"]:
         features = parc.smooth_features(features, mask, affine, settings["smoothing_fwhm"])
     labels = parc.parcellate(
         features, mask, int(params.n_clusters), params.method, seed=settings["seed"], affine=affine
     )
-    summary = parc.summarize_parcellation(labels, mask, subjects=list(inputs.clean))
+    summary = parc.summarize_parcellation(labels, mask, subjects=common.select(list(inputs.clean)))
     summary |= {"method": params.method, "n_clusters": int(params.n_clusters)}
     volume = unmask(labels.astype(np.int32), mask)
     save_nifti(volume, affine, outputs.labels, dtype=np.int32)
@@ -58,7 +59,7 @@ NODE = Node(
     inputs={
         "data": "per-subject PCAs (pca_{n}.npy)",
         "clean": "the subjects' clean.npy (for the variance kept)",
-        "masks": "the subjects' preprocessing masks (must be identical)",
+        "masks": "the subjects' preprocessing masks (one grid; their intersection is used)",
         "mean": "the first subject's mean.nii.gz (figure background outside MNI space)",
         "description": "the dataset's dataset.json",
     },

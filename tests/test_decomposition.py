@@ -403,3 +403,76 @@ def test_too_few_subjects_or_volumes_are_refused(cohort, reductions):
         decomposition.group_ica(reductions, N_COMPONENTS, threshold=11.0)
     with pytest.raises(InputError, match="unknown model"):
         decomposition.group_ica(reductions, N_COMPONENTS, model="tensor")
+
+
+def partial_masks(mask, n_subjects, fraction, seed=0):
+    """Subject masks that each miss a random ``fraction`` of ``mask`` (first one complete)."""
+    rng = np.random.default_rng(seed)
+    masks = [mask.copy()]
+    for _ in range(n_subjects - 1):
+        subject = mask.copy()
+        voxels = np.argwhere(mask)
+        lost = voxels[rng.choice(len(voxels), int(fraction * len(voxels)), replace=False)]
+        subject[tuple(lost.T)] = False
+        masks.append(subject)
+    return masks
+
+
+def test_common_mask_is_the_intersection_and_selects_each_subjects_columns(rng):
+    mask = np.zeros((6, 7, 8), dtype=bool)
+    mask[1:5, 1:6, 1:7] = True
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    masks = partial_masks(mask, 3, 0.1)
+    common = decomposition.common_mask([(affine, mask.shape, m) for m in masks], ["a", "b", "c"])
+    assert np.array_equal(common.mask, masks[0] & masks[1] & masks[2])
+    assert common.columns[0] is not None and common.dropped == [
+        int(m.sum() - common.mask.sum()) for m in masks
+    ]
+    # Column j of a subject's matrix is its mask's j-th voxel (C order).
+    matrices = [rng.standard_normal((9, int(m.sum()))) for m in masks]
+    for matrix, m, selected in zip(matrices, masks, common.select(matrices), strict=True):
+        volume = np.zeros(m.shape + (9,))
+        volume[m] = matrix.T
+        expected = volume[common.mask].T
+        assert selected.shape == expected.shape
+        np.testing.assert_array_equal(selected[2:7], expected[2:7])
+        np.testing.assert_array_equal(selected[:, 3:11], expected[:, 3:11])
+        chunks = list(decomposition.RowBlocks([selected], chunk_rows=4))
+        np.testing.assert_array_equal(np.vstack(chunks), expected)
+    same = decomposition.common_mask([(affine, mask.shape, mask)] * 2)
+    assert same.columns == [None, None] and same.select(matrices[:2])[1] is matrices[1]
+
+    shifted = affine.copy()
+    shifted[1, 3] = 1.5
+    with pytest.raises(InputError, match="subject b: its affine differs"):
+        decomposition.common_mask([(affine, mask.shape, mask), (shifted, mask.shape, mask)], "ab")
+    disjoint = np.zeros_like(mask)
+    disjoint[0, 0, 0] = True
+    with pytest.raises(InputError, match="have no voxel in common"):
+        decomposition.common_mask([(affine, mask.shape, mask), (affine, mask.shape, disjoint)])
+
+
+def test_subjects_with_different_masks_are_decomposed_on_their_common_voxels(cohort):
+    """Each subject's PCA on its own mask, restricted to the common voxels.
+
+    The reference is the same model on the data restricted to the common
+    voxels before the per-subject PCA; both recover the networks alike.
+    """
+    grey = cohort["mask"]
+    masks = partial_masks(grey, N_SUBJECTS, 0.05, seed=1)
+    own, exact = [], []
+    common_voxels = np.logical_and.reduce(masks)[grey]
+    for data, mask in zip(cohort["subjects"], masks, strict=True):
+        columns = mask[grey]
+        own.append(decomposition.reduce_subject(data[:, columns], N_SUBJECT_COMPONENTS, seed=0))
+        exact.append(decomposition.reduce_subject(data[:, common_voxels], N_SUBJECT_COMPONENTS))
+    affine = cohort["affine"]
+    common = decomposition.common_mask([(affine, grey.shape, m) for m in masks])
+    assert np.array_equal(common.mask[grey], common_voxels)
+    truth = cohort["truth"][:, common_voxels]
+    ours = decomposition.group_ica(common.select(own), N_COMPONENTS, threshold="auto", seed=0)
+    reference = decomposition.group_ica(exact, N_COMPONENTS, threshold="auto", seed=0)
+    ours_score = decomposition.match_components(ours.maps, truth).mean
+    reference_score = decomposition.match_components(reference.maps, truth).mean
+    assert ours_score >= ICA_THRESHOLDED_MIN - 0.03
+    assert ours_score == pytest.approx(reference_score, abs=0.03), (ours_score, reference_score)

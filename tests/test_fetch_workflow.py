@@ -104,6 +104,20 @@ def _line(block, key):
     return found.group(1) if found else ""
 
 
+def analysis_rules(config):
+    """The rules a config's analysis sections call for, read from the config itself."""
+    rules = set()
+    if config.get("decoding"):
+        rules |= {"decode", "decode_group"}
+    for analysis in config.get("searchlight", []):
+        rules.add("searchlight_permutations" if analysis.get("permutations") else "searchlight")
+    for analysis in config.get("ica", []):
+        rules |= {"group_ica"} | ({"reduce_subject"} if analysis["method"] != "concat" else set())
+    if config.get("clustering"):
+        rules |= {"parcellate", "reduce_subject"}
+    return rules | ({"provenance_table"} if rules else set())
+
+
 @pytest.mark.parametrize(
     ("config", "dataset", "subjects"),
     [
@@ -134,9 +148,8 @@ def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, sub
         assert planned == sorted(expected_subjects), rule
     rules = {r for r, _, _ in jobs}
     assert {"download", "import_download", "mask", "clean", "all"} <= rules
-    analyses = yaml.safe_load(configfile.read_text()).get("decoding", [])
-    assert rules - {"download", "import_download", "mask", "clean", "all"} == (
-        {"decode", "decode_group"} if analyses else set()
+    assert rules - {"download", "import_download", "mask", "clean", "all"} == analysis_rules(
+        yaml.safe_load(configfile.read_text())
     )
     assert not list(workdir.glob("data/*/dataset.json")), "a dry run must not download"
 

@@ -9,7 +9,6 @@ one message and writes nothing.
 """
 
 import json
-import shutil
 import warnings
 
 import nibabel as nib
@@ -24,6 +23,7 @@ from conftest import SCRIPTS, run_node_script
 pytestmark = pytest.mark.workflow
 
 REST = "simrest"
+NAMES = ("pca_9.npy", "clean.npy")
 
 
 def rest_mask(workdir):
@@ -148,15 +148,21 @@ def test_parcellations_report_what_their_labels_show(default_run, n_clusters):
     assert pieces["ward"] == n_clusters and pieces["kmeans"] > n_clusters
 
 
-def test_subjects_not_in_one_space_stop_the_group_job(tiny_run, tmp_path):
-    """One subject's mask differs by a voxel: one message naming it, nothing written."""
+def run_group_ica(tiny_run, tmp_path, second_mask, drop_voxel=None):
+    """The group_ica node on the tiny run's rest subjects, sub-02's mask replaced.
+
+    With ``drop_voxel`` (a position among sub-02's voxels), that voxel's column
+    is removed from sub-02's matrices too, as if its preprocessing had dropped it.
+    """
     results = tiny_run / "results" / REST
-    masks = [results / "sub-01" / "mask.nii.gz", tmp_path / "sub-02_mask.nii.gz"]
-    image = nib.load(results / "sub-02" / "mask.nii.gz")
-    data = np.asarray(image.dataobj).copy()
-    data[tuple(np.argwhere(data)[0])] = 0
-    nib.save(nib.Nifti1Image(data, image.affine, image.header), masks[1])
-    subjects = ["sub-01", "sub-02"]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    mask_path = tmp_path / "sub-02_mask.nii.gz"
+    nib.save(second_mask, mask_path)
+    matrices = {name: [results / s / name for s in ("sub-01", "sub-02")] for name in NAMES}
+    if drop_voxel is not None:
+        for name, paths in matrices.items():
+            paths[1] = tmp_path / name
+            np.save(paths[1], np.delete(np.load(results / "sub-02" / name), drop_voxel, axis=1))
     out = tmp_path / "ica"
     analysis = (
         "{name: canica, dataset: simrest, method: canica, n_components: 3, "
@@ -164,9 +170,9 @@ def test_subjects_not_in_one_space_stop_the_group_job(tiny_run, tmp_path):
     )
     result = run_node_script(
         SCRIPTS / "group_ica.py",
-        "--data", *[results / s / "pca_9.npy" for s in subjects],
-        "--clean", *[results / s / "clean.npy" for s in subjects],
-        "--masks", *masks,
+        "--data", *matrices["pca_9.npy"],
+        "--clean", *matrices["clean.npy"],
+        "--masks", results / "sub-01" / "mask.nii.gz", mask_path,
         "--mean", results / "sub-01" / "mean.nii.gz",
         "--description", tiny_run / "data" / REST / "dataset.json",
         "--components", out / "components.nii.gz",
@@ -176,10 +182,41 @@ def test_subjects_not_in_one_space_stop_the_group_job(tiny_run, tmp_path):
         "--overlay", out / "components.png",
         "--maps", out / "maps",
         "--analysis", analysis,
+        "--log", tmp_path / "group_ica.log",
     )  # fmt: skip
+    return result, out
+
+
+def test_subjects_not_in_one_space_stop_the_group_job(tiny_run, tmp_path):
+    """sub-02's grid is shifted by 2 mm: one message naming it, nothing written."""
+    image = nib.load(tiny_run / "results" / REST / "sub-02" / "mask.nii.gz")
+    affine = image.affine.copy()
+    affine[0, 3] += 2.0
+    result, out = run_group_ica(tiny_run, tmp_path, nib.Nifti1Image(image.dataobj, affine))
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("fmriflow group_ica: error: ")
-    assert "subject 02" in lines[0] and "1 voxels" in lines[0], lines[0]
+    assert "subject 02" in lines[0] and "not in a common space" in lines[0], lines[0]
     assert not out.exists() or not any(out.rglob("*"))
-    shutil.rmtree(out, ignore_errors=True)
+
+
+def test_subjects_with_different_masks_share_their_common_voxels(tiny_run, tmp_path):
+    """sub-02 lacks one voxel: the maps are zero there, and the log says sub-01 loses it."""
+    image = nib.load(tiny_run / "results" / REST / "sub-02" / "mask.nii.gz")
+    data = np.asarray(image.dataobj).copy()
+    position = int(np.count_nonzero(data) // 2)
+    voxel = tuple(np.argwhere(data)[position])
+    data[voxel] = 0
+    second = nib.Nifti1Image(data, image.affine)
+    result, out = run_group_ica(tiny_run, tmp_path, second, drop_voxel=position)
+    assert result.returncode == 0, result.stderr
+    components = nib.load(out / "components.nii.gz").get_fdata()
+    mask = rest_mask(tiny_run)
+    assert not components[voxel].any()
+    assert np.count_nonzero(np.abs(components).sum(axis=-1)[mask]) > mask.sum() // 2
+    log = (tmp_path / "group_ica.log").read_text()
+    assert "subject 01: 1 of its" in log and "common voxels" in log
+    # A mask that does not describe its matrix is refused, naming the subject.
+    result, out = run_group_ica(tiny_run, tmp_path / "wrong", second)
+    assert result.returncode == 1 and "subject 02" in result.stderr
+    assert "columns but the subject's mask has" in result.stderr

@@ -181,6 +181,117 @@ def check_common_space(grids, names=None, atol=1e-3):
     return affine0, shape0, mask0
 
 
+@dataclass
+class CommonMask:
+    """The voxels every subject has, and where they are in each subject's matrix.
+
+    Attributes
+    ----------
+    affine : numpy.ndarray
+        The common affine.
+    mask : numpy.ndarray of bool
+        The intersection of the subjects' masks (3D).
+    columns : list of (numpy.ndarray of int or None)
+        Per subject, the columns of its matrices that are the common voxels,
+        in the mask's order; None when the subject's mask is the common one.
+    dropped : list of int
+        Per subject, how many of its voxels are not common.
+    sizes : list of int
+        Per subject, the number of voxels of its mask.
+    names : list of str
+        The subjects' names, for messages.
+    """
+
+    affine: np.ndarray
+    mask: np.ndarray
+    columns: list
+    dropped: list
+    sizes: list
+    names: list
+
+    def select(self, sources):
+        """The subjects' matrices restricted to the common voxels (lazily).
+
+        Raises
+        ------
+        InputError
+            If a matrix does not have one column per voxel of its subject's mask.
+        """
+        selected = []
+        for name, source, size, columns in zip(
+            self.names, sources, self.sizes, self.columns, strict=True
+        ):
+            n_columns = _open(source).shape[-1]
+            if n_columns != size:
+                raise InputError(
+                    f"subject {name}: {source}",
+                    f"it has {n_columns} columns but the subject's mask has {size} voxels",
+                    "Give each subject's own mask, or re-run its preprocessing",
+                )
+            selected.append(source if columns is None else ColumnSubset(source, columns))
+        return selected
+
+
+def common_mask(masks, names=None, atol=1e-3):
+    """Intersect the subjects' masks after checking they share one grid.
+
+    Real data in a template space rarely give identical masks (voxels
+    dropped as constant at the edge of one subject's coverage), while the
+    group stages need one set of voxels. The intersection is that set; each
+    subject's matrices are read on it through :meth:`CommonMask.select`.
+
+    Parameters
+    ----------
+    masks : sequence
+        One mask per subject, as for :func:`check_common_space`.
+    names : sequence of str, optional
+        Subject names for the messages.
+    atol : float, default=1e-3
+        Tolerance on the affines' entries, in millimetres.
+
+    Returns
+    -------
+    CommonMask
+
+    Raises
+    ------
+    InputError
+        If the grids differ, or if the subjects share no voxel.
+    """
+    grids = [_grid_of(item) for item in masks]
+    names = (
+        [str(n) for n in names] if names is not None else [str(i + 1) for i in range(len(grids))]
+    )
+    affine, _, _ = check_common_space([(a, s) for a, s, _ in grids], names, atol)
+    subject_masks = [mask for _, _, mask in grids]
+    common = np.logical_and.reduce(subject_masks)
+    if not common.any():
+        raise InputError(
+            "group decomposition",
+            f"the masks of subjects {', '.join(names)} have no voxel in common",
+            "Check that the subjects are registered to the same template, or use a "
+            "template mask (preprocess.mask: mni_gm or mni_brain)",
+        )
+    columns, dropped = [], []
+    for name, mask in zip(names, subject_masks, strict=True):
+        if np.array_equal(mask, common):
+            columns.append(None)
+            dropped.append(0)
+            continue
+        columns.append(np.flatnonzero(common[mask]))
+        dropped.append(int(mask.sum() - common.sum()))
+        logger.warning(
+            "subject %s: %d of its %d voxels are not in every subject's mask; the group "
+            "analysis uses the %d common voxels",
+            name,
+            dropped[-1],
+            int(mask.sum()),
+            int(common.sum()),
+        )
+    sizes = [int(mask.sum()) for mask in subject_masks]
+    return CommonMask(affine, common, columns, dropped, sizes, names)
+
+
 def check_dimensions(
     n_volumes, n_components, n_subject_components=None, model="canica", names=None
 ):
@@ -267,6 +378,36 @@ def _open(source):
 
         return load_matrix(source, "subject matrix")
     return source
+
+
+class ColumnSubset:
+    """Some columns of a matrix, read lazily (rows are sliced before the columns).
+
+    Parameters
+    ----------
+    source : numpy.ndarray or path
+        A ``(rows, columns)`` matrix or its ``.npy`` (memory-mapped).
+    columns : numpy.ndarray of int
+        The columns kept, in order.
+    """
+
+    def __init__(self, source, columns):
+        self.source = source
+        self.columns = np.asarray(columns, dtype=np.intp)
+        matrix = _open(source)
+        if self.columns.size and self.columns.max() >= matrix.shape[1]:
+            raise InputError(
+                f"subject matrix {source}",
+                f"it has {matrix.shape[1]} columns, fewer than its mask has voxels",
+                "Re-run the subject's preprocessing",
+            )
+        self.shape = (matrix.shape[0], self.columns.size)
+        self.ndim = 2
+
+    def __getitem__(self, key):
+        rows, columns = key if isinstance(key, tuple) else (key, slice(None))
+        chosen = self.columns[columns]
+        return np.asarray(_open(self.source)[rows][:, chosen])
 
 
 class RowBlocks:
