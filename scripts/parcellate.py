@@ -31,7 +31,13 @@ def parcellate(inputs, outputs, params, threads):
     if settings["smoothing_fwhm"]:
         features = parc.smooth_features(features, mask, affine, settings["smoothing_fwhm"])
     labels = parc.parcellate(
-        features, mask, int(params.n_clusters), params.method, seed=settings["seed"], affine=affine
+        features,
+        mask,
+        int(params.n_clusters),
+        params.method,
+        seed=settings["seed"],
+        affine=affine,
+        n_init=settings["n_init"],
     )
     summary = parc.summarize_parcellation(labels, mask, subjects=common.select(list(inputs.clean)))
     summary |= {"method": params.method, "n_clusters": int(params.n_clusters)}

@@ -440,7 +440,12 @@ def test_common_mask_is_the_intersection_and_selects_each_subjects_columns(rng):
         chunks = list(decomposition.RowBlocks([selected], chunk_rows=4))
         np.testing.assert_array_equal(np.vstack(chunks), expected)
     same = decomposition.common_mask([(affine, mask.shape, mask)] * 2)
-    assert same.columns == [None, None] and same.select(matrices[:2])[1] is matrices[1]
+    assert same.columns == [None, None]
+    assert same.select([matrices[0]] * 2)[1] is matrices[0]
+    with pytest.raises(
+        InputError, match="subject 2: it has 108 columns but the subject's mask has 120"
+    ):
+        same.select(matrices[:2])
 
     shifted = affine.copy()
     shifted[1, 3] = 1.5

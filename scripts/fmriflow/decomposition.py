@@ -223,8 +223,11 @@ class CommonMask:
         ):
             n_columns = _open(source).shape[-1]
             if n_columns != size:
+                where = f"subject {name}" + (
+                    f" ({source})" if isinstance(source, str | Path) else ""
+                )
                 raise InputError(
-                    f"subject {name}: {source}",
+                    where,
                     f"it has {n_columns} columns but the subject's mask has {size} voxels",
                     "Give each subject's own mask, or re-run its preprocessing",
                 )

@@ -95,11 +95,22 @@ def workflow_commit(repository=REPOSITORY):
 
 
 def file_record(paths):
-    """``{path: sha256}`` for a path or a list of paths (missing files map to None)."""
+    """``{path: sha256}`` for a path or a list of paths.
+
+    A directory stands for every file under it (in sorted order); a missing
+    path maps to None.
+    """
     from fmriflow.fetch import sha256sum
 
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    return {str(p): (sha256sum(p) if Path(p).is_file() else None) for p in paths}
+    record = {}
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            record |= {str(p): sha256sum(p) for p in files}
+        else:
+            record[str(path)] = sha256sum(path) if path.is_file() else None
+    return record
 
 
 def seeds_in(params):

@@ -38,9 +38,23 @@ def validate_config(config):
     validate(config, SCHEMA)
 
 
+def sorted_keys(value):
+    """A copy of nested mappings with their keys in sorted order (lists keep theirs)."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return copy.deepcopy(value)
+
+
 validate_config(config)
-# Defaults filled in by the validator may share objects; give each dataset its own.
-config.update(copy.deepcopy(dict(config)))
+# One canonical key order, so that the rules' params (compared by Snakemake to
+# decide re-runs) do not depend on the order of the keys in the config file or
+# on which keys were filled in by defaults. The copy also stops defaults filled
+# in by the validator from sharing objects between datasets.
+_canonical = sorted_keys(dict(config))
+config.clear()
+config.update(_canonical)
 
 DATASETS = config["datasets"]
 
