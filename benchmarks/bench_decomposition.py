@@ -75,12 +75,9 @@ Run ``.venv/bin/python benchmarks/bench_decomposition.py [--quick]``.
 """
 
 import argparse
-import concurrent.futures
 import contextlib
 import json
-import multiprocessing
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -89,6 +86,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from measuring import (
+    add_run_options,
+    cpu_seconds,
+    measure_call,
+    memory_status,
+    spawn_pool,
+    verdict,
+    warm_page_cache,
+)
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 RESOLUTION = 4
@@ -160,32 +167,7 @@ def prepare_data(folder, n_subjects, n_volumes):
     return paths
 
 
-def warm_page_cache(paths):
-    """Read files once so that every method finds them in the page cache."""
-    for path in paths:
-        with open(path, "rb") as stream:
-            while stream.read(1 << 24):
-                pass
-
-
 # --- measurement (in child processes) --------------------------------------------
-
-
-def memory_status():
-    """Current and peak resident memory of this process, in bytes."""
-    values = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) * 1024
-    return values
-
-
-def cpu_seconds():
-    """User plus system CPU time of this process (all its threads)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def reduction_job(data_path, out_path, n_components):
@@ -298,16 +280,9 @@ GROUP_METHODS = {
 
 def measure_group(method, paths, out, settings):
     """Run one group-stage method in this (child) process; save its outputs."""
-    run = GROUP_METHODS[method](paths, **settings)
-    after_imports = memory_status()["VmRSS"]
-    cpu = cpu_seconds()
-    start = time.perf_counter()
-    outputs = run()
-    seconds = time.perf_counter() - start
-    cpu = cpu_seconds() - cpu
-    peak = memory_status()["VmHWM"]
+    outputs, measurement = measure_call(GROUP_METHODS[method](paths, **settings))
     np.savez(out, **outputs)
-    return {"seconds": seconds, "cpu": cpu, "peak": peak, "after_imports": after_imports}
+    return measurement
 
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -327,14 +302,6 @@ def one_thread_environment(active=True):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def spawn_pool(workers, fresh=False):
-    """A process pool of spawned interpreters (a new one per task if ``fresh``)."""
-    context = multiprocessing.get_context("spawn")
-    return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, max_tasks_per_child=1 if fresh else None
-    )
 
 
 def run_stage1(paths, workdir, n_subject_components, workers=2):
@@ -421,11 +388,6 @@ def print_table(rows, columns):
         print(line(texts))
 
 
-def verdict(ok):
-    """'yes' or 'NO'."""
-    return "yes" if ok else "NO"
-
-
 def parse_args(argv=None):
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -449,12 +411,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--skip-ica", action="store_true")
     parser.add_argument("--skip-clustering", action="store_true")
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per measurement, interleaved (fastest kept)"
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, help="keep the generated data here and reuse it (default: temp)"
-    )
+    add_run_options(parser)
     return parser.parse_args(argv)
 
 

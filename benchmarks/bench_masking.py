@@ -45,9 +45,6 @@ Run ``.venv/bin/python benchmarks/bench_masking.py [--quick]``.
 """
 
 import argparse
-import concurrent.futures
-import multiprocessing
-import resource
 import shutil
 import sys
 import tempfile
@@ -56,6 +53,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from measuring import add_run_options, in_spawned_process, measure_call, verdict, warm_page_cache
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SHAPE = (40, 64, 64)
@@ -155,15 +154,8 @@ def prepare_data(folder, n_volumes):
         )
     if not mask.exists():
         write_mask(mask)
-    warm_page_cache(bold)
+    warm_page_cache([bold])
     return bold, mask
-
-
-def warm_page_cache(path):
-    """Read a file once so that every method finds it in the page cache."""
-    with open(path, "rb") as stream:
-        while stream.read(1 << 24):
-            pass
 
 
 # --- the methods (each runs in its own child process) ------------------------
@@ -205,43 +197,17 @@ REFERENCE = "nilearn"
 METHODS = {REFERENCE: nilearn_method, "fmriflow": fmriflow_method}
 
 
-def memory_status():
-    """Current and peak resident memory of this process, in bytes."""
-    values = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) * 1024
-    return values
-
-
-def cpu_seconds():
-    """User plus system CPU time of this process (all its threads)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measure(method, bold, mask, out, fwhm):
     """Run one method in this (child) process; return its time and memory."""
-    run = METHODS[method](fwhm)
-    after_imports = memory_status()["VmRSS"]
-    cpu = cpu_seconds()
-    start = time.perf_counter()
-    result = run(bold, mask, out)
-    seconds = time.perf_counter() - start
-    cpu = cpu_seconds() - cpu
-    peak = memory_status()["VmHWM"]
+    result, measurement = measure_call(METHODS[method](fwhm), bold, mask, out)
     if result is not None:
         np.save(out, result)
-    return {"seconds": seconds, "cpu": cpu, "peak": peak, "after_imports": after_imports}
+    return measurement
 
 
 def measure_in_child(method, bold, mask, out, fwhm):
     """Run :func:`measure` in a freshly spawned Python process."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(measure, method, bold, mask, out, fwhm).result()
+    return in_spawned_process(measure, method, bold, mask, out, fwhm)
 
 
 def measure_case(name, fwhm, bold, mask, workdir, repeat):
@@ -318,11 +284,6 @@ def compare(path, reference_path, rows_per_block=128, n_projections=8):
 # --- report -----------------------------------------------------------------
 
 
-def verdict(ok):
-    """'yes' or 'NO'."""
-    return "yes" if ok else "NO"
-
-
 def summarize(case, method):
     """Ratios to the reference, and the targets met, for one method and case."""
     ours, theirs = case["results"][method], case["results"][REFERENCE]
@@ -392,12 +353,7 @@ def parse_args(argv=None):
         "--quick", action="store_true", help=f"{QUICK_VOLUMES} volumes instead of {FULL_VOLUMES}"
     )
     parser.add_argument("--no-smoothing", action="store_true", help="skip the smoothing case")
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per measurement, interleaved (fastest kept)"
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, help="keep the generated data here and reuse it (default: temp)"
-    )
+    add_run_options(parser)
     return parser.parse_args(argv)
 
 

@@ -51,9 +51,6 @@ Run ``.venv/bin/python benchmarks/bench_searchlight.py [--quick] [--repeat N]``.
 """
 
 import argparse
-import concurrent.futures
-import multiprocessing
-import resource
 import shutil
 import sys
 import tempfile
@@ -62,6 +59,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from measuring import add_run_options, in_spawned_process, measure_call, verdict
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 RADIUS = 5.6
@@ -214,47 +213,23 @@ def nilearn_method(kind):
 LIBRARIES = {"fmriflow": fmriflow_method, "nilearn": nilearn_method}
 
 
-def memory_status():
-    """Current and peak resident memory of this process, in bytes."""
-    values = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) * 1024
-    return values
-
-
-def cpu_seconds():
-    """User plus system CPU time of this process (all its threads)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measure(spec):
     """Run one measurement in this (child) process; save its scores, return time and memory."""
     run = LIBRARIES[spec["library"]](spec["kind"])
-    after_imports = memory_status()["VmRSS"]
-    cpu = cpu_seconds()
-    start = time.perf_counter()
-    scores = run(spec["case"], spec["centres"], spec["n_jobs"], spec["n_permutations"])
-    seconds = time.perf_counter() - start
-    cpu = cpu_seconds() - cpu
+    args = (spec["case"], spec["centres"], spec["n_jobs"], spec["n_permutations"])
+    scores, measurement = measure_call(run, *args)
     np.save(spec["out"], scores)
-    peak = memory_status()["VmHWM"]
     # joblib's worker processes idle for minutes before exiting, and this
     # process cannot end before them: stop them now (outside the timing).
     from joblib.externals.loky import get_reusable_executor
 
     get_reusable_executor().shutdown(wait=True)
-    return {"seconds": seconds, "cpu": cpu, "peak": peak, "after_imports": after_imports}
+    return measurement
 
 
 def measure_in_child(spec):
     """Run :func:`measure` in a freshly spawned Python process."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(measure, spec).result()
+    return in_spawned_process(measure, spec)
 
 
 # --- plan, comparisons, report ------------------------------------------------------
@@ -355,11 +330,6 @@ def extrapolate(results, subsets, n_centres):
     return fixed + n_centres * per_centre, fixed, per_centre
 
 
-def verdict(ok):
-    """'yes' or 'NO'."""
-    return "yes" if ok else "NO"
-
-
 def print_measurements(results, specs):
     header = (
         f"{'measurement':<42} {'centres':>8} {'wall (s)':>9} {'cpu (s)':>8} "
@@ -452,9 +422,7 @@ def parse_args(argv=None):
         help=f"time nilearn's whole brain on {SUBSETS['quick']} centres "
         f"instead of {SUBSETS['full']}",
     )
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per measurement, interleaved (fastest kept)"
-    )
+    add_run_options(parser, data_dir=False)
     parser.add_argument("--n-jobs", type=int, default=2, help="workers for both libraries")
     return parser.parse_args(argv)
 

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from fmriflow import decoding, figures
-from fmriflow.dataset import ROI
-from fmriflow.io import load_mask, save_nifti, write_json, write_table
-from fmriflow.masking import roi_columns, unmask
+from fmriflow.io import save_nifti, write_json, write_table
+from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
 
 logger = logging.getLogger("fmriflow.decode")
@@ -25,18 +24,12 @@ logger = logging.getLogger("fmriflow.decode")
 
 def decode(inputs, outputs, params, threads):
     settings = params.analysis
-    matrix, rows, y, runs, dropped = decoding.analysis_data(
-        inputs.clean, inputs.events, settings["labels"], settings["drop_incomplete_runs"]
+    data = decoding.load_subject_analysis(
+        inputs.clean, inputs.events, inputs.mask, settings, roi=settings["mask"] == "roi"
     )
-    if dropped:
-        logger.warning("runs %s lack a class and were left out", dropped)
-    mask, mask_img = load_mask(inputs.mask, "preprocessing mask")
-    columns = np.ones(int(mask.sum()), dtype=bool)
-    if settings["mask"] == "roi":
-        columns, notes = roi_columns(mask, mask_img.affine, Path(inputs.events).parent / ROI)
-        for note in notes:
-            logger.info(note)
-    X = np.asarray(matrix[rows][:, columns], dtype=np.float64)
+    rows, y, runs, dropped = data.rows, data.y, data.runs, data.dropped
+    mask, columns = data.mask, data.columns
+    X = np.asarray(data.matrix[rows][:, columns], dtype=np.float64)
     classes = np.unique(y)
     pipeline = decoding.make_classifier(
         settings["classifier"],
@@ -46,14 +39,7 @@ def decode(inputs, outputs, params, threads):
         n_classes=len(classes),
         n_features=X.shape[1],
     )
-    cv_settings = settings["cv"]
-    cv = decoding.make_cv(
-        cv_settings["scheme"],
-        cv_settings["n_splits"],
-        cv_settings["n_repeats"],
-        settings["seed"],
-        cv_settings["allow_leaky"],
-    )
+    cv = decoding.cv_from_settings(settings)
     search = bool(settings["search"])
     estimator = (
         decoding.with_search(pipeline, settings["classifier"], settings["search"])
@@ -86,7 +72,7 @@ def decode(inputs, outputs, params, threads):
     write_table(folds, outputs.folds)
     write_table(predictions, outputs.predictions)
     write_table(confusion.reset_index(names="true"), outputs.confusion)
-    save_nifti(weights, mask_img.affine, outputs.weights, dtype=np.float32)
+    save_nifti(weights, data.affine, outputs.weights, dtype=np.float32)
     figures.plot_confusion(
         confusion.to_numpy(),
         list(classes),

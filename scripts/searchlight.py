@@ -16,10 +16,9 @@ import numpy as np
 
 from fmriflow import decoding, figures
 from fmriflow import searchlight as sl
-from fmriflow.dataset import ROI
 from fmriflow.errors import InputError
-from fmriflow.io import load_mask, save_nifti, write_json, write_table
-from fmriflow.masking import roi_columns, unmask
+from fmriflow.io import save_nifti, write_json, write_table
+from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
 
 logger = logging.getLogger("fmriflow.searchlight")
@@ -27,24 +26,14 @@ logger = logging.getLogger("fmriflow.searchlight")
 
 def searchlight(inputs, outputs, params, threads):
     settings = params.analysis
-    matrix, rows, y, runs, dropped = decoding.analysis_data(
-        inputs.clean, inputs.events, settings["labels"], settings["drop_incomplete_runs"]
+    data = decoding.load_subject_analysis(
+        inputs.clean, inputs.events, inputs.mask, settings, roi=settings["centres"] == "roi"
     )
-    if dropped:
-        logger.warning("runs %s lack a class and were left out", dropped)
-    mask, mask_img = load_mask(inputs.mask, "preprocessing mask")
-    centres = mask
-    if settings["centres"] == "roi":
-        columns, notes = roi_columns(mask, mask_img.affine, Path(inputs.events).parent / ROI)
-        for note in notes:
-            logger.info(note)
-        centres = unmask(columns, mask)
-    spheres = sl.make_spheres(mask, mask_img.affine, settings["radius"], centres)
-    cv_settings = settings["cv"]
-    cv = decoding.make_cv(
-        cv_settings["scheme"], cv_settings["n_splits"], cv_settings["n_repeats"], settings["seed"]
-    )
-    X = matrix[rows]
+    y, runs, dropped, mask = data.y, data.runs, data.dropped, data.mask
+    centres = unmask(data.columns, mask) if settings["centres"] == "roi" else mask
+    spheres = sl.make_spheres(mask, data.affine, settings["radius"], centres)
+    cv = decoding.cv_from_settings(settings)
+    X = data.matrix[data.rows]
     splits = list(cv.split(X, y, runs))
     chance = float(np.mean([decoding.chance_accuracy(y[tr], y[te]) for tr, te in splits]))
     extra = {}
@@ -67,9 +56,7 @@ def searchlight(inputs, outputs, params, threads):
             alpha=settings["fwe_alpha"],
             n_jobs=threads,
         )
-        save_nifti(
-            sl.to_volume(result.p_values, spheres, fill=1.0), mask_img.affine, outputs.pvalues
-        )
+        save_nifti(sl.to_volume(result.p_values, spheres, fill=1.0), data.affine, outputs.pvalues)
         extra = {"p_value": result.p_values, "fwe_p_value": result.fwe_p_values}
     else:
         result = sl.searchlight_scores(
@@ -84,7 +71,7 @@ def searchlight(inputs, outputs, params, threads):
             n_jobs=threads,
         )
     accuracy = sl.to_volume(result.scores, spheres)
-    save_nifti(accuracy, mask_img.affine, outputs.accuracy)
+    save_nifti(accuracy, data.affine, outputs.accuracy)
     write_table(sl.best_spheres(result.scores, spheres, n=20, **extra), outputs.spheres)
     summary = summarize(settings, params.subject, spheres, result, chance, len(splits), dropped)
     threshold = summary.get("fwe_threshold", chance)

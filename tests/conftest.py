@@ -22,18 +22,15 @@ def snakemake_command():
     return str(candidate) if candidate.exists() else "snakemake"
 
 
+def snakemake_arguments(workdir, configfile, *args):
+    """The command line of the workflow on ``configfile`` in ``workdir``."""
+    command = [snakemake_command(), "--snakefile", str(SNAKEFILE), "--directory", str(workdir)]
+    return [*command, "--configfile", str(configfile), *args]
+
+
 def run_snakemake(workdir, *args, configfile=TINY_CONFIG, timeout=900, env=None):
     """Run the workflow in ``workdir``; return the completed process (never raises)."""
-    command = [
-        snakemake_command(),
-        "--snakefile",
-        str(SNAKEFILE),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
+    command = snakemake_arguments(workdir, configfile, *args)
     return subprocess.run(
         command,
         capture_output=True,

@@ -24,11 +24,10 @@ import yaml
 from conftest import (
     DEFAULT_CONFIG,
     REPO,
-    SNAKEFILE,
     TINY_CONFIG,
     run_snakemake,
     run_workflow,
-    snakemake_command,
+    snakemake_arguments,
 )
 
 pytestmark = pytest.mark.workflow
@@ -125,17 +124,7 @@ def test_changing_one_analysis_reruns_only_what_depends_on_it(default_run, tmp_p
 def run_until_mid_write(workdir, configfile, timeout=300):
     """Start the workflow and SIGKILL it (and its jobs) while a job is writing an output."""
     process = subprocess.Popen(
-        [
-            snakemake_command(),
-            "--snakefile",
-            str(SNAKEFILE),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(configfile),
-            "--cores",
-            "2",
-        ],  # fmt: skip
+        snakemake_arguments(workdir, configfile, "--cores", "2"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

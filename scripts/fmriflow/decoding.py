@@ -17,12 +17,15 @@
   cross-validated scores never use it.
 """
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from fmriflow.errors import InputError
+
+logger = logging.getLogger("fmriflow.decoding")
 
 
 @dataclass(frozen=True)
@@ -573,3 +576,76 @@ def analysis_data(clean_path, events_path, labels, drop_incomplete_runs=False):
         events, labels, events_path, drop_incomplete_runs=drop_incomplete_runs
     )
     return matrix, rows, y, runs, dropped
+
+
+@dataclass
+class SubjectAnalysis:
+    """One subject's data for a decoding or searchlight analysis.
+
+    Attributes
+    ----------
+    matrix : numpy.memmap, shape (n_volumes, n_voxels)
+        The cleaned matrix, all volumes, memory-mapped.
+    rows, y, runs : numpy.ndarray
+        The analysis' volumes, their labels and runs (:func:`select_target`).
+    dropped : list
+        Runs left out for lacking a class.
+    mask : numpy.ndarray of bool
+        The preprocessing mask (the matrix's columns).
+    affine : numpy.ndarray
+        Its affine.
+    columns : numpy.ndarray of bool, shape (n_voxels,)
+        The subject ROI's columns, or every column without ``roi``.
+    """
+
+    matrix: object
+    rows: np.ndarray
+    y: np.ndarray
+    runs: np.ndarray
+    dropped: list
+    mask: np.ndarray
+    affine: np.ndarray
+    columns: np.ndarray
+
+
+def load_subject_analysis(clean_path, events_path, mask_path, settings, roi=False):
+    """Read what a decoding or searchlight node needs, logging what was left out.
+
+    Parameters
+    ----------
+    clean_path, events_path, mask_path : str or pathlib.Path
+        The subject's ``clean.npy``, ``events.tsv`` and preprocessing mask.
+    settings : dict
+        The analysis' config entry (``labels``, ``drop_incomplete_runs``).
+    roi : bool, default=False
+        Find the columns of the subject ROI (``mask.nii.gz`` beside the events).
+
+    Returns
+    -------
+    SubjectAnalysis
+    """
+    from pathlib import Path
+
+    from fmriflow.dataset import ROI
+    from fmriflow.io import load_mask
+    from fmriflow.masking import roi_columns
+
+    matrix, rows, y, runs, dropped = analysis_data(
+        clean_path, events_path, settings["labels"], settings["drop_incomplete_runs"]
+    )
+    if dropped:
+        logger.warning("runs %s lack a class and were left out", dropped)
+    mask, mask_img = load_mask(mask_path, "preprocessing mask")
+    columns = np.ones(int(mask.sum()), dtype=bool)
+    if roi:
+        columns, notes = roi_columns(mask, mask_img.affine, Path(events_path).parent / ROI)
+        for note in notes:
+            logger.info(note)
+    return SubjectAnalysis(matrix, rows, y, runs, dropped, mask, mask_img.affine, columns)
+
+
+def cv_from_settings(settings):
+    """The cross-validation of an analysis' config entry (see :func:`make_cv`)."""
+    cv = settings["cv"]
+    leaky = cv.get("allow_leaky", False)
+    return make_cv(cv["scheme"], cv["n_splits"], cv["n_repeats"], settings["seed"], leaky)

@@ -974,6 +974,24 @@ def _consensus(runs):
     return agreement
 
 
+def _finished(maps, subjects, model, ratio, method, seed, converged, extra):
+    """Orient, sort and (with ``ratio``) threshold final maps into a :class:`Decomposition`."""
+    maps, variance = _orient_and_sort(maps, subjects, model)
+    final, cut = maps, None
+    if ratio is not None:
+        final, cut = threshold_maps(maps, ratio)
+    return Decomposition(
+        maps=final.astype(np.float32),
+        raw_maps=maps.astype(np.float32),
+        explained_variance=variance,
+        method=method,
+        seed=int(seed),
+        threshold=cut,
+        converged=converged,
+        extra=extra,
+    )
+
+
 def group_ica(
     subjects,
     n_components,
@@ -1057,17 +1075,13 @@ def group_ica(
         converged.append(ok)
     agreement = _consensus(runs) if len(runs) > 1 else np.ones(1)
     best = int(np.argmax(agreement))
-    maps, variance = _orient_and_sort(runs[best], subjects, model)
-    final, cut = maps, None
-    if ratio is not None:
-        final, cut = threshold_maps(maps, ratio)
-    return Decomposition(
-        maps=final.astype(np.float32),
-        raw_maps=maps.astype(np.float32),
-        explained_variance=variance,
+    return _finished(
+        runs[best],
+        subjects,
+        model,
+        ratio,
         method="canica" if model == "canica" else "concat_ica",
-        seed=int(seed),
-        threshold=cut,
+        seed=seed,
         converged=converged[best],
         extra={"agreement": agreement, "run": best},
     )
@@ -1178,17 +1192,13 @@ def dict_learning(
     maps = code.T
     norms = np.linalg.norm(maps, axis=1, keepdims=True)
     maps = maps / np.where(norms > 0, norms, 1.0)
-    maps, variance = _orient_and_sort(maps, subjects, "canica")
-    final, cut = maps, None
-    if ratio is not None:
-        final, cut = threshold_maps(maps, ratio)
-    return Decomposition(
-        maps=final.astype(np.float32),
-        raw_maps=maps.astype(np.float32),
-        explained_variance=variance,
+    return _finished(
+        maps,
+        subjects,
+        "canica",
+        ratio,
         method="dict_learning",
-        seed=int(seed),
-        threshold=cut,
+        seed=seed,
         converged=converged,
         extra={"init_maps": init_maps.astype(np.float32), "penalty": penalty},
     )
