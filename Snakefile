@@ -24,7 +24,15 @@ if not workflow.overwrite_configfiles:
 report: "workflow/report/workflow.rst"
 
 
+include: "workflow/rules/validation.smk"
 include: "workflow/rules/common.smk"
+
+
+# Defaults filled in, keys in canonical order, cross-references checked:
+# before any rule reads the config.
+validate_config(config)
+
+
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/decoding.smk"
@@ -34,6 +42,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

@@ -12,7 +12,7 @@ What is compared
     ``nilearn.regions.Parcellations(method="ward" | "kmeans")``. With
     ``--smoothing FWHM`` (clustering only), nilearn smooths the images
     (``smoothing_fwhm``) and fmriflow the voxel features
-    (``smooth_features``, the same Gaussian on the same grid, zero outside
+    (``smooth_features_in_place``, the same Gaussian on the same grid, zero outside
     the mask; linear, so it commutes with the group projection).
 
     nilearn is given what makes it fastest and equivalent: uncompressed
@@ -201,14 +201,14 @@ def fmriflow_clustering(method):
         import sklearn.cluster  # noqa: F401  (imported by the node; not timed)
 
         from fmriflow.io import load_mask
-        from fmriflow.parcellation import parcellate, smooth_features, voxel_features
+        from fmriflow.parcellation import parcellate, smooth_features_in_place, voxel_features
 
         mask, img = load_mask(paths["mask"])
 
         def run():
             features = voxel_features(paths["reductions"], n_features, seed=SEED)
             if smoothing:
-                smooth_features(features, mask, img.affine, smoothing)
+                smooth_features_in_place(features, mask, img.affine, smoothing)
             return {"labels": parcellate(features, mask, n_parcels, method, seed=SEED)}
 
         return run

@@ -1,17 +1,16 @@
 """Node clean: detrend, band-pass, regress confounds and standardize, run by run.
 
 Reads the masked matrix, the events table (for the runs; it must have one
-row per volume) and, if the dataset has them and the config asks for them,
-the confounds; writes ``clean.npy`` (float32, same shape).
+row per volume) and, when it is given (the dataset has them and the config
+asks for them), the confounds; writes ``clean.npy`` (float32, same shape).
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from fmriflow.cleaning import check_runs, clean_runs, select_confounds
-from fmriflow.dataset import CONFOUNDS, read_description
+from fmriflow.dataset import read_description
 from fmriflow.errors import InputError
 from fmriflow.io import load_matrix, npy_writer, read_events, read_table
 from fmriflow.node import Node, Param, run
@@ -24,9 +23,7 @@ def clean(inputs, outputs, params, threads):
     matrix = load_matrix(inputs.matrix, "masked data")
     events = read_events(inputs.events, n_volumes=matrix.shape[0])
     check_runs(events["run"].to_numpy(), inputs.events)
-    confounds = load_confounds(
-        Path(inputs.events).parent / CONFOUNDS, params.confounds, matrix.shape[0]
-    )
+    confounds = load_confounds(inputs.get("confounds_table"), params.confounds, matrix.shape[0])
     with npy_writer(outputs.clean, matrix.shape, np.float32) as out:
         clean_runs(
             matrix,
@@ -46,14 +43,14 @@ def load_confounds(path, wanted, n_volumes):
     """Confounds to regress: none, all columns (true) or the listed ones."""
     if not wanted:
         return None
-    if not path.exists():
+    if path is None:
         if wanted is True:
             logger.info("no confounds.tsv for this subject; none regressed")
             return None
         raise InputError(
-            path,
+            "preprocess.clean.confounds",
             f"confounds {wanted} requested but this subject has no confounds table",
-            "Set preprocess.clean.confounds: false, or provide confounds",
+            "Set preprocess.clean.confounds: false, or provide confounds (--confounds-table)",
         )
     frame = read_table(path, "confounds table")
     if len(frame) != n_volumes:
@@ -73,6 +70,7 @@ NODE = Node(
         "matrix": "masked.npy from the mask rule",
         "events": "the subject's events.tsv",
         "description": "the dataset's dataset.json",
+        "confounds_table": "the subject's confounds.tsv",
     },
     outputs={"clean": "clean.npy to write"},
     params={
@@ -82,6 +80,7 @@ NODE = Node(
         "low_pass": Param(None, "low-pass cut-off in Hz, or null"),
         "confounds": Param(True, "regress confounds: true (all), false, or a list of columns"),
     },
+    optional_inputs=("confounds_table",),
 )
 
 if __name__ == "__main__":

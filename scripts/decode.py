@@ -1,20 +1,20 @@
 """Node decode: cross-validated decoding of one subject for one analysis.
 
-Selects the analysis' volumes and voxels (the subject ROI or the whole
-mask), cross-validates the registry classifier by run (with a nested
-search and a within-run permutation test when asked), and writes the fold
-table, the predictions, the confusion matrix, a summary with chance levels,
-and weight maps from a model refitted on all data, for display only.
+Selects the analysis' volumes and voxels (the subject ROI, or every voxel
+of the preprocessing mask), cross-validates the registry classifier by run
+(with a nested search and a within-run permutation test when asked), and
+writes the fold table, the predictions, the confusion matrix, a summary
+with chance levels, and weight maps from a model refitted on all data, for
+display only.
 """
 
 import logging
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from fmriflow import decoding, figures
+from fmriflow import classifiers, decoding, entries, figures
 from fmriflow.io import save_nifti, write_json, write_table
 from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
@@ -23,74 +23,84 @@ logger = logging.getLogger("fmriflow.decode")
 
 
 def decode(inputs, outputs, params, threads):
-    settings = params.analysis
-    data = decoding.load_subject_analysis(
-        inputs.clean, inputs.events, inputs.mask, settings, roi=settings["mask"] == "roi"
-    )
-    rows, y, runs, dropped = data.rows, data.y, data.runs, data.dropped
-    mask, columns = data.mask, data.columns
-    X = np.asarray(data.matrix[rows][:, columns], dtype=np.float64)
-    classes = np.unique(y)
-    pipeline = decoding.make_classifier(
-        settings["classifier"],
-        seed=settings["seed"],
-        balance=settings["balance"],
-        feature_selection=settings["feature_selection"],
+    analysis = params.analysis
+    data = entries.subject_analysis(inputs, analysis)
+    X = np.asarray(data.matrix[data.rows][:, data.columns], dtype=np.float64)
+    classes = np.unique(data.y)
+    pipeline = classifiers.make_classifier(
+        analysis["classifier"],
+        seed=analysis["seed"],
+        balance=analysis["balance"],
         n_classes=len(classes),
         n_features=X.shape[1],
+        selection_method=analysis["feature_selection"]["method"],
+        selection_value=analysis["feature_selection"]["value"],
     )
-    cv = decoding.cv_from_settings(settings)
-    search = bool(settings["search"])
-    estimator = (
-        decoding.with_search(pipeline, settings["classifier"], settings["search"])
-        if search
-        else pipeline
-    )
-    folds, predictions = decoding.cross_validate(X, y, runs, estimator, cv, search, threads)
-    permutation = None
-    if settings["permutations"]:
-        permutation = decoding.permutation_test(
-            X, y, runs, estimator, cv, settings["permutations"], settings["seed"], search, threads
-        )
-    predictions["sample"] = rows[predictions["sample"].to_numpy()]
+    folds, predictions, permutation = cross_validate(X, data, pipeline, analysis, threads)
+    predictions["sample"] = data.rows[predictions["sample"].to_numpy()]
     predictions = predictions.rename(columns={"sample": "volume"})
-    summary = decoding.summarize(folds, classes, permutation)
-    summary |= {
-        "analysis": settings["name"],
+    summary = decoding.summarize(folds, classes, permutation) | {
+        "analysis": analysis["name"],
         "subject": params.subject,
-        "classifier": settings["classifier"],
-        "mask": settings["mask"],
-        "n_voxels": int(columns.sum()),
-        "dropped_runs": dropped,
+        "classifier": analysis["classifier"],
+        "voxels": analysis["voxels"],
+        "n_voxels": int(data.columns.sum()),
+        "dropped_runs": data.dropped,
     }
     confusion = confusion_table(predictions, classes)
-    maps, names = decoding.display_weights(pipeline, X, y, settings["classifier"])
-    full = np.zeros((maps.shape[0], int(mask.sum())), dtype=np.float32)
-    full[:, columns] = maps
-    # One 3D map for a binary contrast, a 4D image (one volume per class) otherwise.
-    weights = unmask(full[0] if len(full) == 1 else full, mask)
     write_table(folds, outputs.folds)
     write_table(predictions, outputs.predictions)
     write_table(confusion.reset_index(names="true"), outputs.confusion)
-    save_nifti(weights, data.affine, outputs.weights, dtype=np.float32)
-    figures.plot_confusion(
-        confusion.to_numpy(),
-        list(classes),
-        outputs.confusion_png,
-        f"{settings['name']}, sub-{params.subject}",
-    )
-    figures.plot_maps(
-        nib.load(outputs.weights),
-        figures.background_image(Path(inputs.events).parent, inputs.mean),
-        [f"sub-{params.subject}: {name} (refit on all data, display only)" for name in names],
-        outputs.weights_png,
-    )
+    title = f"{analysis['name']}, sub-{params.subject}"
+    figures.plot_confusion(confusion.to_numpy(), list(classes), outputs.confusion_png, title)
+    write_weights(pipeline, X, data, analysis["classifier"], params.subject, inputs, outputs)
     write_json(summary, outputs.summary)
     logger.info(
         "accuracy %.3f (chance %.3f) over %d folds",
         summary["accuracy_mean"],
         summary["chance"],
         summary["n_folds"],
+    )
+
+
+def cross_validate(X, data, pipeline, analysis, threads):
+    """Fold scores, predictions and (if asked for) the permutation test of one analysis."""
+    cv = entries.cross_validation(analysis)
+    search = bool(analysis["search"])
+    estimator = pipeline
+    if search:
+        estimator = classifiers.with_search(pipeline, analysis["classifier"], analysis["search"])
+    folds, predictions = decoding.cross_validate(
+        X, data.y, data.runs, estimator, cv, search, threads
+    )
+    permutation = None
+    if analysis["permutations"]:
+        permutation = decoding.permutation_test(
+            X,
+            data.y,
+            data.runs,
+            estimator,
+            cv,
+            analysis["permutations"],
+            analysis["seed"],
+            search,
+            threads,
+        )
+    return folds, predictions, permutation
+
+
+def write_weights(pipeline, X, data, classifier, subject, inputs, outputs):
+    """Display-only weight maps: one 3D map for a binary contrast, one volume per class."""
+    maps, names = classifiers.display_weights(pipeline, X, data.y, classifier)
+    full = np.zeros((maps.shape[0], int(data.mask.sum())), dtype=np.float32)
+    full[:, data.columns] = maps
+    weights = unmask(full[0] if len(full) == 1 else full, data.mask)
+    save_nifti(weights, data.affine, outputs.weights, dtype=np.float32)
+    figures.plot_maps(
+        nib.load(outputs.weights),
+        nib.load(inputs.background),
+        [f"sub-{subject}: {name} (refit on all data, display only)" for name in names],
+        outputs.weights_png,
     )
 
 
@@ -112,8 +122,9 @@ NODE = Node(
     inputs={
         "clean": "clean.npy (time x voxel)",
         "mask": "the preprocessing mask.nii.gz (matrix columns)",
-        "mean": "mean.nii.gz (figure background when there is no anatomy)",
         "events": "the subject's events.tsv",
+        "roi": "the subject's roi.nii.gz (analyses on the ROI's voxels)",
+        "background": "the figure background: anat.nii.gz, or mean.nii.gz without anatomy",
     },
     outputs={
         "folds": "folds.tsv to write",
@@ -125,9 +136,12 @@ NODE = Node(
         "weights_png": "weights.png to write",
     },
     params={
-        "analysis": Param(None, "the analysis' config entry (a mapping)"),
+        "analysis": Param(
+            None, "the analysis' config entry (a mapping, see $defs/decoding)", schema="decoding"
+        ),
         "subject": Param("01", "subject label", type=str),
     },
+    optional_inputs=("roi",),
 )
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ their sha256.
 import nilearn
 
 from fmriflow.dataset import write_description
+from fmriflow.fetch import FETCHED_KIND, fetch_subjects, record_checksums
 from fmriflow.fetch import download as fetch_files
-from fmriflow.fetch import fetch_subjects, record_checksums
 from fmriflow.node import Node, Param, run
 from fmriflow.simulate import HAXBY_CATEGORIES
 
 DATASET_FACTS = {
-    "haxby": {"kind": "task", "space": "native", "labels": list(HAXBY_CATEGORIES)},
-    "adhd": {"kind": "rest", "space": "MNI152", "labels": []},
+    "haxby": {"space": "native", "labels": list(HAXBY_CATEGORIES)},
+    "adhd": {"space": "MNI152", "labels": []},
 }
 
 
@@ -29,6 +29,7 @@ def download(inputs, outputs, params, threads):
         outputs.description,
         name=params.name,
         source="fetch",
+        kind=FETCHED_KIND[fetcher],
         tr=fetched["tr"],
         subjects=subjects,
         files=fetched["files"],
@@ -50,10 +51,7 @@ NODE = Node(
     outputs={"description": "dataset.json to write"},
     params={
         "name": Param("haxby", "dataset name"),
-        "settings": Param(
-            {"fetcher": "haxby", "subjects": None, "url": None},
-            "the dataset's 'fetch' config section",
-        ),
+        "settings": Param({}, "the dataset's 'fetch' config section", schema="fetch"),
         "download_dir": Param("downloads", "nilearn's download folder"),
     },
 )

@@ -5,7 +5,7 @@ all subjects' masks (logging any subject that loses some), decomposes the
 subjects' per-subject PCAs (CanICA, dictionary learning) or their cleaned
 data (concatenation ICA) once per seed, reports the first seed's maps with
 each component's stability across the other seeds, matches them to the
-planted networks when the dataset has ground truth, and draws them.
+planted networks when they are given (simulated data), and draws them.
 """
 
 import logging
@@ -18,7 +18,8 @@ import pandas as pd
 from fmriflow import decomposition as dec
 from fmriflow import figures
 from fmriflow.dataset import read_description
-from fmriflow.io import load_matrix, save_nifti, write_json, write_table
+from fmriflow.group_space import common_mask
+from fmriflow.io import load_matrix, load_nifti, save_nifti, write_json, write_table
 from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
 
@@ -29,7 +30,7 @@ def group_ica(inputs, outputs, params, threads):
     settings = params.analysis
     description = read_description(inputs.description)
     subjects = description["subjects"]
-    common = dec.common_mask(list(inputs.masks), names=subjects)
+    common = common_mask(list(inputs.masks), names=subjects)
     affine, mask = common.affine, common.mask
     method = settings["method"]
     n_components = settings["n_components"]
@@ -37,14 +38,14 @@ def group_ica(inputs, outputs, params, threads):
     dec.check_dimensions(
         n_volumes,
         n_components,
-        settings["n_subject_components"] or 3 * n_components,
+        dec.subject_components(n_components, settings["n_subject_components"]),
         model="concat" if method == "concat" else "canica",
         names=subjects,
     )
     result = decompose(common.select(list(inputs.data)), settings)
     maps = result.reference if hasattr(result, "reference") else result
     reproducibility = getattr(result, "reproducibility", None)
-    names, correlations, recovery = match_truth(maps, mask, inputs.description, description)
+    names, correlations, recovery = match_truth(maps, mask, inputs.get("networks"), description)
     table = dec.component_table(maps, mask, affine, reproducibility, names=names)
     if correlations is not None:
         table["truth_correlation"] = correlations
@@ -84,12 +85,12 @@ def decompose(data, settings):
     return dec.stability(data, settings["n_components"], seeds, method=method, **options)
 
 
-def match_truth(maps, mask, description_path, description):
+def match_truth(maps, mask, networks_path, description):
     """Names and correlations of the planted networks matched to the components."""
-    truth = description.get("ground_truth", {})
-    if "networks" not in truth:
+    if networks_path is None:
         return None, None, None
-    image = nib.load(Path(description_path).parent / truth["networks"])
+    truth = description["ground_truth"]
+    image = load_nifti(networks_path, "planted networks", ndim=4)
     networks = np.asarray(image.dataobj)[mask].T
     matching = dec.match_components(maps.raw_maps, networks)
     names = [""] * maps.maps.shape[0]
@@ -144,7 +145,8 @@ NODE = Node(
         "clean": "the subjects' clean.npy (their number of volumes is checked)",
         "masks": "the subjects' preprocessing masks (one grid; their intersection is used)",
         "mean": "the first subject's mean.nii.gz (figure background outside MNI space)",
-        "description": "the dataset's dataset.json (ground truth, if any)",
+        "description": "the dataset's dataset.json",
+        "networks": "the planted networks.nii.gz (simulated data: ground truth)",
     },
     outputs={
         "components": "components.nii.gz to write",
@@ -154,8 +156,11 @@ NODE = Node(
         "overlay": "components.png to write",
         "maps": "folder of one figure per component to write",
     },
-    params={"analysis": Param(None, "the ica config entry (a mapping)")},
+    params={
+        "analysis": Param(None, "the ica config entry (a mapping, see $defs/ica)", schema="ica")
+    },
     lists=("data", "clean", "masks"),
+    optional_inputs=("networks",),
 )
 
 if __name__ == "__main__":

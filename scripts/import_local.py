@@ -1,89 +1,51 @@
-"""Node import_local: bring one subject of a lab's own data into the canonical layout.
+"""Node import_local: one subject of a lab's own BOLD image and events, in the canonical layout.
 
 Copies the BOLD image when there is one file per subject, concatenates the
-runs when the template has ``{run}``, converts events (per-volume or BIDS)
-and confounds (e.g. fMRIPrep's) to one row per volume, and writes the ROI
-and anatomical images. The lab's files are only read, never linked.
+runs when the template has ``{run}``, and converts the events (per-volume or
+BIDS) to one row per volume; rest data without events get one 'rest' label
+per volume and one run per BOLD file. The lab's files are only read, never
+linked. The ROI, anatomy and confounds are imported by ``import_local_file``.
 """
 
-from pathlib import Path
-
-from fmriflow.dataset import rest_events, save_bold, write_subject
-from fmriflow.errors import InputError
+from fmriflow.dataset import rest_events, save_bold, write_events
 from fmriflow.io import load_nifti
-from fmriflow.local import (
-    check_source_file,
-    concatenate_runs,
-    confounds_table,
-    copy_source,
-    events_table,
-    subject_files,
-)
+from fmriflow.local import concatenate_runs, copy_source, events_table
 from fmriflow.node import Node, Param, run
 
 
 def import_local(inputs, outputs, params, threads):
-    settings = params.settings
-    subject = check_subject(params.subject, settings)
-    files = subject_files(settings, subject)
-    for key, paths in files.items():
-        for path in paths:
-            check_source_file(path, key, settings[key])
-    if len(files["bold"]) == 1:
-        bold = load_nifti(files["bold"][0], "BOLD image", ndim=4)
-        lengths = [bold.shape[3]]
-        copy_source(files["bold"][0], outputs.bold)
+    if len(inputs.source_bold) == 1:
+        lengths = [load_nifti(inputs.source_bold[0], "BOLD image", ndim=4).shape[3]]
+        copy_source(inputs.source_bold[0], outputs.bold)
     else:
-        bold, lengths = concatenate_runs(files["bold"])
-        save_bold(bold.dataobj, bold.affine, settings["tr"], outputs.bold)
-    if "events" in files:
+        bold, lengths = concatenate_runs(list(inputs.source_bold))
+        save_bold(bold.dataobj, bold.affine, params.tr, outputs.bold)
+    if "source_events" in inputs:
         events = events_table(
-            files["events"],
-            lengths,
-            settings["tr"],
-            settings["events_format"],
-            settings["rest_label"],
+            list(inputs.source_events), lengths, params.tr, params.events_format, params.rest_label
         )
     else:
         runs = [run for run, n in enumerate(lengths) for _ in range(n)]
         events = rest_events(sum(lengths), runs)
-    confounds = None
-    if "confounds" in files:
-        confounds = confounds_table(files["confounds"], lengths, settings["confound_columns"])
-    one = {key: load_nifti(files[key][0], key, ndim=3) for key in ("mask", "anat") if key in files}
-    return write_subject(
-        Path(outputs.bold).parent.parent,
-        subject,
-        events,
-        confounds=confounds,
-        roi=one.get("mask"),
-        anat=one.get("anat"),
-    )
-
-
-def check_subject(subject, settings):
-    """The subject label as a string, checked against local.subjects."""
-    subjects = [str(s) for s in settings.get("subjects") or []]
-    if str(subject) not in subjects:
-        raise InputError(
-            f"parameter subject: {subject!r}",
-            f"not one of the dataset's subjects {subjects} (local.subjects)",
-            "Give one of the listed labels",
-        )
-    return str(subject)
+    write_events(events, outputs.events)
 
 
 NODE = Node(
     name="import_local",
-    description="Node import_local: bring one subject of a lab's own data into the "
-    "canonical layout.",
+    description="Node import_local: one subject of a lab's own data, BOLD image and events.",
     function=import_local,
-    inputs={"description": "dataset.json written by describe_local"},
+    inputs={
+        "source_bold": "the subject's BOLD image, or its runs in order",
+        "source_events": "the subject's events table(s): one per run, or one per-volume table",
+    },
     outputs={"bold": "bold.nii.gz to write", "events": "events.tsv to write"},
     params={
-        "subject": Param("01", "subject label", type=str),
-        "settings": Param(None, "the dataset's 'local' config section"),
+        "tr": Param(2.0, "repetition time in seconds (BIDS events, the header of joined runs)"),
+        "events_format": Param("bids", "bids (onset, duration, trial_type) or per_volume"),
+        "rest_label": Param("rest", "label of volumes no event covers", type=str),
     },
+    lists=("source_bold", "source_events"),
+    optional_inputs=("source_events",),
 )
 
 if __name__ == "__main__":

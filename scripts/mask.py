@@ -2,17 +2,17 @@
 
 Chooses the mask (subject ROI, dataset brain mask, EPI-based or MNI
 template; resampled to the BOLD grid with nearest neighbour if needed),
+adds the subject ROI's voxels when it is given (``include_roi``),
 streams the image into ``masked.npy`` (optionally smoothed), checks for
 NaN or constant voxels, and writes the exact mask used and the mean image.
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from fmriflow import masking
-from fmriflow.dataset import BRAIN_MASK, ROI, read_description
+from fmriflow.dataset import read_description
 from fmriflow.errors import InputError
 from fmriflow.io import load_matrix, npy_writer, save_mask, save_nifti
 from fmriflow.node import Node, Param, run
@@ -22,14 +22,11 @@ logger = logging.getLogger("fmriflow.mask")
 
 def mask(inputs, outputs, params, threads):
     description = read_description(inputs.description)
-    dataset_dir = Path(inputs.description).parent
-    roi = Path(inputs.bold).parent / ROI
-    brain = dataset_dir / BRAIN_MASK
     voxels, notes = masking.build_mask(
         params.mask_choice,
         inputs.bold,
-        roi_path=roi if roi.exists() else None,
-        brain_mask_path=brain if brain.exists() else None,
+        roi_path=inputs.get("roi"),
+        brain_mask_path=inputs.get("brain_mask"),
         space=description["space"],
         include_roi=params.include_roi,
     )
@@ -79,6 +76,8 @@ NODE = Node(
     inputs={
         "bold": "the subject's bold.nii.gz",
         "description": "the dataset's dataset.json",
+        "roi": "the subject's roi.nii.gz (mask choice roi, or include_roi)",
+        "brain_mask": "the dataset's brainmask.nii.gz (mask choice dataset)",
     },
     outputs={
         "mask": "mask.nii.gz to write (the exact mask used)",
@@ -91,6 +90,7 @@ NODE = Node(
         "smoothing_fwhm": Param(None, "Gaussian smoothing FWHM in mm, or null"),
         "bad_voxels": Param("error", "NaN or constant voxels: 'error' or 'drop'"),
     },
+    optional_inputs=("roi", "brain_mask"),
 )
 
 if __name__ == "__main__":

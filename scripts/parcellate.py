@@ -14,7 +14,7 @@ import pandas as pd
 from fmriflow import figures
 from fmriflow import parcellation as parc
 from fmriflow.dataset import read_description
-from fmriflow.decomposition import common_mask
+from fmriflow.group_space import common_mask
 from fmriflow.io import save_nifti, write_json, write_table
 from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
@@ -29,7 +29,9 @@ def parcellate(inputs, outputs, params, threads):
         common.select(list(inputs.data)), settings["n_features"], seed=settings["seed"]
     )
     if settings["smoothing_fwhm"]:
-        features = parc.smooth_features(features, mask, affine, settings["smoothing_fwhm"])
+        features = parc.smooth_features_in_place(
+            features, mask, affine, settings["smoothing_fwhm"]
+        )
     labels = parc.parcellate(
         features,
         mask,
@@ -76,7 +78,11 @@ NODE = Node(
         "figure": "labels.png to write",
     },
     params={
-        "analysis": Param(None, "the clustering config entry (a mapping)"),
+        "analysis": Param(
+            None,
+            "the clustering config entry (a mapping, see $defs/clustering)",
+            schema="clustering",
+        ),
         "method": Param("ward", "ward, kmeans or rena", type=str),
         "n_clusters": Param(50, "number of clusters"),
     },

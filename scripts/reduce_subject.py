@@ -27,7 +27,6 @@ NODE = Node(
         "n_components": Param(30, "components kept"),
         "seed": Param(0, "seed of the randomized SVD"),
     },
-    sidecar_per_output=True,
 )
 
 if __name__ == "__main__":

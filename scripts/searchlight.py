@@ -2,19 +2,18 @@
 
 Builds nilearn's spheres (radius in mm, from the affine) around every voxel
 of the preprocessing mask or of the subject ROI, decodes the analysis'
-labels in each (Gaussian naive Bayes by the fast exact path, other
-classifiers sphere by sphere) with cross-validation by run, and writes the
-accuracy map (float32), the best spheres, a summary and a figure; with
-permutations (naive Bayes only), per-voxel and family-wise p-values.
+labels in each with cross-validation by run (by the registry classifier's
+searchlight engine: the exact naive Bayes path, or scikit-learn sphere by
+sphere), and writes the accuracy map (float32), the best spheres, a summary
+and a figure; with permutations, per-voxel and family-wise p-values.
 """
 
 import logging
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from fmriflow import decoding, figures
+from fmriflow import decoding, entries, figures
 from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
 from fmriflow.io import save_nifti, write_json, write_table
@@ -25,85 +24,67 @@ logger = logging.getLogger("fmriflow.searchlight")
 
 
 def searchlight(inputs, outputs, params, threads):
-    settings = params.analysis
-    data = decoding.load_subject_analysis(
-        inputs.clean, inputs.events, inputs.mask, settings, roi=settings["centres"] == "roi"
-    )
-    y, runs, dropped, mask = data.y, data.runs, data.dropped, data.mask
-    centres = unmask(data.columns, mask) if settings["centres"] == "roi" else mask
-    spheres = sl.make_spheres(mask, data.affine, settings["radius"], centres)
-    cv = decoding.cv_from_settings(settings)
-    X = data.matrix[data.rows]
+    analysis = params.analysis
+    if bool(analysis["permutations"]) != ("pvalues" in outputs):
+        raise InputError(
+            "searchlight outputs",
+            "an analysis with permutations writes p-values, one without does not",
+            "Give --pvalues PATH exactly when permutations > 0",
+        )
+    data = entries.subject_analysis(inputs, analysis)
+    centres = unmask(data.columns, data.mask) if "roi" in inputs else data.mask
+    spheres = sl.make_spheres(data.mask, data.affine, analysis["radius"], centres)
+    cv = entries.cross_validation(analysis)
+    X, y, runs = data.matrix[data.rows], data.y, data.runs
     splits = list(cv.split(X, y, runs))
     chance = float(np.mean([decoding.chance_accuracy(y[tr], y[te]) for tr, te in splits]))
+    result = sl.searchlight_scores(
+        X,
+        y,
+        runs,
+        spheres,
+        analysis["classifier"],
+        cv=cv,
+        balance=analysis["balance"],
+        seed=analysis["seed"],
+        n_permutations=analysis["permutations"],
+        alpha=analysis["fwe_alpha"],
+        n_jobs=threads,
+    )
     extra = {}
-    if settings["permutations"]:
-        if "pvalues" not in outputs:
-            raise InputError(
-                "searchlight outputs",
-                "permutations were asked for but no pvalues output was given",
-                "Give --pvalues PATH (the workflow's searchlight_permutations rule does)",
-            )
-        result = sl.gnb_permutation_test(
-            X,
-            y,
-            runs,
-            spheres,
-            settings["permutations"],
-            seed=settings["seed"],
-            cv=cv,
-            priors=balanced_priors(y) if settings["balance"] else None,
-            alpha=settings["fwe_alpha"],
-            n_jobs=threads,
-        )
+    if analysis["permutations"]:
         save_nifti(sl.to_volume(result.p_values, spheres, fill=1.0), data.affine, outputs.pvalues)
         extra = {"p_value": result.p_values, "fwe_p_value": result.fwe_p_values}
-    else:
-        result = sl.searchlight_scores(
-            X,
-            y,
-            runs,
-            spheres,
-            settings["classifier"],
-            cv=cv,
-            balance=settings["balance"],
-            seed=settings["seed"],
-            n_jobs=threads,
-        )
-    accuracy = sl.to_volume(result.scores, spheres)
-    save_nifti(accuracy, data.affine, outputs.accuracy)
+    save_nifti(sl.to_volume(result.scores, spheres), data.affine, outputs.accuracy)
     write_table(sl.best_spheres(result.scores, spheres, n=20, **extra), outputs.spheres)
-    summary = summarize(settings, params.subject, spheres, result, chance, len(splits), dropped)
+    summary = summarize(analysis, params.subject, spheres, result, chance, len(splits))
+    draw(summary, chance, params.subject, inputs, outputs)
+    write_json(summary | {"dropped_runs": data.dropped}, outputs.summary)
+
+
+def draw(summary, chance, subject, inputs, outputs):
+    """The accuracy map above the FWE threshold, or above chance without permutations."""
     threshold = summary.get("fwe_threshold", chance)
+    above = "FWE threshold" if "fwe_threshold" in summary else "chance"
     figures.plot_maps(
         nib.load(outputs.accuracy),
-        figures.background_image(Path(inputs.events).parent, inputs.mean),
-        [
-            f"sub-{params.subject}, {settings['name']}: accuracy > "
-            f"{'FWE threshold' if 'fwe_threshold' in summary else 'chance'} {threshold:.2f}"
-        ],
+        nib.load(inputs.background),
+        [f"sub-{subject}, {summary['analysis']}: accuracy > {above} {threshold:.2f}"],
         outputs.figure,
         symmetric=False,
         threshold=threshold,
         vmin=chance,
     )
-    write_json(summary, outputs.summary)
 
 
-def balanced_priors(y):
-    """Uniform class priors (what ``balance: true`` means for naive Bayes)."""
-    n_classes = len(np.unique(y))
-    return np.full(n_classes, 1.0 / n_classes)
-
-
-def summarize(settings, subject, spheres, result, chance, n_folds, dropped):
+def summarize(analysis, subject, spheres, result, chance, n_folds):
     """The numbers of a searchlight map, for ``summary.json``."""
     sizes = spheres.sizes
     summary = {
-        "analysis": settings["name"],
+        "analysis": analysis["name"],
         "subject": subject,
-        "classifier": settings["classifier"],
-        "radius_mm": float(settings["radius"]),
+        "classifier": analysis["classifier"],
+        "radius_mm": float(analysis["radius"]),
         "n_centres": int(spheres.n_centres),
         "sphere_size": {
             "min": int(sizes.min()),
@@ -114,7 +95,6 @@ def summarize(settings, subject, spheres, result, chance, n_folds, dropped):
         "accuracy_mean": float(result.scores.mean()),
         "chance": chance,
         "n_folds": int(n_folds),
-        "dropped_runs": dropped,
         "n_rechecked_by_sklearn": int(result.n_rechecked),
     }
     if hasattr(result, "p_values"):
@@ -136,8 +116,9 @@ NODE = Node(
     inputs={
         "clean": "clean.npy (time x voxel)",
         "mask": "the preprocessing mask.nii.gz (matrix columns)",
-        "mean": "mean.nii.gz (figure background when there is no anatomy)",
         "events": "the subject's events.tsv",
+        "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
+        "background": "the figure background: anat.nii.gz, or mean.nii.gz without anatomy",
     },
     outputs={
         "accuracy": "accuracy.nii.gz to write",
@@ -147,9 +128,14 @@ NODE = Node(
         "figure": "map.png to write",
     },
     params={
-        "analysis": Param(None, "the analysis' config entry (a mapping)"),
+        "analysis": Param(
+            None,
+            "the analysis' config entry (a mapping, see $defs/searchlight)",
+            schema="searchlight",
+        ),
         "subject": Param("01", "subject label", type=str),
     },
+    optional_inputs=("roi",),
     optional_outputs=("pvalues",),
 )
 

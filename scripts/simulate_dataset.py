@@ -5,11 +5,10 @@ whole-brain mask; for rest data also the planted network maps
 (``networks.nii.gz``), which every subject's simulation reads.
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from fmriflow.dataset import write_description
+from fmriflow.errors import InputError
 from fmriflow.io import save_mask, save_nifti
 from fmriflow.node import Node, Param, run
 from fmriflow.simulate import describe_simulation
@@ -17,13 +16,16 @@ from fmriflow.simulate import describe_simulation
 
 def simulate_dataset(inputs, outputs, params, threads):
     description, brain, affine, maps = describe_simulation(params.name, params.settings)
+    if (maps is not None) != ("networks" in outputs):
+        raise InputError(
+            "simulate_dataset outputs",
+            "a rest simulation writes planted networks (give --networks), a task one does not",
+            "Give --networks PATH exactly for simulate.kind: rest",
+        )
     save_mask(brain, affine, outputs.brain_mask)
-    optional = []
     if maps is not None:
-        networks = Path(outputs.brain_mask).parent / "networks.nii.gz"
-        optional.append(save_nifti(np.moveaxis(maps, 0, -1), affine, networks, dtype=np.float32))
+        save_nifti(np.moveaxis(maps, 0, -1), affine, outputs.networks, dtype=np.float32)
     write_description(outputs.description, **description)
-    return optional
 
 
 NODE = Node(
@@ -33,11 +35,13 @@ NODE = Node(
     outputs={
         "description": "dataset.json to write",
         "brain_mask": "brain mask to write",
+        "networks": "networks.nii.gz to write (rest simulations: the planted networks)",
     },
     params={
         "name": Param("simulated", "dataset name"),
-        "settings": Param(None, "the dataset's 'simulate' config section (a mapping)"),
+        "settings": Param({}, "the dataset's 'simulate' config section", schema="simulate"),
     },
+    optional_outputs=("networks",),
 )
 
 if __name__ == "__main__":

@@ -2,59 +2,79 @@
 
 Reads the dataset description (and, for rest data, the planted networks),
 simulates the subject with its own seed and writes ``bold.nii.gz``,
-``events.tsv`` and, depending on the kind, ``mask.nii.gz`` (ROI),
-``confounds.tsv`` and the ground truth (``truth.nii.gz``, ``truth.json``).
+``events.tsv`` and the ground truth (``truth.json``); a task subject also
+has its ROI (``roi.nii.gz``) and patterns (``truth.nii.gz``), a rest subject
+its confounds (``confounds.tsv``).
 """
-
-from pathlib import Path
 
 import numpy as np
 
-from fmriflow.dataset import read_description, write_subject
-from fmriflow.io import load_mask, save_nifti, write_json
+from fmriflow.dataset import read_description, save_bold, save_roi, write_events
+from fmriflow.errors import InputError
+from fmriflow.io import load_mask, load_nifti, save_nifti, write_json, write_table
 from fmriflow.node import Node, Param, run
 from fmriflow.simulate import simulate_subject as simulate
+
+#: The outputs of each kind of simulation, besides bold, events and truth.
+KIND_OUTPUTS = {"task": ("roi", "truth_patterns"), "rest": ("confounds",)}
 
 
 def simulate_subject(inputs, outputs, params, threads):
     description = read_description(inputs.description)
+    kind = description["kind"]
+    check_outputs(kind, outputs)
     brain, brain_img = load_mask(inputs.brain_mask, "brain mask")
+    maps = None
+    if kind == "rest":
+        networks = load_nifti(inputs.networks, "planted networks", ndim=4)
+        maps = np.moveaxis(np.asanyarray(networks.dataobj), -1, 0)
     settings = description["provenance"]["settings"]
     index = description["subjects"].index(params.subject)
-    maps = None
-    if description["kind"] == "rest":
-        networks = Path(inputs.description).parent / description["ground_truth"]["networks"]
-        maps = np.moveaxis(load_nifti_data(networks), -1, 0)
     subject = simulate(settings, index, maps=maps, brain=brain)
-    folder = Path(outputs.bold).parent
-    truth = [write_json({"snr": subject.snr}, folder / "truth.json")]
-    if description["kind"] == "task":
-        truth.append(save_nifti(subject.truth, brain_img.affine, folder / "truth.nii.gz"))
-    return truth + write_subject(
-        folder.parent,
-        params.subject,
-        subject.events,
-        bold=subject.bold,
-        affine=brain_img.affine,
-        tr=description["tr"],
-        confounds=subject.confounds,
-        roi=subject.roi,
-    )
+    affine = brain_img.affine
+    write_json({"snr": subject.snr}, outputs.truth)
+    if kind == "task":
+        save_nifti(subject.truth, affine, outputs.truth_patterns)
+        save_roi(subject.roi, outputs.roi, affine)
+    else:
+        write_table(subject.confounds, outputs.confounds)
+    save_bold(subject.bold, affine, description["tr"], outputs.bold)
+    write_events(subject.events, outputs.events)
 
 
-def load_nifti_data(path):
-    import nibabel as nib
-
-    return np.asanyarray(nib.load(path).dataobj)
+def check_outputs(kind, outputs):
+    """The outputs given are those of this kind of simulation."""
+    expected = set(KIND_OUTPUTS[kind])
+    given = {name for names in KIND_OUTPUTS.values() for name in names if name in outputs}
+    if given != expected:
+        raise InputError(
+            "simulate_subject outputs",
+            f"a {kind} simulation writes {sorted(expected)}, but {sorted(given)} were given",
+            "Give the outputs of this kind of simulation (python scripts/simulate_subject.py "
+            "--help)",
+        )
 
 
 NODE = Node(
     name="simulate_subject",
     description="Node simulate_subject: simulate one subject into the canonical layout.",
     function=simulate_subject,
-    inputs={"description": "dataset.json", "brain_mask": "dataset brain mask"},
-    outputs={"bold": "bold.nii.gz to write", "events": "events.tsv to write"},
+    inputs={
+        "description": "dataset.json",
+        "brain_mask": "dataset brain mask",
+        "networks": "networks.nii.gz (rest simulations)",
+    },
+    outputs={
+        "bold": "bold.nii.gz to write",
+        "events": "events.tsv to write",
+        "truth": "truth.json to write (the subject's SNR)",
+        "roi": "roi.nii.gz to write (task)",
+        "truth_patterns": "truth.nii.gz to write (task: the category patterns)",
+        "confounds": "confounds.tsv to write (rest: the artefact time courses)",
+    },
     params={"subject": Param("01", "subject label", type=str)},
+    optional_inputs=("networks",),
+    optional_outputs=("roi", "truth_patterns", "confounds"),
 )
 
 if __name__ == "__main__":

@@ -22,15 +22,17 @@ def snakemake_command():
     return str(candidate) if candidate.exists() else "snakemake"
 
 
-def snakemake_arguments(workdir, configfile, *args):
+def snakemake_arguments(workdir, configfile, *args, snakefile=SNAKEFILE):
     """The command line of the workflow on ``configfile`` in ``workdir``."""
-    command = [snakemake_command(), "--snakefile", str(SNAKEFILE), "--directory", str(workdir)]
+    command = [snakemake_command(), "--snakefile", str(snakefile), "--directory", str(workdir)]
     return [*command, "--configfile", str(configfile), *args]
 
 
-def run_snakemake(workdir, *args, configfile=TINY_CONFIG, timeout=900, env=None):
+def run_snakemake(
+    workdir, *args, configfile=TINY_CONFIG, timeout=900, env=None, snakefile=SNAKEFILE
+):
     """Run the workflow in ``workdir``; return the completed process (never raises)."""
-    command = snakemake_arguments(workdir, configfile, *args)
+    command = snakemake_arguments(workdir, configfile, *args, snakefile=snakefile)
     return subprocess.run(
         command,
         capture_output=True,
@@ -70,17 +72,46 @@ def anisotropic_affine():
     return affine
 
 
-def run_workflow(workdir, configfile, *args):
+def run_workflow(workdir, configfile, *args, env=None):
     """A complete run that must succeed; returns the working directory."""
-    result = run_snakemake(workdir, "--cores", "2", *args, configfile=configfile)
+    result = run_snakemake(workdir, "--cores", "2", *args, configfile=configfile, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
 
+def produced_files(workdir):
+    """Every file under ``data/`` and ``results/``, relative to the working directory."""
+    return sorted(
+        str(p.relative_to(workdir))
+        for top in ("data", "results")
+        for p in (workdir / top).rglob("*")
+        if p.is_file()
+    )
+
+
+#: The audit hook of tests/test_outputs.py (imported by every job's Python).
+AUDIT = REPO / "tests" / "audit"
+
+
+def audit_environment(workdir):
+    """Environment variables that make every job record the files it touches."""
+    path = os.pathsep.join(p for p in (str(AUDIT), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "FMRIFLOW_AUDIT_DIR": str(Path(workdir) / "audit")}
+
+
+def audit_records(workdir):
+    """The audit records of the jobs of a run (see tests/audit/sitecustomize.py)."""
+    import json
+
+    return [json.loads(p.read_text()) for p in sorted((Path(workdir) / "audit").glob("*.json"))]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """The tiny config run once for the whole session (read-only for tests)."""
-    return run_workflow(tmp_path_factory.mktemp("tiny"), TINY_CONFIG)
+    """The tiny config run once for the whole session (read-only for tests), with every
+    job's file accesses recorded by the audit hook."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    return run_workflow(workdir, TINY_CONFIG, env=audit_environment(workdir))
 
 
 @pytest.fixture(scope="session")

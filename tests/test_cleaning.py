@@ -118,7 +118,7 @@ def test_select_confounds_checks_columns_and_values():
     np.testing.assert_array_equal(
         cleaning.select_confounds(frame, ["a"], "c.tsv"), [[1.0], [2.0], [3.0]]
     )
-    with pytest.raises(InputError, match=r"column\(s\) \['z'\] not found"):
+    with pytest.raises(InputError, match=r"lacks the column\(s\) \['z'\]"):
         cleaning.select_confounds(frame, ["z"], "c.tsv")
     with pytest.raises(InputError, match="NaN or n/a"):
         cleaning.select_confounds(frame, None, "c.tsv")

@@ -13,7 +13,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC, LinearSVC
 
-from fmriflow import decoding, simulate
+from fmriflow import classifiers, decoding, simulate
 from fmriflow.errors import InputError
 
 #: Each registry entry built directly with scikit-learn, as a reference.
@@ -54,10 +54,10 @@ def contrast(subject, labels, voxels="roi"):
     return data[rows][:, columns], y, runs
 
 
-@pytest.mark.parametrize("name", sorted(decoding.CLASSIFIERS))
+@pytest.mark.parametrize("name", classifiers.names())
 def test_fold_accuracies_equal_cross_val_score(subject, name):
     X, y, runs = contrast(subject, ["face", "cat", "house"])
-    pipeline = decoding.make_classifier(name, feature_selection={"method": "k", "value": 50})
+    pipeline = classifiers.make_classifier(name, selection_value=50)
     folds, predictions = decoding.cross_validate(
         X, y, runs, pipeline, decoding.make_cv("leave_one_run_out"), n_jobs=2
     )
@@ -70,8 +70,8 @@ def test_fold_accuracies_equal_cross_val_score(subject, name):
 def test_nested_search_equals_cross_val_score_of_grid_search(subject, name):
     X, y, runs = contrast(subject, ["face", "cat"])
     grid = [0.001, 0.1, 10.0]
-    pipeline = decoding.make_classifier(name)
-    search = decoding.with_search(pipeline, name, grid)
+    pipeline = classifiers.make_classifier(name)
+    search = classifiers.with_search(pipeline, name, grid)
     folds, _ = decoding.cross_validate(
         X, y, runs, search, decoding.make_cv("leave_one_run_out"), search=True
     )
@@ -113,7 +113,7 @@ def at_chance(accuracy, n_samples, chance=0.5):
     return low <= accuracy <= high
 
 
-NOISE_SETUPS = [(name, None) for name in sorted(decoding.CLASSIFIERS)] + [
+NOISE_SETUPS = [(name, None) for name in classifiers.names()] + [
     ("anova_svc", [0.01, 1.0]),
     ("logreg_l2", [0.01, 1.0]),
 ]
@@ -122,8 +122,8 @@ NOISE_SETUPS = [(name, None) for name in sorted(decoding.CLASSIFIERS)] + [
 @pytest.mark.parametrize(("name", "grid"), NOISE_SETUPS)
 def test_every_decoder_is_at_chance_on_noise(name, grid):
     X, y, runs = noise_data()
-    pipeline = decoding.make_classifier(name, feature_selection={"method": "k", "value": 20})
-    estimator = decoding.with_search(pipeline, name, grid) if grid else pipeline
+    pipeline = classifiers.make_classifier(name, selection_value=20)
+    estimator = classifiers.with_search(pipeline, name, grid) if grid else pipeline
     folds, _ = decoding.cross_validate(
         X, y, runs, estimator, decoding.make_cv("leave_one_run_out"), bool(grid), n_jobs=2
     )
@@ -135,7 +135,7 @@ def test_the_noise_check_catches_selection_outside_the_cv():
     """Selecting voxels on all data before cross-validation leaks, and the check sees it."""
     X, y, runs = noise_data()
     leaky = SelectKBest(f_classif, k=20).fit(X, y).transform(X)
-    pipeline = decoding.make_classifier("svc")
+    pipeline = classifiers.make_classifier("svc")
     folds, _ = decoding.cross_validate(
         leaky, y, runs, pipeline, decoding.make_cv("leave_one_run_out")
     )
@@ -144,7 +144,7 @@ def test_the_noise_check_catches_selection_outside_the_cv():
 
 
 def test_informative_contrast_decodes_and_null_pair_does_not(subject):
-    pipeline = decoding.make_classifier("svc")
+    pipeline = classifiers.make_classifier("svc")
     cv = decoding.make_cv("leave_one_run_out")
     X, y, runs = contrast(subject, ["face", "house"])
     informative, _ = decoding.cross_validate(X, y, runs, pipeline, cv)
@@ -157,7 +157,7 @@ def test_informative_contrast_decodes_and_null_pair_does_not(subject):
 def test_largest_weights_fall_on_informative_voxels(subject):
     sim, _, brain, _ = subject
     X, y, _ = contrast(subject, ["face", "house"], voxels="brain")
-    maps, names = decoding.display_weights(decoding.make_classifier("svc"), X, y, "svc")
+    maps, names = classifiers.display_weights(classifiers.make_classifier("svc"), X, y, "svc")
     assert maps.shape == (1, X.shape[1]) and names == ["house vs face"]
     informative = simulate.informative_voxels(sim.truth, "face", "house")[brain]
     ranking = np.argsort(np.abs(maps[0]))[::-1]
@@ -169,7 +169,7 @@ def test_largest_weights_fall_on_informative_voxels(subject):
 
 
 def test_permutation_p_values(subject):
-    pipeline = decoding.make_classifier("svc")
+    pipeline = classifiers.make_classifier("svc")
     cv = decoding.make_cv("leave_one_run_out")
     X, y, runs = contrast(subject, ["face", "house"])
     _, null, p_informative = decoding.permutation_test(X, y, runs, pipeline, cv, 50, 0, n_jobs=2)
@@ -194,7 +194,7 @@ def test_permutations_stay_within_runs(subject, monkeypatch):
     monkeypatch.setattr(_validation, "_shuffle", recording_shuffle)
     X, y, runs = contrast(subject, ["face", "house"])
     decoding.permutation_test(
-        X, y, runs, decoding.make_classifier("gnb"), LeaveOneGroupOut(), 5, 0
+        X, y, runs, classifiers.make_classifier("gnb"), LeaveOneGroupOut(), 5, 0
     )
     assert len(seen) == 5
     for original_y, groups, permuted in seen:
@@ -207,7 +207,7 @@ def test_permutations_stay_within_runs(subject, monkeypatch):
 
 def test_same_seed_same_permutation_result(subject):
     X, y, runs = contrast(subject, ["face", "cat"])
-    pipeline, cv = decoding.make_classifier("gnb"), LeaveOneGroupOut()
+    pipeline, cv = classifiers.make_classifier("gnb"), LeaveOneGroupOut()
     first = decoding.permutation_test(X, y, runs, pipeline, cv, 20, 3)
     second = decoding.permutation_test(X, y, runs, pipeline, cv, 20, 3, n_jobs=2)
     assert first[0] == second[0] and first[2] == second[2]
@@ -217,16 +217,14 @@ def test_same_seed_same_permutation_result(subject):
 def test_multiclass_and_anova_weight_maps(subject):
     X, y, _ = contrast(subject, ["face", "house", "cat"])
     for name in ("svc", "logreg_l2", "gnb"):
-        maps, names = decoding.display_weights(decoding.make_classifier(name), X, y, name)
+        maps, names = classifiers.display_weights(classifiers.make_classifier(name), X, y, name)
         assert maps.shape == (3, X.shape[1]) and names == [
             "cat vs rest",
             "face vs rest",
             "house vs rest",
         ]
-    pipeline = decoding.make_classifier(
-        "anova_svc", feature_selection={"method": "k", "value": 25}
-    )
-    maps, _ = decoding.display_weights(pipeline, X[:, :200], y, "anova_svc")
+    pipeline = classifiers.make_classifier("anova_svc", selection_value=25)
+    maps, _ = classifiers.display_weights(pipeline, X[:, :200], y, "anova_svc")
     assert all(np.count_nonzero(m) <= 25 for m in maps)
     selected = SelectKBest(f_classif, k=25).fit(X[:, :200], y == "cat").get_support()
     assert not maps[0][~selected].any()
@@ -234,7 +232,7 @@ def test_multiclass_and_anova_weight_maps(subject):
 
 def test_gnb_map_is_the_standardized_mean_difference(subject):
     X, y, _ = contrast(subject, ["face", "house"])
-    maps, _ = decoding.display_weights(decoding.make_classifier("gnb"), X, y, "gnb")
+    maps, _ = classifiers.display_weights(classifiers.make_classifier("gnb"), X, y, "gnb")
     model = GaussianNB().fit(X, y)
     expected = (X[y == "house"].mean(0) - X[y == "face"].mean(0)) / np.sqrt(model.var_.mean(0))
     np.testing.assert_allclose(maps[0], expected, rtol=1e-10)

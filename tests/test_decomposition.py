@@ -10,7 +10,7 @@ from nibabel.affines import apply_affine
 from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
-from fmriflow import decomposition, simulate
+from fmriflow import decomposition, group_space, simulate, streaming
 from fmriflow.cleaning import clean_runs
 from fmriflow.errors import InputError
 
@@ -274,8 +274,8 @@ def test_blockwise_svd_equals_numpy_svd_and_ignores_chunking(rng, solver):
     blocks = low_rank_blocks(rng)
     _, exact_values, exact_vt = np.linalg.svd(np.vstack(blocks), full_matrices=False)
     for chunk_rows in (7, 256):
-        stacked = decomposition.RowBlocks(blocks, chunk_rows=chunk_rows)
-        values, components = decomposition.truncated_svd(stacked, 6, seed=3, solver=solver)
+        stacked = streaming.RowBlocks(blocks, chunk_rows=chunk_rows)
+        values, components = streaming.truncated_svd(stacked, 6, seed=3, solver=solver)
         np.testing.assert_allclose(values, exact_values[:6], rtol=1e-8)
         np.testing.assert_allclose(np.abs(np.sum(components * exact_vt[:6], axis=1)), 1, atol=1e-8)
         assert np.all(components[np.arange(6), np.argmax(np.abs(components), axis=1)] > 0)
@@ -285,8 +285,8 @@ def test_exact_solver_on_unit_norm_rows_equals_numpy(rng):
     blocks = [rng.standard_normal((n, 50)) for n in (4, 9, 6)]
     stacked = np.vstack(blocks)
     stacked /= np.linalg.norm(stacked, axis=1, keepdims=True)
-    rows = decomposition.RowBlocks(blocks, normalize_rows=True)
-    values, components = decomposition.truncated_svd(rows, 10, solver="exact")
+    rows = streaming.RowBlocks(blocks, normalize_rows=True)
+    values, components = streaming.truncated_svd(rows, 10, solver="exact")
     _, exact_values, exact_vt = np.linalg.svd(stacked, full_matrices=False)
     np.testing.assert_allclose(values, exact_values[:10], rtol=1e-10)
     np.testing.assert_allclose(np.abs(np.sum(components * exact_vt[:10], axis=1)), 1, atol=1e-8)
@@ -366,21 +366,19 @@ def test_subjects_not_in_a_common_space_are_refused(tmp_path):
     same = nib.Nifti1Image(mask.astype(np.uint8), affine)
     path = tmp_path / "mask.nii.gz"
     nib.save(same, path)
-    affine_out, shape, common = decomposition.check_common_space(
-        [same, path, (affine, mask.shape)]
-    )
+    affine_out, shape, common = group_space.check_common_space([same, path, (affine, mask.shape)])
     assert shape == mask.shape and np.array_equal(common, mask)
 
     shifted = affine.copy()
     shifted[0, 3] = 2.0
     with pytest.raises(InputError, match="subject b: its affine differs .* not in a common space"):
-        decomposition.check_common_space([same, (shifted, mask.shape)], names=["a", "b"])
+        group_space.check_common_space([same, (shifted, mask.shape)], names=["a", "b"])
     with pytest.raises(InputError, match=r"shape \(6, 7, 9\) but subject a's has \(6, 7, 8\)"):
-        decomposition.check_common_space([same, (affine, (6, 7, 9))], names=["a", "b"])
+        group_space.check_common_space([same, (affine, (6, 7, 9))], names=["a", "b"])
     other = mask.copy()
     other[1, 2, 2] = False
     with pytest.raises(InputError, match="differs from subject a's .* in 1 voxels"):
-        decomposition.check_common_space(
+        group_space.check_common_space(
             [same, nib.Nifti1Image(other.astype(np.uint8), affine)], ["a", "b"]
         )
 
@@ -423,7 +421,7 @@ def test_common_mask_is_the_intersection_and_selects_each_subjects_columns(rng):
     mask[1:5, 1:6, 1:7] = True
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     masks = partial_masks(mask, 3, 0.1)
-    common = decomposition.common_mask([(affine, mask.shape, m) for m in masks], ["a", "b", "c"])
+    common = group_space.common_mask([(affine, mask.shape, m) for m in masks], ["a", "b", "c"])
     assert np.array_equal(common.mask, masks[0] & masks[1] & masks[2])
     assert common.columns[0] is not None and common.dropped == [
         int(m.sum() - common.mask.sum()) for m in masks
@@ -437,9 +435,9 @@ def test_common_mask_is_the_intersection_and_selects_each_subjects_columns(rng):
         assert selected.shape == expected.shape
         np.testing.assert_array_equal(selected[2:7], expected[2:7])
         np.testing.assert_array_equal(selected[:, 3:11], expected[:, 3:11])
-        chunks = list(decomposition.RowBlocks([selected], chunk_rows=4))
+        chunks = list(streaming.RowBlocks([selected], chunk_rows=4))
         np.testing.assert_array_equal(np.vstack(chunks), expected)
-    same = decomposition.common_mask([(affine, mask.shape, mask)] * 2)
+    same = group_space.common_mask([(affine, mask.shape, mask)] * 2)
     assert same.columns == [None, None]
     assert same.select([matrices[0]] * 2)[1] is matrices[0]
     with pytest.raises(
@@ -450,11 +448,11 @@ def test_common_mask_is_the_intersection_and_selects_each_subjects_columns(rng):
     shifted = affine.copy()
     shifted[1, 3] = 1.5
     with pytest.raises(InputError, match="subject b: its affine differs"):
-        decomposition.common_mask([(affine, mask.shape, mask), (shifted, mask.shape, mask)], "ab")
+        group_space.common_mask([(affine, mask.shape, mask), (shifted, mask.shape, mask)], "ab")
     disjoint = np.zeros_like(mask)
     disjoint[0, 0, 0] = True
     with pytest.raises(InputError, match="have no voxel in common"):
-        decomposition.common_mask([(affine, mask.shape, mask), (affine, mask.shape, disjoint)])
+        group_space.common_mask([(affine, mask.shape, mask), (affine, mask.shape, disjoint)])
 
 
 def test_subjects_with_different_masks_are_decomposed_on_their_common_voxels(cohort):
@@ -472,7 +470,7 @@ def test_subjects_with_different_masks_are_decomposed_on_their_common_voxels(coh
         own.append(decomposition.reduce_subject(data[:, columns], N_SUBJECT_COMPONENTS, seed=0))
         exact.append(decomposition.reduce_subject(data[:, common_voxels], N_SUBJECT_COMPONENTS))
     affine = cohort["affine"]
-    common = decomposition.common_mask([(affine, grey.shape, m) for m in masks])
+    common = group_space.common_mask([(affine, grey.shape, m) for m in masks])
     assert np.array_equal(common.mask[grey], common_voxels)
     truth = cohort["truth"][:, common_voxels]
     ours = decomposition.group_ica(common.select(own), N_COMPONENTS, threshold="auto", seed=0)

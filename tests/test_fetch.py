@@ -121,9 +121,14 @@ def download_node(description, download_dir, fetcher, subjects, url=None):
     )
 
 
+ROLE_FILES = {"roi": "roi.nii.gz", "anat": "anat.nii.gz", "confounds": "confounds.tsv"}
+
+
 def import_node(description, data_dir, subject, label=None):
-    """Run import_download; ``label`` is the --subject value, default the subject."""
+    """Run import_download and import_download_file for every role the subject has,
+    as the workflow does; ``label`` is the --subject value, default the subject."""
     folder = Path(data_dir) / f"sub-{subject}"
+    label = subject if label is None else label
     node(
         "import_download",
         "--description",
@@ -133,8 +138,21 @@ def import_node(description, data_dir, subject, label=None):
         "--events",
         folder / "events.tsv",
         "--subject",
-        subject if label is None else label,
+        label,
     )
+    fetcher = json.loads(Path(description).read_text())["provenance"]["fetcher"].split("_")[-1]
+    for role in fetch.subject_roles(fetcher, subject):
+        node(
+            "import_download_file",
+            "--description",
+            description,
+            "--file",
+            folder / ROLE_FILES[role],
+            "--subject",
+            label,
+            "--role",
+            role,
+        )
     return folder
 
 
@@ -269,7 +287,7 @@ def test_haxby_nodes_give_the_canonical_layout(offline, downloads, tmp_path):
         assert [int(r[1]) for r in rows] == chunks
         assert len(rows) == nib.load(source["bold"]).shape[3]
 
-        roi, vt = nib.load(folder / "mask.nii.gz"), nib.load(source["roi"])
+        roi, vt = nib.load(folder / "roi.nii.gz"), nib.load(source["roi"])
         np.testing.assert_array_equal(np.asanyarray(roi.dataobj) != 0, vt.get_fdata() != 0)
         np.testing.assert_allclose(roi.affine, vt.affine)
 
@@ -316,7 +334,7 @@ def test_adhd_nodes_give_the_canonical_layout(offline, downloads, tmp_path):
         np.testing.assert_allclose(confounds.to_numpy(), raw[:, keep], rtol=1e-12)
         assert len(confounds) == n_volumes
 
-        assert not (folder / "mask.nii.gz").exists()
+        assert not (folder / "roi.nii.gz").exists()
         assert not (folder / "anat.nii.gz").exists()
 
 
@@ -355,8 +373,8 @@ def test_import_refuses_a_file_changed_after_download(offline, downloads, tmp_pa
     message = capsys.readouterr().err
     assert str(changed) in message
     assert "changed since it was downloaded" in message
-    assert not (data / "sub-1" / "bold.nii.gz").exists()
-    assert not (data / "sub-1" / "events.tsv").exists()
+    written = {"bold": "bold.nii.gz", "labels": "events.tsv", "roi": "roi.nii.gz"}[role]
+    assert not (data / "sub-1" / written).exists()
 
 
 def test_import_refuses_a_missing_download(offline, downloads, tmp_path, capsys):

@@ -146,11 +146,21 @@ def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, sub
     for rule in ("import_download", "mask", "clean"):
         planned = sorted(s for r, d, s in jobs if r == rule and d == dataset)
         assert planned == sorted(expected_subjects), rule
+    # The archives' optional files: Haxby's VT mask for everyone and an anatomy
+    # for all but subject 6; ADHD's regressors.
+    optional = {
+        "haxby": {
+            "import_download_roi": expected_subjects,
+            "import_download_anat": [s for s in expected_subjects if s != "6"],
+        },
+        "adhd": {"import_download_confounds": expected_subjects},
+    }[dataset]
+    for rule, files_of in optional.items():
+        assert sorted(s for r, d, s in jobs if r == rule) == sorted(files_of), rule
     rules = {r for r, _, _ in jobs}
-    assert {"download", "import_download", "mask", "clean", "all"} <= rules
-    assert rules - {"download", "import_download", "mask", "clean", "all"} == analysis_rules(
-        yaml.safe_load(configfile.read_text())
-    )
+    acquisition = {"download", "import_download", "mask", "clean", "all", *optional}
+    assert acquisition <= rules
+    assert rules - acquisition == analysis_rules(yaml.safe_load(configfile.read_text()))
     assert not list(workdir.glob("data/*/dataset.json")), "a dry run must not download"
 
 

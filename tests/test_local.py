@@ -32,6 +32,7 @@ from fmriflow.local import (
     events_table,
     expand,
     missing_files,
+    subject_files,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ TEMPLATES = {
     "bold": "derivatives/fmriprep/" + FUNC + "_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz",
     "events": FUNC + "_events.tsv",
     "confounds": "derivatives/fmriprep/" + FUNC + "_desc-confounds_timeseries.tsv",
-    "mask": "derivatives/rois/sub-{subject}_space-MNI152NLin2009cAsym_desc-VT_mask.nii.gz",
+    "roi": "derivatives/rois/sub-{subject}_space-MNI152NLin2009cAsym_desc-VT_mask.nii.gz",
     "anat": "derivatives/fmriprep/sub-{subject}/anat/"
     "sub-{subject}_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz",
 }
@@ -132,7 +133,7 @@ def build_tree(root, seed=0):
         (((grid - centre) / (np.array(SHAPE)[:, None, None, None] / 2.5)) ** 2).sum(0)
     )
     brain = radius < 1.0
-    refs = {"bold": {}, "events": {}, "confounds": {}, "mask": {}, "anat": {}}
+    refs = {"bold": {}, "events": {}, "confounds": {}, "roi": {}, "anat": {}}
     for subject in SUBJECTS:
         for run in RUNS:
             n = RUN_VOLUMES[run]
@@ -148,8 +149,8 @@ def build_tree(root, seed=0):
             write_tsv(confounds, root / TEMPLATES["confounds"].format(subject=subject, run=run))
             refs["confounds"][subject, run] = confounds
         vt = brain & (grid[1] < SHAPE[1] / 2) & (rng.random(SHAPE) < 0.8)
-        save_image(vt.astype(np.uint8), AFFINE, root / TEMPLATES["mask"].format(subject=subject))
-        refs["mask"][subject] = vt
+        save_image(vt.astype(np.uint8), AFFINE, root / TEMPLATES["roi"].format(subject=subject))
+        refs["roi"][subject] = vt
         # The anatomy is on its own, finer grid.
         anat_affine = AFFINE.copy()
         anat_affine[:3, :3] /= 2
@@ -396,7 +397,7 @@ def test_confounds_missing_columns_name_file_and_columns(tmp_path):
         confounds_table([path], [3], ["trans_x", "csf", "rot_z"])
     message = str(info.value)
     assert path in message and "'csf'" in message and "'rot_z'" in message
-    assert "'trans_x'" not in message.split("not found")[0]
+    assert "'trans_x'" not in message.split("it has")[0]
 
 
 def test_confounds_na_in_the_middle_names_file_and_column(tmp_path):
@@ -510,9 +511,15 @@ def run_node():
     def call(script, **options):
         argv = []
         for key, value in options.items():
-            # Paths and text as they are; other values as YAML (JSON's flow style).
-            text = str(value) if isinstance(value, str | os.PathLike) else json.dumps(value)
-            argv += [f"--{key.replace('_', '-')}", text]
+            flag = f"--{key.replace('_', '-')}"
+            # Lists of source files as several paths; paths and text as they
+            # are; other values as YAML (JSON's flow style).
+            if key.startswith("source_"):
+                argv += [flag, *map(str, value)]
+            elif isinstance(value, str | os.PathLike):
+                argv += [flag, str(value)]
+            else:
+                argv += [flag, json.dumps(value)]
         node.run(load_script(script).NODE, argv=argv)
 
     yield call
@@ -522,19 +529,41 @@ def run_node():
     logging.root.setLevel(level)
 
 
+OPTIONAL_FILES = {"roi": "roi.nii.gz", "anat": "anat.nii.gz", "confounds": "confounds.tsv"}
+
+
+def import_subject(run_node, settings, folder, subject):
+    """What the workflow's import_local and import_local_file jobs do for one subject."""
+    files = subject_files(settings, subject)
+    events = {"source_events": files["events"]} if "events" in files else {}
+    run_node(
+        "import_local",
+        source_bold=files["bold"],
+        **events,
+        bold=folder / "bold.nii.gz",
+        events=folder / "events.tsv",
+        tr=settings["tr"],
+        events_format=settings["events_format"],
+        rest_label=settings["rest_label"],
+    )
+    for role, name in OPTIONAL_FILES.items():
+        if role in files:
+            bold = {"source_bold": files["bold"]} if role == "confounds" else {}
+            run_node(
+                "import_local_file",
+                **{f"source_{role}": files[role]},
+                **bold,
+                file=folder / name,
+                role=role,
+                columns=settings["confound_columns"],
+            )
+
+
 def describe_and_import(run_node, settings, out, subjects=SUBJECTS):
     description = out / "dataset.json"
     run_node("describe_local", description=description, name="lab", settings=settings)
     for subject in subjects:
-        folder = out / f"sub-{subject}"
-        run_node(
-            "import_local",
-            description=description,
-            bold=folder / "bold.nii.gz",
-            events=folder / "events.tsv",
-            subject=subject,
-            settings=settings,
-        )
+        import_subject(run_node, settings, out / f"sub-{subject}", subject)
     return description
 
 
@@ -584,9 +613,9 @@ def test_nodes_write_the_canonical_layout(tree, tmp_path, run_node):
             rtol=1e-12,
         )
 
-        mask = nib.load(folder / "mask.nii.gz")
-        np.testing.assert_array_equal(np.asanyarray(mask.dataobj) != 0, refs["mask"][subject])
-        np.testing.assert_allclose(mask.affine, AFFINE)
+        roi = nib.load(folder / "roi.nii.gz")
+        np.testing.assert_array_equal(np.asanyarray(roi.dataobj) != 0, refs["roi"][subject])
+        np.testing.assert_allclose(roi.affine, AFFINE)
         anat = nib.load(folder / "anat.nii.gz")
         np.testing.assert_array_equal(anat.get_fdata(), refs["anat"][subject][0])
         np.testing.assert_allclose(anat.affine, refs["anat"][subject][1])
@@ -605,7 +634,7 @@ def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_nod
             "bold": str(study / "sub-{subject}_bold.nii.gz"),
             "events": str(study / "sub-{subject}_events.tsv"),
             "confounds": None,
-            "mask": None,
+            "roi": None,
             "anat": None,
         },
         subjects=["01"],
@@ -614,9 +643,6 @@ def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_nod
     )
     out = tmp_path / "data" / "lab"
     folder = out / "sub-01"
-    # A stale optional file from an earlier configuration must go.
-    folder.mkdir(parents=True)
-    (folder / "confounds.tsv").write_text("trans_x\n0\n")
     describe_and_import(run_node, settings, out, subjects=["01"])
     assert sha256_of(folder / "bold.nii.gz") == sha256_of(study / "sub-01_bold.nii.gz")
     # A copy, not a hard link: Snakemake touches outputs, which must not
@@ -625,8 +651,10 @@ def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_nod
     header, rows = read_tsv_plain(folder / "events.tsv")
     assert [row[0] for row in rows] == labels
     assert [int(row[1]) for row in rows] == run_column
-    assert not (folder / "confounds.tsv").exists()
-    assert not (folder / "mask.nii.gz").exists()
+    assert sorted(p.name for p in folder.iterdir() if "provenance" not in p.name) == [
+        "bold.nii.gz",
+        "events.tsv",
+    ]
 
 
 def test_import_per_volume_events_one_file_per_run(tmp_path, run_node, tree):
@@ -669,13 +697,7 @@ def test_import_per_volume_events_with_wrong_length_fails_cleanly(
     )
     folder = tmp_path / "data" / "lab" / "sub-01"
     with pytest.raises(SystemExit) as info:
-        run_node(
-            "import_local",
-            bold=folder / "bold.nii.gz",
-            events=folder / "events.tsv",
-            subject="01",
-            settings=settings,
-        )
+        import_subject(run_node, settings, folder, "01")
     assert info.value.code == 1
     err = capsys.readouterr().err
     bad = str(events).format(run="2")
@@ -699,82 +721,26 @@ def test_import_rest_without_events_numbers_runs(tmp_path, run_node, tree):
     assert header == list(refs["confounds"]["01", "1"].columns)
 
 
-def test_import_missing_source_names_path_and_template(tmp_path, run_node, tree, capsys):
+def test_import_missing_source_names_the_path(tmp_path, run_node, tree, capsys):
     _, templates, _ = tree
     template = str(tmp_path / "nowhere" / "sub-{subject}_run-{run}_events.tsv")
     settings = local_settings(templates, events=template)
     folder = tmp_path / "data" / "lab" / "sub-01"
     with pytest.raises(SystemExit):
-        run_node(
-            "import_local",
-            bold=folder / "bold.nii.gz",
-            events=folder / "events.tsv",
-            subject="01",
-            settings=settings,
-        )
+        import_subject(run_node, settings, folder, "01")
     err = capsys.readouterr().err
-    assert template.format(subject="01", run="1") in err and "local.events" in err
+    assert template.format(subject="01", run="1") in err and "not found" in err
     assert not folder.exists() or not any(folder.iterdir())
 
 
-def test_zero_padded_subject_label_is_read_as_text(tmp_path, run_node, tree):
-    """--subject 02 means the label '02', not the number 2 (no sub-2 anywhere)."""
-    _, templates, _ = tree
-    folder = tmp_path / "sub-02"
-    node.run(
-        load_script("import_local").NODE,
-        argv=[
-            "--bold",
-            str(folder / "bold.nii.gz"),
-            "--events",
-            str(folder / "events.tsv"),
-            "--subject",
-            "02",
-            "--settings",
-            json.dumps(local_settings(templates)),
-        ],
-    )
-    assert (folder / "bold.nii.gz").exists() and not (tmp_path / "sub-2").exists()
-
-
-def test_unknown_subject_is_a_clear_error(tmp_path, tree, capsys):
-    _, templates, _ = tree
-    folder = tmp_path / "sub-07"
-    with pytest.raises(SystemExit):
-        node.run(
-            load_script("import_local").NODE,
-            argv=[
-                "--bold",
-                str(folder / "bold.nii.gz"),
-                "--events",
-                str(folder / "events.tsv"),
-                "--subject",
-                "07",
-                "--settings",
-                json.dumps(local_settings(templates)),
-            ],
-        )
-    err = capsys.readouterr().err
-    assert "'07'" in err and "not one of the dataset's subjects" in err
-    assert not folder.exists()
-
-
-def test_describe_local_copies_the_brain_mask_and_removes_a_stale_one(tmp_path, run_node, tree):
-    _, templates, refs = tree
+def test_import_local_brain_mask_copies_it(tmp_path, run_node, tree):
+    _, _, refs = tree
     brain = tmp_path / "brainmask.nii.gz"
-    save_image(refs["mask"]["01"].astype(np.uint8), AFFINE, brain)
-    out = tmp_path / "data" / "lab"
-    description = out / "dataset.json"
-    settings = local_settings(templates, brain_mask=str(brain))
-    run_node("describe_local", description=description, name="lab", settings=settings)
-    assert sha256_of(out / "brainmask.nii.gz") == sha256_of(brain)
-    assert not os.path.samefile(out / "brainmask.nii.gz", brain)
-    assert json.loads(description.read_text())["sha256"][str(brain)] == sha256_of(brain)
-    # Without a brain mask in the config, the copy from before must not linger.
-    run_node(
-        "describe_local", description=description, name="lab", settings=local_settings(templates)
-    )
-    assert not (out / "brainmask.nii.gz").exists()
+    save_image(refs["roi"]["01"].astype(np.uint8), AFFINE, brain)
+    copy = tmp_path / "data" / "lab" / "brainmask.nii.gz"
+    run_node("import_local_brain_mask", source=brain, brain_mask=copy)
+    assert sha256_of(copy) == sha256_of(brain)
+    assert not os.path.samefile(copy, brain)
 
 
 def test_import_local_from_the_command_line(tmp_path, tree):
@@ -782,18 +748,21 @@ def test_import_local_from_the_command_line(tmp_path, tree):
     _, templates, _ = tree
     settings = local_settings(templates, subjects=["02"])
     folder = tmp_path / "sub-02"
+    sources = subject_files(settings, "02")
     result = subprocess.run(
         [
             sys.executable,
             str(REPO / "scripts" / "import_local.py"),
+            "--source-bold",
+            *sources["bold"],
+            "--source-events",
+            *sources["events"],
             "--bold",
             str(folder / "bold.nii.gz"),
             "--events",
             str(folder / "events.tsv"),
-            "--subject",
-            "02",
-            "--settings",
-            yaml.safe_dump(settings),
+            "--tr",
+            yaml.safe_dump(settings["tr"]).split("\n")[0],
             "--log",
             str(tmp_path / "import.log"),
         ],
@@ -878,7 +847,7 @@ def test_workflow_runs_a_local_dataset_end_to_end(tree, tmp_path):
     for subject in SUBJECTS:
         clean = np.load(work / "results" / "lab" / f"sub-{subject}" / "clean.npy")
         # The ROI mask was used: one column per ROI voxel, one row per volume.
-        assert clean.shape == (sum(lengths), int(refs["mask"][subject].sum()))
+        assert clean.shape == (sum(lengths), int(refs["roi"][subject].sum()))
         check_standardized(clean, lengths)
 
     # The lab's files were only read: same bytes, same modification times.
@@ -910,8 +879,8 @@ def test_workflow_missing_file_fails_before_any_job(tree, tmp_path):
 @pytest.mark.workflow
 def test_workflow_unknown_placeholder_fails_at_parse_time(tree, tmp_path):
     _, templates, _ = tree
-    template = templates["mask"].replace("sub-{subject}_", "sub-{subject}_ses-{session}_")
-    config = write_config(tmp_path / "lab.yaml", local_settings(templates, mask=template))
+    template = templates["roi"].replace("sub-{subject}_", "sub-{subject}_ses-{session}_")
+    config = write_config(tmp_path / "lab.yaml", local_settings(templates, roi=template))
     result = snakemake(tmp_path, config, "-n")
     message = result.stdout + result.stderr
     assert result.returncode != 0

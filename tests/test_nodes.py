@@ -8,7 +8,7 @@ from nilearn.maskers import NiftiMasker
 from nilearn.signal import clean
 
 from fmriflow import simulate
-from fmriflow.dataset import write_description, write_subject
+from fmriflow.dataset import save_bold, save_roi, write_description, write_events
 
 from conftest import SCRIPTS, run_node_script
 
@@ -25,9 +25,11 @@ def dataset(tmp_path):
     subject = simulate.simulate_task_subject(0, 0, shape, 3, 2.5, (2, 2), block_volumes=5)
     brain, _ = simulate.task_masks(shape)
     affine = simulate.grid_affine(shape, (3.5, 3.75, 3.75))
-    write_subject(
-        folder, "01", subject.events, bold=subject.bold, affine=affine, tr=2.5, roi=subject.roi
-    )
+    sub = folder / "sub-01"
+    sub.mkdir(parents=True)
+    save_bold(subject.bold, affine, 2.5, sub / "bold.nii.gz")
+    write_events(subject.events, sub / "events.tsv")
+    save_roi(subject.roi, sub / "roi.nii.gz", affine)
     nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), folder / "brainmask.nii.gz")
     write_description(
         folder / "dataset.json",
@@ -47,6 +49,8 @@ def mask_and_clean(dataset, results, mask="dataset", extra=()):
         "mask",
         "--bold", sub / "bold.nii.gz",
         "--description", dataset / "dataset.json",
+        "--roi", sub / "roi.nii.gz",
+        "--brain-mask", dataset / "brainmask.nii.gz",
         "--mask", results / "mask.nii.gz",
         "--matrix", results / "masked.npy",
         "--mean", results / "mean.nii.gz",
@@ -69,6 +73,8 @@ def test_mask_then_clean_equal_nilearn_reference(dataset, tmp_path):
     args = [
         "--bold", sub / "bold.nii.gz",
         "--description", dataset / "dataset.json",
+        "--roi", sub / "roi.nii.gz",
+        "--brain-mask", dataset / "brainmask.nii.gz",
         "--mask", results / "mask.nii.gz",
         "--matrix", results / "masked.npy",
         "--mean", results / "mean.nii.gz",
@@ -87,7 +93,7 @@ def test_mask_then_clean_equal_nilearn_reference(dataset, tmp_path):
 
     mask_img = nib.load(results / "mask.nii.gz")
     reference_brain = nib.load(dataset / "brainmask.nii.gz").get_fdata() > 0
-    roi = nib.load(sub / "mask.nii.gz").get_fdata() > 0
+    roi = nib.load(sub / "roi.nii.gz").get_fdata() > 0
     np.testing.assert_array_equal(mask_img.get_fdata() > 0, reference_brain | roi)
     masked = NiftiMasker(mask_img).fit().transform(sub / "bold.nii.gz")
     np.testing.assert_allclose(np.load(results / "masked.npy"), masked, rtol=1e-6)
@@ -183,6 +189,7 @@ def test_log_receives_details(dataset, tmp_path):
         "mask",
         "--bold", sub / "bold.nii.gz",
         "--description", dataset / "dataset.json",
+        "--roi", sub / "roi.nii.gz",
         "--matrix", results / "masked.npy",
         "--mean", results / "mean.nii.gz",
         "--mask", results / "mask.nii.gz",
@@ -233,21 +240,11 @@ def test_decode_run_with_one_class_stops_with_one_message(dataset, tmp_path):
             ("weights-png", "weights.png"),
         ]
     }
-    analysis = {
-        "name": "fh",
-        "labels": ["face", "house"],
-        "mask": "roi",
-        "classifier": "svc",
-        "feature_selection": {},
-        "cv": {"scheme": "leave_one_run_out", "n_splits": 5, "n_repeats": 1, "allow_leaky": False},
-        "search": None,
-        "permutations": 0,
-        "balance": False,
-        "drop_incomplete_runs": False,
-        "seed": 0,
-    }
+    # Only what the schema requires: the rest are the schema's defaults.
+    analysis = {"name": "fh", "dataset": "sim", "labels": ["face", "house"]}
     arguments = ["--clean", results / "clean.npy", "--mask", results / "mask.nii.gz"]
-    arguments += ["--mean", results / "mean.nii.gz", "--events", sub / "events.tsv"]
+    arguments += ["--roi", sub / "roi.nii.gz", "--background", results / "mean.nii.gz"]
+    arguments += ["--events", sub / "events.tsv"]
     for name, path in outputs.items():
         arguments += [f"--{name}", path]
     result = run_node("decode", *arguments, "--analysis", json.dumps(analysis))
@@ -261,3 +258,56 @@ def test_decode_run_with_one_class_stops_with_one_message(dataset, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(outputs["summary"].read_text())
     assert summary["dropped_runs"] == [1] and summary["n_folds"] == 2
+    # The defaults are the schema's, and the sidecar records them.
+    assert summary["classifier"] == "svc" and summary["voxels"] == "roi"
+    sidecar = json.loads((outputs["summary"].parent / "decode.provenance.json").read_text())
+    assert sidecar["params"]["analysis"]["cv"]["scheme"] == "leave_one_run_out"
+
+    # An old key of the config gets its new name, before anything runs.
+    old = analysis | {"mask": "brain"}
+    result = run_node("decode", *arguments, "--analysis", json.dumps(old))
+    assert_one_clear_message(result, "decode", "'mask' was renamed to 'voxels'")
+
+
+class FakeSnakemake:
+    """What a rule hands a node: named inputs, outputs, params, a log."""
+
+    class Named(dict):
+        def __getattr__(self, name):
+            return self[name]
+
+    def __init__(self, input, output, params, log):
+        self.input, self.output = self.Named(input), self.Named(output)
+        self.params, self.log, self.threads = self.Named(params), [log], 1
+
+
+@pytest.mark.parametrize(
+    ("where", "name"),
+    [("params", "mask_choise"), ("output", "maks"), ("input", "brainmask")],
+)
+def test_a_rule_giving_an_undeclared_name_stops_the_node(dataset, tmp_path, capsys, where, name):
+    """A typo in a rule is named, never silently ignored (or turned into a default)."""
+    import importlib.util
+
+    from fmriflow.node import run
+
+    spec = importlib.util.spec_from_file_location("mask_node", SCRIPTS / "mask.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sub, results = dataset / "sub-01", tmp_path / "results"
+    files = {
+        "input": {"bold": sub / "bold.nii.gz", "description": dataset / "dataset.json"},
+        "output": {
+            "mask": results / "mask.nii.gz",
+            "matrix": results / "masked.npy",
+            "mean": results / "mean.nii.gz",
+        },
+        "params": {"mask_choice": "epi"},
+    }
+    files[where] = files[where] | {name: "x"}
+    smk = FakeSnakemake(files["input"], files["output"], files["params"], tmp_path / "log")
+    with pytest.raises(SystemExit):
+        run(module.NODE, smk)
+    message = capsys.readouterr().err
+    assert f"['{name}'] not declared by the node" in message and "fmriflow mask: error" in message
+    assert not results.exists()

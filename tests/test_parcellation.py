@@ -172,14 +172,16 @@ def test_voxel_features_preserve_distances_of_the_concatenated_data():
 
 
 def test_smoothing_features_equals_smoothing_the_volumes(planted):
-    from fmriflow.masking import smooth_volume, smoothing_sigmas
+    from fmriflow.masking import smooth_volume_in_place, smoothing_sigmas
 
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     features = parcellation.voxel_features(planted.subjects, 5, seed=0)
-    smoothed = parcellation.smooth_features(features.astype(np.float64), planted.mask, affine, 6.0)
+    smoothed = parcellation.smooth_features_in_place(
+        features.astype(np.float64), planted.mask, affine, 6.0
+    )
     volume = np.zeros(planted.mask.shape)
     volume[planted.mask] = features[:, 2]
-    expected = smooth_volume(volume, smoothing_sigmas(affine, 6.0))[planted.mask]
+    expected = smooth_volume_in_place(volume, smoothing_sigmas(affine, 6.0))[planted.mask]
     np.testing.assert_allclose(smoothed[:, 2], expected, rtol=1e-6)
 
 

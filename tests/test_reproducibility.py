@@ -2,8 +2,7 @@
 
 The determinism test runs the default config (what the README's first
 command runs) twice from scratch, on 2 cores and on 1 core, and compares
-every produced file byte for byte against the committed manifest
-``tests/data/default_manifest.txt``.
+every produced file byte for byte.
 """
 
 import hashlib
@@ -25,6 +24,7 @@ from conftest import (
     DEFAULT_CONFIG,
     REPO,
     TINY_CONFIG,
+    produced_files,
     run_snakemake,
     run_workflow,
     snakemake_arguments,
@@ -32,28 +32,9 @@ from conftest import (
 
 pytestmark = pytest.mark.workflow
 
-DEFAULT_MANIFEST = REPO / "tests" / "data" / "default_manifest.txt"
-
-
-def manifest(path):
-    return [line for line in path.read_text().splitlines() if line and line[0] != "#"]
-
 
 def digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def produced(workdir):
-    return sorted(
-        str(p.relative_to(workdir))
-        for top in ("data", "results")
-        for p in (workdir / top).rglob("*")
-        if p.is_file()
-    )
-
-
-def test_default_run_produces_the_manifest(default_run):
-    assert produced(default_run) == manifest(DEFAULT_MANIFEST)
 
 
 def test_fresh_runs_are_identical_whatever_the_cores(default_run, tmp_path):
@@ -61,21 +42,11 @@ def test_fresh_runs_are_identical_whatever_the_cores(default_run, tmp_path):
     single = run_workflow(tmp_path / "single", DEFAULT_CONFIG, "--cores", "1")
     different = [
         name
-        for name in manifest(DEFAULT_MANIFEST)
+        for name in produced_files(default_run)
         if digest(default_run / name) != digest(single / name)
     ]
+    assert produced_files(single) == produced_files(default_run)
     assert different == []
-
-
-def job_counts(output):
-    """Jobs per rule from a dry run's 'Job stats' table."""
-    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-            counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def planned_jobs(output):
@@ -169,16 +140,18 @@ def test_a_job_killed_mid_write_leaves_nothing_mistaken_for_complete(tiny_run, t
     caught = run_until_mid_write(workdir, TINY_CONFIG)
     assert caught
     # Nothing under a final name is partial: every file there reads completely.
-    for name in produced(workdir):
+    for name in produced_files(workdir):
         assert readable(workdir / name), name
     # The next run finishes (Snakemake asks to unlock after a killed run and to
     # re-run the jobs it had marked incomplete) and gives the clean run's bytes.
     assert run_snakemake(workdir, "--unlock", configfile=TINY_CONFIG).returncode == 0
     result = run_snakemake(workdir, "--cores", "2", "--rerun-incomplete", configfile=TINY_CONFIG)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert produced(workdir) == produced(tiny_run)
+    assert produced_files(workdir) == produced_files(tiny_run)
     assert not list(workdir.rglob(".tmp-*")), "stale temporary files were not cleaned up"
-    different = [n for n in produced(tiny_run) if digest(workdir / n) != digest(tiny_run / n)]
+    different = [
+        n for n in produced_files(tiny_run) if digest(workdir / n) != digest(tiny_run / n)
+    ]
     assert different == []
 
 
@@ -198,7 +171,7 @@ def test_every_result_has_provenance(tiny_run):
         for paths in record["outputs"].values():
             for path, sha in paths.items():
                 covered[path] = sha
-    for name in produced(tiny_run):
+    for name in produced_files(tiny_run):
         # Snakemake marks a finished directory output with an empty timestamp file.
         if not name.endswith((".provenance.json", ".snakemake_timestamp")):
             assert covered.get(name) == digest(tiny_run / name), name
@@ -215,7 +188,7 @@ def test_every_result_has_provenance(tiny_run):
     assert decode["seeds"] == {"analysis.seed": 0}
 
 
-def test_conda_environments_pin_the_versions_of_pyproject():
+def test_conda_environment_pins_the_versions_of_pyproject():
     import tomllib
 
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())

@@ -13,9 +13,10 @@ from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import SVC
 
-from fmriflow import decoding, simulate
+from fmriflow import classifiers, decoding, simulate
 from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
+from fmriflow.searchlight import gnb_scoring
 
 SHAPE = (12, 14, 12)
 RADIUS = 5.6
@@ -165,7 +166,13 @@ def test_uncertain_predictions_are_scikit_learns(subject, monkeypatch):
     X, y, runs = contrast(subject, "all")
     spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(roi, 30))
     fast = sl.gnb_searchlight(X, y, runs, spheres)
-    monkeypatch.setattr(sl._GNBProblem, "force_recheck", True)
+    certified = gnb_scoring.score_in_place
+
+    def nothing_certain(*args, **kwargs):
+        correct, uncertain = certified(*args, **kwargs)
+        return correct, np.ones_like(uncertain)
+
+    monkeypatch.setattr(gnb_scoring, "score_in_place", nothing_certain)
     rechecked = sl.gnb_searchlight(X, y, runs, spheres)
     assert rechecked.n_rechecked == spheres.n_centres * len(np.unique(runs))
     np.testing.assert_array_equal(rechecked.scores, fast.scores)
@@ -219,7 +226,7 @@ def test_registry_dispatch_and_memory_mapped_data(subject, tmp_path):
     mapped = np.load(tmp_path / "clean.npy", mmap_mode="r")
     spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(roi, 30))
     fast = sl.searchlight_scores(mapped, y, runs, spheres, "gnb", n_jobs=2)
-    pipeline = decoding.make_classifier("gnb")
+    pipeline = classifiers.make_classifier("gnb")
     slow = sl.searchlight(mapped, y, runs, spheres, pipeline, n_jobs=2, backend="threads")
     np.testing.assert_array_equal(fast.scores, slow.scores)
     balanced = sl.searchlight_scores(mapped, y, runs, spheres, "gnb", balance=True)
@@ -308,7 +315,7 @@ def test_null_distribution_is_permutation_test_score_per_sphere(subject):
     X = X.astype(np.float64)
     spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, roi)
     result = sl.gnb_permutation_test(X, y, runs, spheres, 20, seed=7)
-    pipeline = decoding.make_classifier("gnb")
+    pipeline = classifiers.make_classifier("gnb")
     for sphere in [0, 40, spheres.n_centres - 1]:
         columns = spheres.matrix[sphere].indices
         score, null, p_value = decoding.permutation_test(

@@ -22,158 +22,32 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import threading
-import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEFILE, TINY_CONFIG, snakemake_command
+from cluster.harness import (
+    helper,
+    job_blocks,
+    job_keys,
+    jobcomp_records,
+    megabytes,
+    run_local_and_on_slurm,
+    slurm_jobs,
+    snakemake,
+    started_cluster,
+)
+from conftest import REPO, SNAKEFILE, produced_files
 
-HELPER = REPO / "tests" / "cluster" / "slurm.sh"
-PROFILE_WRITER = REPO / "tests" / "cluster" / "profile.py"
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-LOCAL_PROFILE = REPO / "profiles" / "local" / "config.yaml"
 PLACEHOLDER = "CHANGE-ME"
 # Rules that must run where Snakemake runs: downloads (compute nodes often have
 # no internet) and reports (small, and they read every result): by name, or by
 # being defined in workflow/rules/report.smk.
 MUST_BE_LOCAL = re.compile(r"^(download|fetch|report)")
-
-
-# --- running things ----------------------------------------------------------
-
-
-def run(command, timeout, cwd=None, env=None):
-    """Run a command in its own process group; on timeout kill that group.
-
-    Returns (completed process, seconds). Output is captured as text.
-    """
-    start = time.monotonic()
-    process = subprocess.Popen(
-        [str(c) for c in command],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            stdout, stderr = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-        pytest.fail(f"timed out after {timeout} s: {command}\n{stderr[-3000:]}")
-    completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    return completed, time.monotonic() - start
-
-
-def helper(*args, env=None, timeout=600):
-    completed, _ = run(["bash", HELPER, *args], timeout=timeout, env=env)
-    return completed
-
-
-def snakemake(workdir, *args, env, timeout):
-    """Snakemake on the tiny config, started from ``workdir``."""
-    command = [snakemake_command(), "--snakefile", SNAKEFILE, "--directory", workdir]
-    command += ["--configfile", TINY_CONFIG, *args]
-    return run(command, timeout=timeout, cwd=workdir, env=env)
-
-
-# --- reading Snakemake and SLURM logs ----------------------------------------
-
-JOB_HEADER = re.compile(r"^\s*(local)?(?:rule|checkpoint) (\w+):\s*$")
-JOB_FIELD = re.compile(r"^\s+(wildcards|benchmark): (.*)$")
-
-
-def job_blocks(text):
-    """The jobs a Snakemake log describes: dicts of rule, local, wildcards, benchmark."""
-    jobs, current = [], None
-    for line in text.splitlines():
-        header = JOB_HEADER.match(line)
-        if header:
-            current = {"local": bool(header[1]), "rule": header[2], "wildcards": ""}
-            current["benchmark"] = None
-            jobs.append(current)
-            continue
-        field = JOB_FIELD.match(line)
-        if field and current is not None:
-            current[field[1]] = field[2].strip()
-        elif not line.startswith(" "):
-            current = None
-    return jobs
-
-
-def job_keys(jobs):
-    return Counter((job["rule"], job["wildcards"]) for job in jobs)
-
-
-def jobcomp_records(path, workdir):
-    """Finished jobs of the job completion log whose working directory is ``workdir``."""
-    records, workdir = [], os.path.realpath(workdir)
-    for line in Path(path).read_text().splitlines():
-        fields = dict(re.findall(r"(\w+)=(\S*)", line))
-        if fields.get("WorkDir") == workdir:
-            records.append(fields)
-    return records
-
-
-def megabytes(text, default_unit="K"):
-    """SLURM's memory notation (e.g. ``208356K``, ``2000M``, ``1.5G``) in MB."""
-    unit = text[-1] if text[-1] in "KMGT" else default_unit
-    number = float(text.rstrip("KMGT") or 0)
-    return number * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit]
-
-
-class MemoryPoller(threading.Thread):
-    """Peak memory (MB) of every step of the running jobs, by ``sstat``, once a second."""
-
-    def __init__(self, env):
-        super().__init__(daemon=True)
-        self.env, self.done, self.peaks = env, threading.Event(), {}
-
-    def query(self, *command):
-        completed = subprocess.run(command, capture_output=True, text=True, env=self.env)
-        return completed.stdout.split()
-
-    def run(self):
-        while not self.done.wait(1):
-            for job_id in self.query("squeue", "-h", "-t", "R", "-o", "%i"):
-                format_ = "--format=JobID,MaxRSS"
-                for row in self.query("sstat", "-a", "-n", "-P", "-j", job_id, format_):
-                    step, _, rss = row.partition("|")
-                    job, _, name = step.partition(".")
-                    if rss and name:
-                        steps = self.peaks.setdefault(job, {})
-                        steps[name] = max(steps.get(name, 0), megabytes(rss))
-
-    def stop(self):
-        self.done.set()
-        self.join()
-        return self.peaks
-
-
-def slurm_time(text):
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")
-
-
-def benchmark_seconds(workdir, path):
-    if not path:
-        return 0.0
-    rows = (Path(workdir) / path).read_text().splitlines()
-    return float(rows[-1].split("\t")[0])
 
 
 # --- the rules and the profiles, read from the sources -------------------------
@@ -188,10 +62,11 @@ def declared_rules():
     rules, local = {}, set()
     for path in rule_sources():
         text = path.read_text()
-        blocks = re.split(r"^(?=(?:rule|checkpoint|localrules)\b)", text, flags=re.M)
+        blocks = re.split(r"^(?=(?:rule|checkpoint|localrules|use rule)\b)", text, flags=re.M)
         for block in blocks:
-            head = re.match(r"(?:rule|checkpoint)\s+(\w+)\s*:", block)
+            head = re.match(r"(?:rule|checkpoint)\s+(\w+)\s*:|use rule \w+ as (\w+) with:", block)
             if head:
+                head = [None, head[1] or head[2]]
                 rules[head[1]] = path
                 if re.search(r"^\s+localrule:\s*True\b", block, flags=re.M):
                     local.add(head[1])
@@ -209,14 +84,6 @@ def declared_rules():
 
 def slurm_profile():
     return yaml.safe_load(SLURM_PROFILE.read_text())
-
-
-def local_cluster_profile(*args, **kwargs):
-    """tests/cluster/profile.py: profiles/slurm filled in for the test cluster."""
-    spec = importlib.util.spec_from_file_location("fmriflow_cluster_profile", PROFILE_WRITER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.local_cluster_profile(*args, **kwargs)
 
 
 # --- the cluster ---------------------------------------------------------------
@@ -242,16 +109,6 @@ def why_slurm_cannot_run():
     )
 
 
-def cluster_environment():
-    """os.environ plus what SLURM clients need to find the test cluster."""
-    exports = helper("env").stdout
-    completed = subprocess.run(
-        ["bash", "-c", f"{exports}\nexec env -0"], capture_output=True, check=True
-    )
-    pairs = (item.split(b"=", 1) for item in completed.stdout.split(b"\0") if b"=" in item)
-    return {key.decode(): value.decode() for key, value in pairs}
-
-
 @pytest.fixture(scope="module")
 def slurm_cluster():
     problem = why_slurm_cannot_run()
@@ -259,93 +116,14 @@ def slurm_cluster():
         if os.environ.get("FMRIFLOW_REQUIRE_SLURM"):
             pytest.fail(f"FMRIFLOW_REQUIRE_SLURM is set, but {problem}")
         pytest.skip(f"{problem} (set FMRIFLOW_REQUIRE_SLURM=1 to fail instead)")
-    env = cluster_environment()
-    # Someone's running cluster is used as it is, and left running.
-    started_here = helper("status", env=env).returncode != 0
-    started = time.monotonic()
-    result = helper("start", env=env, timeout=900)
-    assert result.returncode == 0, f"could not start SLURM:\n{result.stderr[-5000:]}"
-    start_seconds = time.monotonic() - started
-    try:
-        config = subprocess.run(
-            ["scontrol", "show", "config"], capture_output=True, text=True, env=env, check=True
-        ).stdout
-        jobcomp = re.search(r"^JobCompLoc\s*=\s*(\S+)", config, flags=re.M)[1]
-        partitions = subprocess.run(
-            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, env=env, check=True
-        ).stdout.split()
-        default = [p.rstrip("*") for p in partitions if p.endswith("*")] or partitions
-        yield SimpleNamespace(
-            env=env,
-            jobcomp=jobcomp,
-            partition=default[0],
-            start_seconds=start_seconds,
-        )
-    finally:
-        if started_here:
-            stopped = helper("stop", env=env)
-            assert stopped.returncode == 0, stopped.stderr
+    with started_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
 def runs(slurm_cluster, tmp_path_factory):
     """A dry run, a local reference run and a SLURM run of the tiny config."""
-    env = slurm_cluster.env
-    root = tmp_path_factory.mktemp("slurm")
-    local, cluster = root / "local", root / "cluster"
-    local.mkdir()
-    cluster.mkdir()
-    profile = local_cluster_profile(
-        root / "profile", slurm_cluster.partition, cluster / "logs" / "slurm"
-    )
-
-    checkout = checkout_state()
-    dry, _ = snakemake(cluster, "--profile", profile, "--dry-run", env=env, timeout=300)
-    assert dry.returncode == 0, dry.stderr[-3000:]
-
-    reference, local_seconds = snakemake(
-        local, "--profile", LOCAL_PROFILE.parent, "--cores", "2", env=env, timeout=900
-    )
-    assert reference.returncode == 0, reference.stderr[-3000:]
-
-    poller = MemoryPoller(env)
-    poller.start()
-    try:
-        result, cluster_seconds = snakemake(cluster, "--profile", profile, env=env, timeout=1800)
-    finally:
-        memory = poller.stop()
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-5000:]
-    return SimpleNamespace(
-        dry=dry.stdout + dry.stderr,
-        log=log,
-        local=local,
-        cluster=cluster,
-        slurm_logdir=cluster / "logs" / "slurm",
-        local_seconds=local_seconds,
-        cluster_seconds=cluster_seconds,
-        memory=memory,
-        same_checkout=checkout_state() == checkout,
-        cluster_info=slurm_cluster,
-    )
-
-
-def checkout_state():
-    """The commit and the tracked changes of the checkout the rules run from."""
-
-    def git(*args):
-        return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True).stdout
-
-    return git("rev-parse", "HEAD") + git("diff", "HEAD")
-
-
-def slurm_jobs(runs):
-    """Per SLURM job id: its log file and the jobs Snakemake ran inside it."""
-    jobs = {}
-    for path in sorted(runs.slurm_logdir.rglob("*.log")):
-        inner = [job for job in job_blocks(path.read_text()) if job["local"]]
-        jobs[path.stem] = SimpleNamespace(path=path, inner=inner)
-    return jobs
+    return run_local_and_on_slurm(slurm_cluster, tmp_path_factory.mktemp("slurm"))
 
 
 # --- tests on the SLURM run -------------------------------------------------------
@@ -433,15 +211,6 @@ def test_no_job_used_more_memory_than_it_requested(runs):
     assert not over, "raise these rules' mem_mb:\n" + "\n".join(over)
 
 
-def produced_files(workdir):
-    return sorted(
-        str(p.relative_to(workdir))
-        for top in ("data", "results")
-        for p in (workdir / top).rglob("*")
-        if p.is_file()
-    )
-
-
 @pytest.mark.workflow
 @pytest.mark.slurm
 def test_results_equal_those_of_a_local_run(runs):
@@ -475,37 +244,6 @@ def test_results_equal_those_of_a_local_run(runs):
             assert ours.read_bytes() == theirs.read_bytes(), f"{name} differs"
             kinds["other"] += 1
     assert kinds["npy"] and kinds["nifti"] and kinds["table"], kinds
-
-
-@pytest.mark.workflow
-@pytest.mark.slurm
-def test_report_cluster_overhead(runs, record_property):
-    """Not a check: what SLURM costs per job here, printed and kept in the junit XML."""
-    records = {r["JobId"]: r for r in jobcomp_records(runs.cluster_info.jobcomp, runs.cluster)}
-    waits, overheads = [], []
-    for job_id, job in slurm_jobs(runs).items():
-        record = records[job_id]
-        start, end = slurm_time(record["StartTime"]), slurm_time(record["EndTime"])
-        waits.append((start - slurm_time(record["SubmitTime"])).total_seconds())
-        inside = sum(benchmark_seconds(runs.cluster, j["benchmark"]) for j in job.inner)
-        overheads.append((end - start).total_seconds() - inside)
-    n_rule_jobs = sum(len(job.inner) for job in slurm_jobs(runs).values())
-    timings = {
-        "cluster_start_s": round(runs.cluster_info.start_seconds, 1),
-        "local_run_s": round(runs.local_seconds, 1),
-        "slurm_run_s": round(runs.cluster_seconds, 1),
-        "slurm_jobs": len(overheads),
-        "rule_jobs_in_slurm": n_rule_jobs,
-        "mean_queue_wait_s": round(float(np.mean(waits)), 1),
-        "mean_in_job_overhead_s": round(float(np.mean(overheads)), 1),
-        "extra_wall_per_slurm_job_s": round(
-            (runs.cluster_seconds - runs.local_seconds) / len(overheads), 1
-        ),
-    }
-    for key, value in timings.items():
-        record_property(key, value)
-    print("SLURM timings:", json.dumps(timings))
-    (runs.cluster / "slurm-timings.json").write_text(json.dumps(timings, indent=1))
 
 
 # --- tests of the profiles and rules, without a cluster ------------------------------

@@ -1,4 +1,4 @@
-"""Code style: ruff formatting and lint rules hold for the whole repository."""
+"""Code style: ruff for the Python, snakefmt for the Snakefile and the rule files."""
 
 import shutil
 import subprocess
@@ -10,18 +10,26 @@ import pytest
 from conftest import REPO
 
 
-def ruff():
-    candidate = Path(sys.executable).with_name("ruff")
-    return str(candidate) if candidate.exists() else shutil.which("ruff")
+def tool(name):
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else shutil.which(name)
 
 
-@pytest.mark.skipif(ruff() is None, reason="ruff is not installed (pip install -e '.[test]')")
+def run(command):
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(
+    tool("ruff") is None, reason="ruff is not installed (pip install -e '.[test]')"
+)
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_ruff(command):
-    result = subprocess.run(
-        [ruff(), *command, "scripts", "tests", "benchmarks"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    result = run([tool("ruff"), *command, "scripts", "tests", "benchmarks"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(tool("snakefmt") is None, reason="snakefmt is not installed")
+def test_snakefmt():
+    rules = sorted(str(p.relative_to(REPO)) for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    result = run([tool("snakefmt"), "--check", "Snakefile", *rules])
     assert result.returncode == 0, result.stdout + result.stderr

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from fmriflow.errors import InputError
+from fmriflow.io import check_columns
 
 #: Number of voxels cleaned at once.
 CLEAN_BLOCK_VOXELS = 4096
@@ -166,13 +167,9 @@ def select_confounds(frame, columns, path):
     """
     if columns is None:
         columns = list(frame.columns)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(
-            path,
-            f"confound column(s) {missing} not found; available: {list(frame.columns)}",
-            "Fix preprocess.clean.confounds in the config",
-        )
+    check_columns(
+        frame, columns, path, "confounds table", "Fix preprocess.clean.confounds in the config"
+    )
     values = frame[columns].to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise InputError(

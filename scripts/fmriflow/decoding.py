@@ -1,9 +1,10 @@
 """Decoding with honest cross-validation (Varoquaux et al., 2017).
 
-* Classifiers are chosen by name from :data:`CLASSIFIERS`, never by
-  evaluating text from the config. Each is a scikit-learn ``Pipeline`` whose
-  last step is named ``clf``; ANOVA feature selection, when used, is a step
-  of that pipeline, so it is fitted inside each training fold.
+* Classifiers come from the registry (:mod:`fmriflow.classifiers`) by name,
+  never by evaluating text from the config. Each is a scikit-learn
+  ``Pipeline`` whose last step is named ``clf``; ANOVA feature selection,
+  when used, is a step of that pipeline, so it is fitted inside each
+  training fold.
 * Cross-validation splits by run (leave-one-run-out by default): volumes of
   one run are temporally autocorrelated, so splitting volumes leaks.
 * A nested hyper-parameter search is a ``GridSearchCV`` with an inner
@@ -28,125 +29,10 @@ from fmriflow.errors import InputError
 logger = logging.getLogger("fmriflow.decoding")
 
 
-@dataclass(frozen=True)
-class ClassifierSpec:
-    """A registry entry: how to build a classifier and what to tune."""
-
-    description: str
-    search_param: str
-    linear: bool
-
-
-CLASSIFIERS = {
-    "svc": ClassifierSpec("linear-kernel SVC (libsvm), as in the nilearn tutorial", "C", True),
-    "linear_svc": ClassifierSpec("linear SVM (liblinear, squared hinge)", "C", True),
-    "logreg_l1": ClassifierSpec("L1-penalized logistic regression (liblinear)", "C", True),
-    "logreg_l2": ClassifierSpec("L2-penalized logistic regression (lbfgs)", "C", True),
-    "ridge": ClassifierSpec("ridge classifier", "alpha", True),
-    "gnb": ClassifierSpec("Gaussian naive Bayes", "var_smoothing", False),
-    "anova_svc": ClassifierSpec(
-        "ANOVA F-test feature selection then linear-kernel SVC, as in Abraham et al. (2014)",
-        "C",
-        True,
-    ),
-}
-
 CV_SCHEMES = ("leave_one_run_out", "kfold_runs", "repeated_stratified_runs", "kfold_volumes")
 
 
-def make_classifier(
-    name, seed=0, balance=False, feature_selection=None, n_classes=2, n_features=None
-):
-    """Build a registry classifier as a Pipeline whose last step is ``clf``.
-
-    Parameters
-    ----------
-    name : str
-        A key of :data:`CLASSIFIERS`.
-    seed : int
-        Random state of estimators that use one.
-    balance : bool
-        Weight classes inversely to their frequency (``class_weight``), or
-        uniform priors for Gaussian naive Bayes.
-    feature_selection : dict, optional
-        For ``anova_svc``: ``{"method": "k" or "percentile", "value": number}``
-        (default: the 500 best voxels, or all of them if there are fewer).
-    n_classes : int
-        Number of classes (for naive Bayes priors).
-    n_features : int, optional
-        Number of voxels; ANOVA's ``k`` is capped at it.
-
-    Returns
-    -------
-    sklearn.pipeline.Pipeline
-    """
-    from sklearn.feature_selection import SelectKBest, SelectPercentile, f_classif
-    from sklearn.linear_model import LogisticRegression, RidgeClassifier
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.naive_bayes import GaussianNB
-    from sklearn.pipeline import Pipeline
-    from sklearn.svm import SVC, LinearSVC
-
-    if name not in CLASSIFIERS:
-        raise InputError(
-            f"classifier {name!r}",
-            "unknown classifier",
-            f"Choose one of {sorted(CLASSIFIERS)}",
-        )
-    weight = "balanced" if balance else None
-    if name in ("svc", "anova_svc"):
-        clf = SVC(kernel="linear", C=1.0, class_weight=weight)
-    elif name == "linear_svc":
-        clf = LinearSVC(C=1.0, class_weight=weight, random_state=seed, max_iter=10000)
-    elif name == "logreg_l1":
-        clf = LogisticRegression(
-            l1_ratio=1.0, solver="liblinear", C=1.0, class_weight=weight, random_state=seed
-        )
-        # liblinear is binary: one L1 model per class (one-vs-rest), as it used to do.
-        clf = OneVsRestClassifier(clf)
-    elif name == "logreg_l2":
-        clf = LogisticRegression(C=1.0, class_weight=weight, max_iter=5000)
-    elif name == "ridge":
-        clf = RidgeClassifier(alpha=1.0, class_weight=weight)
-    else:
-        clf = GaussianNB(priors=np.full(n_classes, 1.0 / n_classes) if balance else None)
-    steps = [("clf", clf)]
-    if name == "anova_svc":
-        selection = {"method": "k", "value": 500} | (feature_selection or {})
-        if selection["method"] == "percentile":
-            selector = SelectPercentile(f_classif, percentile=min(float(selection["value"]), 100))
-        else:
-            k = int(selection["value"])
-            selector = SelectKBest(f_classif, k=k if n_features is None else min(k, n_features))
-        steps.insert(0, ("anova", selector))
-    return Pipeline(steps)
-
-
-def with_search(pipeline, name, grid):
-    """Wrap a pipeline in a grid search with an inner leave-one-run-out.
-
-    Parameters
-    ----------
-    pipeline : sklearn.pipeline.Pipeline
-        From :func:`make_classifier`.
-    name : str
-        Registry name (gives the parameter searched).
-    grid : list of float
-        Values of that parameter.
-
-    Returns
-    -------
-    sklearn.model_selection.GridSearchCV
-        To be fitted with ``groups`` (the training runs).
-    """
-    from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
-
-    inner = "estimator__" if name == "logreg_l1" else ""
-    param = f"clf__{inner}{CLASSIFIERS[name].search_param}"
-    return GridSearchCV(pipeline, {param: list(grid)}, cv=LeaveOneGroupOut(), scoring="accuracy")
-
-
-def make_cv(scheme, n_splits=5, n_repeats=10, seed=0, allow_leaky=False):
+def make_cv(scheme="leave_one_run_out", n_splits=5, n_repeats=10, seed=0, allow_leaky=False):
     """A cross-validation splitter over runs.
 
     Parameters
@@ -408,71 +294,6 @@ def permutation_test(X, y, runs, estimator, cv, n_permutations, seed, search=Fal
     return float(score), np.asarray(null), float(p_value)
 
 
-def display_weights(estimator, X, y, name):
-    """Per-voxel weights of a model refitted on all data, for display only.
-
-    Parameters
-    ----------
-    estimator : sklearn.pipeline.Pipeline
-        From :func:`make_classifier` (without search).
-    X, y : numpy.ndarray
-        All samples of the analysis.
-    name : str
-        Registry name.
-
-    Returns
-    -------
-    maps : numpy.ndarray, shape (n_maps, n_features)
-        Binary: one map, positive for the second class (``classes[1]``).
-        Multiclass: one map per class (one-vs-rest). Zero outside the
-        voxels selected by ANOVA. For Gaussian naive Bayes, the difference
-        of class means divided by the pooled standard deviation.
-    names : list of str
-        A title per map.
-    """
-    from sklearn.base import clone
-
-    classes = np.unique(y)
-    if len(classes) == 2:
-        model = clone(estimator).fit(X, y)
-        maps = _pipeline_weights(model, X.shape[1], classes)[:1]
-        return maps, [f"{classes[1]} vs {classes[0]}"]
-    if name in ("svc", "anova_svc"):
-        # libsvm is one-vs-one: refit one-vs-rest to get one map per class.
-        binary = np.array([0, 1])
-        maps = np.vstack(
-            [
-                _pipeline_weights(
-                    clone(estimator).fit(X, (y == c).astype(int)), X.shape[1], binary
-                )
-                for c in classes
-            ]
-        )
-    else:
-        maps = _pipeline_weights(clone(estimator).fit(X, y), X.shape[1], classes)
-    return maps, [f"{c} vs rest" for c in classes]
-
-
-def _pipeline_weights(model, n_features, classes):
-    clf = model.named_steps["clf"]
-    if hasattr(clf, "estimators_"):
-        coef = np.vstack([estimator.coef_ for estimator in clf.estimators_])
-    elif hasattr(clf, "coef_"):
-        coef = np.atleast_2d(clf.coef_)
-    else:
-        pooled = np.sqrt(clf.var_.mean(axis=0))
-        if len(classes) == 2:
-            coef = ((clf.theta_[1] - clf.theta_[0]) / pooled)[None]
-        else:
-            coef = (clf.theta_ - clf.theta_.mean(axis=0)) / pooled
-    full = np.zeros((coef.shape[0], n_features))
-    if "anova" in model.named_steps:
-        full[:, model.named_steps["anova"].get_support()] = coef
-    else:
-        full[:] = coef
-    return full
-
-
 def summarize(folds, classes, permutation=None):
     """Summary of a cross-validated decoding analysis (for ``summary.json``)."""
     summary = {
@@ -595,7 +416,7 @@ class SubjectAnalysis:
     affine : numpy.ndarray
         Its affine.
     columns : numpy.ndarray of bool, shape (n_voxels,)
-        The subject ROI's columns, or every column without ``roi``.
+        The subject ROI's columns, or every column without an ROI.
     """
 
     matrix: object
@@ -608,44 +429,38 @@ class SubjectAnalysis:
     columns: np.ndarray
 
 
-def load_subject_analysis(clean_path, events_path, mask_path, settings, roi=False):
+def load_subject_analysis(
+    clean_path, events_path, mask_path, labels, drop_incomplete_runs=False, roi_path=None
+):
     """Read what a decoding or searchlight node needs, logging what was left out.
 
     Parameters
     ----------
     clean_path, events_path, mask_path : str or pathlib.Path
         The subject's ``clean.npy``, ``events.tsv`` and preprocessing mask.
-    settings : dict
-        The analysis' config entry (``labels``, ``drop_incomplete_runs``).
-    roi : bool, default=False
-        Find the columns of the subject ROI (``mask.nii.gz`` beside the events).
+    labels : list of str or "all"
+        The classes (see :func:`select_target`).
+    drop_incomplete_runs : bool, default=False
+        See :func:`select_target`.
+    roi_path : str or pathlib.Path, optional
+        The subject ROI (``roi.nii.gz``): ``columns`` are then its voxels.
 
     Returns
     -------
     SubjectAnalysis
     """
-    from pathlib import Path
-
-    from fmriflow.dataset import ROI
     from fmriflow.io import load_mask
     from fmriflow.masking import roi_columns
 
     matrix, rows, y, runs, dropped = analysis_data(
-        clean_path, events_path, settings["labels"], settings["drop_incomplete_runs"]
+        clean_path, events_path, labels, drop_incomplete_runs
     )
     if dropped:
         logger.warning("runs %s lack a class and were left out", dropped)
     mask, mask_img = load_mask(mask_path, "preprocessing mask")
     columns = np.ones(int(mask.sum()), dtype=bool)
-    if roi:
-        columns, notes = roi_columns(mask, mask_img.affine, Path(events_path).parent / ROI)
+    if roi_path is not None:
+        columns, notes = roi_columns(mask, mask_img.affine, roi_path)
         for note in notes:
             logger.info(note)
     return SubjectAnalysis(matrix, rows, y, runs, dropped, mask, mask_img.affine, columns)
-
-
-def cv_from_settings(settings):
-    """The cross-validation of an analysis' config entry (see :func:`make_cv`)."""
-    cv = settings["cv"]
-    leaky = cv.get("allow_leaky", False)
-    return make_cv(cv["scheme"], cv["n_splits"], cv["n_repeats"], settings["seed"], leaky)

@@ -34,9 +34,27 @@ import pandas as pd
 from fmriflow.errors import InputError
 from fmriflow.io import atomic_output
 
-FETCHERS = ("haxby", "adhd")
 HAXBY_SUBJECTS = (1, 2, 3, 4, 5, 6)
 REGISTRY = "fmriflow-sha256.json"
+
+#: The kind of data each fetcher gives.
+FETCHED_KIND = {"haxby": "task", "adhd": "rest"}
+#: The optional canonical files each fetcher gives a subject, by role.
+FETCHED_ROLES = {"haxby": ("roi", "anat"), "adhd": ("confounds",)}
+#: Haxby subjects whose archive has no anatomical image.
+HAXBY_WITHOUT_ANAT = ("6",)
+
+
+def subject_roles(fetcher, subject):
+    """The optional roles (``roi``, ``anat``, ``confounds``) a fetched subject has.
+
+    Known before anything is downloaded, so that the workflow plans exactly
+    the files each subject will have.
+    """
+    roles = FETCHED_ROLES[fetcher]
+    if fetcher == "haxby" and str(subject) in HAXBY_WITHOUT_ANAT:
+        roles = tuple(role for role in roles if role != "anat")
+    return roles
 
 
 def sha256sum(path, block=1 << 20):
@@ -235,6 +253,44 @@ def verify_checksum(path, expected):
             f"instead of {expected[:12]}…)",
             "Delete it and re-run the workflow to download it again",
         )
+
+
+def checked_download(description, description_path, subject, role):
+    """The downloaded file of a subject's role, after checking its sha256.
+
+    Parameters
+    ----------
+    description : dict
+        The dataset's ``dataset.json`` (written by the download node).
+    description_path : str or pathlib.Path
+        Its path, for messages.
+    subject : str
+        Subject label.
+    role : str
+        ``bold``, ``labels``, ``roi``, ``anat`` or ``confounds``.
+
+    Returns
+    -------
+    str
+        The path of the file in the download folder.
+    """
+    files = description["files"]
+    if subject not in files:
+        raise InputError(
+            description_path,
+            f"subject {subject!r} is not among the downloaded subjects {list(files)}",
+            "Give one of them",
+        )
+    if role not in files[subject]:
+        raise InputError(
+            description_path,
+            f"the download of subject {subject} has no {role} file "
+            f"(it has {sorted(files[subject])})",
+            "Re-run the download rule (delete dataset.json to force it)",
+        )
+    path = files[subject][role]
+    verify_checksum(path, description["sha256"][path])
+    return path
 
 
 def haxby_events(labels_path):

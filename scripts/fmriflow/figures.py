@@ -130,16 +130,6 @@ def plot_group_accuracies(table, path, title):
     save_figure(figure, path)
 
 
-def background_image(subject_folder, mean_path):
-    """The subject's anatomy (``anat.nii.gz``) if it has one, else its mean EPI."""
-    from pathlib import Path
-
-    import nibabel as nib
-
-    anat = Path(subject_folder) / "anat.nii.gz"
-    return nib.load(anat) if anat.exists() else nib.load(mean_path)
-
-
 def plot_overlay(maps_img, background_img, path):
     """All maps of a 4D image at once, one colour each (nilearn ``plot_prob_atlas``)."""
     from nilearn import plotting

@@ -294,14 +294,56 @@ def read_table(path, role="table", required=()):
             f"{role} is not a readable tab-separated table ({exc})",
             "Fix the file: one header row, columns separated by tabs",
         ) from exc
-    missing = [c for c in required if c not in frame.columns]
+    check_columns(
+        frame, required, path, role, "Add the missing columns (tab-separated, with a header row)"
+    )
+    return frame
+
+
+def check_columns(frame, columns, path, role, fix):
+    """Raise :class:`InputError` naming the columns of ``columns`` that ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(
-            path,
-            f"{role} lacks the column(s) {missing}; it has {list(frame.columns)}",
-            "Add the missing columns (tab-separated, with a header row)",
+            path, f"{role} lacks the column(s) {missing}; it has {list(frame.columns)}", fix
         )
-    return frame
+
+
+def label_column(frame, path):
+    """The ``label`` column of a per-volume table as text, checked for empty labels.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A table with one row per volume and a ``label`` column.
+    path : str or pathlib.Path
+        Its file, for messages.
+
+    Returns
+    -------
+    numpy.ndarray of str
+    """
+    if frame["label"].isna().any():
+        first = int(np.flatnonzero(frame["label"].isna())[0])
+        raise InputError(
+            path,
+            f"events table has an empty label (first at volume {first}, row {first + 2} of "
+            "the file)",
+            "Give every volume a label; use 'rest' for volumes without a task",
+        )
+    return frame["label"].astype(str).to_numpy()
+
+
+def run_column(frame, path):
+    """The ``run`` column of a per-volume table as integers, checked for whole numbers."""
+    runs = pd.to_numeric(frame["run"], errors="coerce")
+    if runs.isna().any() or not np.all(runs == np.round(runs)):
+        raise InputError(
+            path,
+            "events table column 'run' must hold whole numbers",
+            "Number the runs 0, 1, 2, … (or 1, 2, …), one value per volume",
+        )
+    return runs.to_numpy().astype(int)
 
 
 def read_events(path, n_volumes=None):
@@ -329,18 +371,4 @@ def read_events(path, n_volumes=None):
             "check that it belongs to this BOLD image and that no header "
             "or trailing line is missing",
         )
-    if frame["label"].isna().any():
-        first = int(np.flatnonzero(frame["label"].isna())[0])
-        raise InputError(
-            path,
-            f"events table has an empty label (first at row {first + 1})",
-            "Give every volume a label; use 'rest' for volumes without a task",
-        )
-    runs = pd.to_numeric(frame["run"], errors="coerce")
-    if runs.isna().any() or not np.all(runs == np.round(runs)):
-        raise InputError(
-            path,
-            "events table column 'run' must hold whole numbers",
-            "Number the runs 0, 1, 2, … (or 1, 2, …), one value per volume",
-        )
-    return pd.DataFrame({"label": frame["label"].astype(str).to_numpy(), "run": runs.astype(int)})
+    return pd.DataFrame({"label": label_column(frame, path), "run": run_column(frame, path)})

@@ -31,9 +31,17 @@ import pandas as pd
 
 from fmriflow.dataset import REST_LABEL
 from fmriflow.errors import InputError
-from fmriflow.io import atomic_output, check_file_exists, load_nifti, read_table
+from fmriflow.io import (
+    atomic_output,
+    check_columns,
+    check_file_exists,
+    label_column,
+    load_nifti,
+    read_table,
+    run_column,
+)
 
-TEMPLATE_KEYS = ("bold", "events", "confounds", "mask", "anat")
+TEMPLATE_KEYS = ("bold", "events", "confounds", "roi", "anat")
 PLACEHOLDERS = ("subject", "run")
 
 
@@ -122,6 +130,11 @@ def missing_files(settings, subjects):
     return problems
 
 
+def run_lengths(paths):
+    """Number of volumes of each BOLD run image, read from the headers."""
+    return [load_nifti(path, "BOLD image", ndim=4).shape[3] for path in paths]
+
+
 def concatenate_runs(paths):
     """Load one subject's run images and concatenate them in time.
 
@@ -171,14 +184,14 @@ def bids_events_to_labels(frame, n_volumes, tr, path, rest_label=REST_LABEL, col
     -------
     numpy.ndarray of str
     """
-    missing = [c for c in ("onset", "duration", column) if c not in frame.columns]
-    if missing:
-        raise InputError(
-            path,
-            f"BIDS events table lacks the column(s) {missing}",
-            "Give onset, duration and trial_type columns, or set "
-            "local.events_format: per_volume for a label-per-volume table",
-        )
+    check_columns(
+        frame,
+        ("onset", "duration", column),
+        path,
+        "BIDS events table",
+        "Give onset, duration and trial_type columns, or set "
+        "local.events_format: per_volume for a label-per-volume table",
+    )
     times = np.arange(n_volumes) * tr
     labels = np.full(n_volumes, rest_label, dtype=object)
     owner = np.full(n_volumes, -1)
@@ -202,36 +215,21 @@ def bids_events_to_labels(frame, n_volumes, tr, path, rest_label=REST_LABEL, col
 def _per_volume_labels(path, n_volumes, what):
     """Labels (and the run column, or None) of a per-volume events table."""
     frame = read_table(path, "events table")
-    if "label" not in frame.columns:
-        raise InputError(
-            path,
-            f"per-volume events table lacks a 'label' column (has {list(frame.columns)})",
-            "Add it, or set local.events_format: bids for onset/duration/trial_type",
-        )
+    check_columns(
+        frame,
+        ["label"],
+        path,
+        "per-volume events table",
+        "Add it, or set local.events_format: bids for onset/duration/trial_type",
+    )
     if len(frame) != n_volumes:
         raise InputError(
             path,
             f"events table has {len(frame)} rows but {what} has {n_volumes} volumes",
             "Give one row per volume",
         )
-    if frame["label"].isna().any():
-        first = int(np.flatnonzero(frame["label"].isna())[0])
-        raise InputError(
-            path,
-            f"events table has an empty label (first at volume {first})",
-            f"Give every volume a label (e.g. {REST_LABEL!r} between blocks)",
-        )
-    runs = None
-    if "run" in frame.columns:
-        runs = pd.to_numeric(frame["run"], errors="coerce")
-        if runs.isna().any() or not np.all(runs == np.round(runs)):
-            raise InputError(
-                path,
-                "events table column 'run' must hold whole numbers",
-                "Number the runs 0, 1, 2, … (or 1, 2, …), one value per volume",
-            )
-        runs = runs.to_numpy().astype(int)
-    return frame["label"].astype(str).to_numpy(), runs
+    runs = run_column(frame, path) if "run" in frame.columns else None
+    return label_column(frame, path), runs
 
 
 def events_table(paths, lengths, tr, events_format, rest_label):
@@ -303,14 +301,7 @@ def confounds_table(paths, lengths, columns):
     for path, n_volumes in zip(paths, lengths, strict=True):
         frame = read_table(path, "confounds table")
         chosen = list(frame.columns) if columns is None else list(columns)
-        missing = [c for c in chosen if c not in frame.columns]
-        if missing:
-            raise InputError(
-                path,
-                f"confound column(s) {missing} not found",
-                "Fix local.confound_columns; available columns: "
-                + ", ".join(map(str, frame.columns[:30])),
-            )
+        check_columns(frame, chosen, path, "confounds table", "Fix local.confound_columns")
         if len(frame) != n_volumes:
             raise InputError(
                 path,

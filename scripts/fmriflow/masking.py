@@ -120,7 +120,7 @@ def smoothing_sigmas(affine, fwhm):
     return float(fwhm) / (np.sqrt(8.0 * np.log(2.0)) * voxel_sizes)
 
 
-def smooth_volume(volume, sigmas):
+def smooth_volume_in_place(volume, sigmas):
     """Smooth one 3D volume in place with separable Gaussian filters.
 
     Non-finite values are set to zero first, as nilearn does.
@@ -183,7 +183,7 @@ def extract_masked(bold_path, mask, out, smoothing_fwhm=None):
                 volume = values[i].reshape(shape3, order="F").astype(np.float64)
                 if scaled:
                     volume = volume * slope + inter
-                out[start + i] = smooth_volume(volume, sigmas)[mask]
+                out[start + i] = smooth_volume_in_place(volume, sigmas)[mask]
     mean = total / img.shape[3]
     if scaled:
         mean = mean * slope + inter
@@ -406,7 +406,7 @@ def build_mask(
         path = roi_path if choice == "roi" else brain_mask_path
         if path is None:
             what = (
-                "subject ROI (mask.nii.gz)" if choice == "roi" else "brain mask (brainmask.nii.gz)"
+                "subject ROI (roi.nii.gz)" if choice == "roi" else "brain mask (brainmask.nii.gz)"
             )
             raise InputError(
                 f"config key preprocess.mask: {choice}",
@@ -450,7 +450,7 @@ def roi_columns(mask, affine, roi_path):
     affine : numpy.ndarray
         Its affine.
     roi_path : str or pathlib.Path
-        The subject ROI (``mask.nii.gz`` of the canonical layout); resampled
+        The subject ROI (``roi.nii.gz`` of the canonical layout); resampled
         to the mask's grid with nearest neighbour if needed.
 
     Returns
@@ -465,8 +465,8 @@ def roi_columns(mask, affine, roi_path):
         raise InputError(
             roi_path,
             "the analysis uses the subject ROI but this subject has none",
-            "Use the whole mask (decoding mask: brain, searchlight centres: brain), or "
-            "provide an ROI (mask.nii.gz)",
+            "Use the whole preprocessing mask (decoding voxels: mask, searchlight centres: "
+            "mask), or provide an ROI (roi.nii.gz)",
         )
     roi, note = mask_on_grid(roi_path, affine, mask.shape, "ROI")
     notes = [note] if note else []

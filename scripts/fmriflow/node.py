@@ -8,12 +8,21 @@ behaviour:
 * under Snakemake, inputs, outputs, parameters, threads and the log file
   come from the ``snakemake`` object; from the command line they are
   options built from the declaration (``python scripts/mask.py --help``);
+* a rule that hands the node an input, output or parameter it does not
+  declare, or omits one it requires, stops with a message naming it (a
+  typo never silently becomes ``None``);
+* a parameter that is a config section (``Param(schema="decoding")``) is
+  validated against the config schema and gets its defaults, so a node run
+  by hand behaves as in the workflow;
 * standard error and Python warnings go to the log file;
 * numerical libraries use one thread unless the node asks for its threads,
   so results do not depend on ``--cores``;
 * bad input (:class:`~fmriflow.errors.InputError`) prints one line, without
   a traceback, to the terminal and the log; any failure removes the
-  outputs the node had already written, so nothing half-done is left.
+  outputs the node had already written, so nothing half-done is left;
+* every successful job writes its provenance sidecar: the output named
+  ``provenance`` (every rule declares it), or, from the command line by
+  default, ``<node>.provenance.json`` beside the first output.
 """
 
 import argparse
@@ -43,19 +52,26 @@ THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
 )
 
+#: The output every node has: its job's provenance sidecar.
+PROVENANCE = "provenance"
+
 
 @dataclass
 class Param:
     """A node parameter: its default, what it means, and how to read it.
 
     On the command line a value is parsed as YAML (``4``, ``0.5``, ``null``,
-    ``[a, b]``) unless ``type`` is given, e.g. ``str`` for labels such as
-    ``01`` that YAML would read as numbers.
+    ``[a, b]``, ``{labels: [face, house]}``) unless ``type`` is given, e.g.
+    ``str`` for labels such as ``01`` that YAML would read as numbers. A
+    parameter with ``schema`` is a config section following that
+    definition of the config schema (``$defs``): it is validated, and its
+    defaults filled in, wherever the node runs.
     """
 
     default: object
     help: str
     type: object = None
+    schema: str | None = None
 
 
 @dataclass
@@ -65,26 +81,25 @@ class Node:
     Parameters
     ----------
     name : str
-        The node's (and rule's) name.
+        The node's name (also the stem of its provenance sidecar).
     description : str
         One sentence, shown by ``--help``.
     function : callable
         ``function(inputs, outputs, params, threads)`` where the first three
-        are :class:`Bundle` objects of paths and values. It may return the
-        paths of optional files it wrote besides its outputs (recorded in the
-        provenance sidecar).
+        are :class:`Bundle` objects of paths and values.
     inputs, outputs : dict of str to str
-        Names (as in the rule) and what each file is.
+        Names (as in the rule) and what each file is. The ``provenance``
+        output is implicit.
     params : dict of str to Param
         Parameter names, defaults and meanings.
     lists : tuple of str
         Inputs that are lists of files (several paths on the command line).
+    optional_inputs : tuple of str
+        Inputs a rule gives only when the config needs them (e.g. the subject
+        ROI); absent ones are missing from ``inputs``.
     optional_outputs : tuple of str
         Outputs that only some rules using the node declare (e.g. p-values
         when permutations are asked for).
-    sidecar_per_output : bool
-        Several jobs of the node write into one folder: name each provenance
-        sidecar after the job's first output too.
     """
 
     name: str
@@ -94,14 +109,21 @@ class Node:
     outputs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     lists: tuple = ()
+    optional_inputs: tuple = ()
     optional_outputs: tuple = ()
-    sidecar_per_output: bool = False
 
     def __post_init__(self):
-        names = [*self.inputs, *self.outputs, *self.params]
+        names = [*self.inputs, *self.outputs, *self.params, PROVENANCE]
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
             raise ValueError(f"node {self.name}: names used twice: {clashes}")
+        unknown = sorted(
+            set(self.optional_inputs) - set(self.inputs)
+            | set(self.optional_outputs) - set(self.outputs)
+            | set(self.lists) - set(self.inputs)
+        )
+        if unknown:
+            raise ValueError(f"node {self.name}: optional or list names not declared: {unknown}")
 
 
 class Bundle(dict):
@@ -114,36 +136,60 @@ class Bundle(dict):
             raise AttributeError(name) from exc
 
 
+def check_names(node, kind, given, declared, optional=()):
+    """Stop if a rule (or command line) gives undeclared names or lacks required ones."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise InputError(
+            f"node {node.name}",
+            f"{kind} {unknown} not declared by the node (it declares {sorted(declared)})",
+            f"Fix the rule's {kind} or the node's declaration (scripts/{node.name}.py)",
+        )
+    missing = sorted(set(declared) - set(given) - set(optional))
+    if missing:
+        raise InputError(
+            f"node {node.name}",
+            f"required {kind} {missing} not given",
+            f"Give them in the rule, or on the command line (see python scripts/{node.name}.py "
+            "--help)",
+        )
+
+
 def _from_snakemake(node, smk):
-    """Collect inputs, outputs, params, threads and log from Snakemake."""
-    # Every named input (declared by the node or only by the rule, such as a
-    # local dataset's source files), so that provenance records them all.
-    inputs = Bundle({k: smk.input[k] for k in smk.input.keys()})
-    outputs = Bundle({k: smk.output[k] for k in node.outputs if k in smk.output.keys()})
-    params = Bundle({k: p.default for k, p in node.params.items()})
-    params.update({k: smk.params[k] for k in node.params if k in smk.params.keys()})
+    """Collect inputs, outputs, params, threads and log from Snakemake, checking names."""
+    inputs = {k: smk.input[k] for k in smk.input.keys()}
+    outputs = {k: smk.output[k] for k in smk.output.keys()}
+    params = {k: smk.params[k] for k in smk.params.keys()}
+    check_names(node, "inputs", inputs, node.inputs, node.optional_inputs)
+    check_names(
+        node, "outputs", outputs, [*node.outputs, PROVENANCE], [*node.optional_outputs, PROVENANCE]
+    )
+    check_names(node, "params", params, node.params, node.params)
+    defaults = {k: p.default for k, p in node.params.items()}
     log = smk.log[0] if len(smk.log) else None
-    return inputs, outputs, params, int(smk.threads), log
+    return Bundle(inputs), Bundle(outputs), Bundle(defaults | params), int(smk.threads), log
 
 
 def _parser(node):
     parser = argparse.ArgumentParser(
         prog=f"python scripts/{node.name}.py",
         description=node.description,
-        epilog="Parameter values are read as YAML: 4, 0.5, null, true, [a, b].",
+        epilog="Parameter values are read as YAML: 4, 0.5, null, true, [a, b], {key: value}.",
     )
     group = parser.add_argument_group("inputs")
     for name, help_text in node.inputs.items():
+        optional = name in node.optional_inputs
         group.add_argument(
             f"--{name.replace('_', '-')}",
             dest=f"in_{name}",
             metavar="PATH",
             nargs="+" if name in node.lists else None,
-            help=help_text,
+            required=not optional,
+            help=help_text + (" (optional)" if optional else ""),
         )
     group = parser.add_argument_group("outputs")
-    for name, help_text in node.outputs.items():
-        optional = name in node.optional_outputs
+    for name, help_text in [*node.outputs.items(), (PROVENANCE, "provenance sidecar to write")]:
+        optional = name in node.optional_outputs or name == PROVENANCE
         group.add_argument(
             f"--{name.replace('_', '-')}",
             dest=f"out_{name}",
@@ -167,19 +213,34 @@ def _parser(node):
 
 
 def _from_command_line(node, argv):
-    args = _parser(node).parse_args(argv)
-    inputs = Bundle(
-        {k: getattr(args, f"in_{k}") for k in node.inputs if getattr(args, f"in_{k}") is not None}
-    )
-    outputs = Bundle(
-        {
-            k: getattr(args, f"out_{k}")
-            for k in node.outputs
-            if getattr(args, f"out_{k}") is not None
-        }
-    )
-    params = Bundle({k: getattr(args, f"param_{k}") for k in node.params})
-    return inputs, outputs, params, args.threads, args.log
+    args = vars(_parser(node).parse_args(argv))
+
+    def given(prefix, names):
+        return Bundle({k: args[f"{prefix}{k}"] for k in names if args[f"{prefix}{k}"] is not None})
+
+    inputs = given("in_", node.inputs)
+    outputs = given("out_", [*node.outputs, PROVENANCE])
+    params = Bundle({k: args[f"param_{k}"] for k in node.params})
+    return inputs, outputs, params, args["threads"], args["log"]
+
+
+def _section_params(node, given):
+    """The parameters, config sections validated against the schema, with its defaults."""
+    from fmriflow.schema import validate
+
+    params = Bundle(given)
+    for name, param in node.params.items():
+        if param.schema is not None:
+            value = {} if params[name] is None else params[name]
+            if not isinstance(value, dict):
+                raise InputError(
+                    f"parameter {name} of node {node.name}",
+                    f"expected a mapping (a {param.schema} config entry), got {value!r}",
+                    f"Give it as YAML, e.g. --{name.replace('_', '-')} "
+                    "'{labels: [face, house]}'",
+                )
+            params[name] = validate(dict(value), param.schema, where=f"{param.schema} entry")
+    return params
 
 
 def _redirect_stderr(log):
@@ -193,10 +254,9 @@ def _redirect_stderr(log):
     return terminal
 
 
-def _remove_outputs(node, outputs):
+def _remove_outputs(outputs):
     """Remove a failed job's outputs and provenance, so nothing half-done remains."""
-    for path in [*outputs.values(), sidecar_path(node.name, outputs, node.sidecar_per_output)]:
-        path = Path(path)
+    for path in map(Path, outputs.values()):
         if path.is_file() or path.is_symlink():
             path.unlink()
         elif path.is_dir():
@@ -205,11 +265,21 @@ def _remove_outputs(node, outputs):
 
 def _remove_stale_temporaries(outputs):
     """Delete temporary files left by an earlier job killed while writing these outputs."""
-    for path in outputs.values():
-        path = Path(path)
+    for path in map(Path, outputs.values()):
         if path.parent.is_dir():
             for stale in path.parent.glob(f".tmp-*-{path.name}"):
                 stale.unlink()
+
+
+def _collect(node, smk, argv):
+    """Inputs, outputs, params, threads and log of this run, checked."""
+    if smk is not None:
+        inputs, outputs, params, threads, log = _from_snakemake(node, smk)
+    else:
+        inputs, outputs, params, threads, log = _from_command_line(node, argv)
+    if PROVENANCE not in outputs:
+        outputs[PROVENANCE] = str(sidecar_path(node.name, outputs))
+    return inputs, outputs, _section_params(node, params), threads, log
 
 
 def run(node, smk=None, argv=None):
@@ -224,10 +294,16 @@ def run(node, smk=None, argv=None):
     argv : list of str, optional
         Command-line arguments (default ``sys.argv[1:]``) when ``smk`` is None.
     """
-    if smk is not None:
-        inputs, outputs, params, threads, log = _from_snakemake(node, smk)
-    else:
-        inputs, outputs, params, threads, log = _from_command_line(node, argv)
+    try:
+        inputs, outputs, params, threads, log = _collect(node, smk, argv)
+    except InputError as exc:
+        message = f"fmriflow {node.name}: error: {exc}"
+        print(message, file=sys.stderr)
+        if smk is not None and len(smk.log):
+            Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+            with open(smk.log[0], "a") as log_file:
+                print(message, file=log_file)
+        sys.exit(1)
     terminal = _redirect_stderr(log) if log else sys.stderr
     logging.basicConfig(
         stream=sys.stderr,
@@ -258,19 +334,20 @@ def _call(node, inputs, outputs, params, threads, log, terminal):
         for variable in THREAD_VARIABLES:
             os.environ[variable] = "1"
         with threadpool_limits(limits=1):
-            extra = node.function(inputs, outputs, params, threads) or []
-        missing = [p for p in outputs.values() if not Path(p).exists()]
+            node.function(inputs, outputs, params, threads)
+        results = {k: v for k, v in outputs.items() if k != PROVENANCE}
+        missing = [p for p in results.values() if not Path(p).exists()]
         if missing:
             raise RuntimeError(f"outputs not written: {missing}")
-        write_sidecar(node.name, inputs, outputs, params, extra, node.sidecar_per_output)
+        write_sidecar(node.name, inputs, results, params, outputs[PROVENANCE])
     except InputError as exc:
-        _remove_outputs(node, outputs)
+        _remove_outputs(outputs)
         if log:
             logger.error("%s", exc)
         print(f"fmriflow {node.name}: error: {exc}", file=terminal)
         sys.exit(1)
     except Exception as exc:
-        _remove_outputs(node, outputs)
+        _remove_outputs(outputs)
         logger.error("unexpected failure:\n%s", traceback.format_exc())
         where = f" (details in {log})" if log else ""
         print(

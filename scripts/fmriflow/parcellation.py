@@ -24,7 +24,7 @@ an exact PCA of the concatenated data). nilearn's ``Parcellations``
 instead reduces each subject to 200 components (as 4D images it loads),
 stacks them with unit norms and clusters the voxels on the 200 *unscaled*
 group components, which weighs every component, noise included, the
-same. Optional smoothing (:func:`smooth_features`) filters each feature as
+same. Optional smoothing (:func:`smooth_features_in_place`) filters each feature as
 a volume; being linear, it equals smoothing every volume of the data before
 the group projection. On noisy data K-means without smoothing splits the
 brain into salt-and-pepper parcels (tens of thousands of regions for 100
@@ -59,8 +59,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmriflow.decomposition import RowBlocks, truncated_svd
 from fmriflow.errors import InputError
+from fmriflow.streaming import RowBlocks, truncated_svd
 
 METHODS = ("ward", "kmeans", "rena")
 #: K-means restarts (the best inertia is kept): one k-means++ start, as
@@ -124,7 +124,7 @@ def voxel_features(subjects, n_features, seed=0, center=False, standardize=False
     return (components.T * singular_values).astype(np.float32)
 
 
-def smooth_features(features, mask, affine, fwhm):
+def smooth_features_in_place(features, mask, affine, fwhm):
     """Smooth each feature as a volume (zero outside the mask), in place.
 
     Parameters
@@ -143,14 +143,14 @@ def smooth_features(features, mask, affine, fwhm):
     numpy.ndarray
         ``features``, smoothed.
     """
-    from fmriflow.masking import smooth_volume, smoothing_sigmas
+    from fmriflow.masking import smooth_volume_in_place, smoothing_sigmas
 
     sigmas = smoothing_sigmas(affine, fwhm)
     volume = np.zeros(mask.shape)
     for j in range(features.shape[1]):
         volume[:] = 0.0
         volume[mask] = features[:, j]
-        features[:, j] = smooth_volume(volume, sigmas)[mask]
+        features[:, j] = smooth_volume_in_place(volume, sigmas)[mask]
     return features
 
 
@@ -217,7 +217,7 @@ def kmeans_parcellation(features, n_parcels, seed=0, n_init=KMEANS_N_INIT):
     Parameters
     ----------
     features : numpy.ndarray, shape (n_voxels, n_features)
-        From :func:`voxel_features` (optionally :func:`smooth_features`).
+        From :func:`voxel_features` (optionally :func:`smooth_features_in_place`).
     n_parcels : int
         Number of clusters.
     seed : int, default=0

@@ -1,7 +1,8 @@
 """Provenance sidecars: what produced each result, recorded next to it.
 
-After a node has written its outputs, :func:`write_sidecar` records in
-``<folder of the first output>/<node>.provenance.json``:
+After a node has written its outputs, :func:`write_sidecar` records in the
+job's provenance sidecar (an output every rule declares, usually
+``<folder of the first output>/<node>.provenance.json``):
 
 * the sha256 of every input and output file,
 * the parameters (which include every seed),
@@ -39,16 +40,10 @@ PACKAGES = (
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def sidecar_path(node_name, outputs, per_output=False):
-    """Where the sidecar of a job goes: beside its first output.
-
-    It is ``<node>.provenance.json``, or ``<node>.<first output's name without
-    extensions>.provenance.json`` with ``per_output`` (for nodes whose jobs
-    share a folder, such as one PCA per number of components).
-    """
+def sidecar_path(node_name, outputs):
+    """The sidecar of a job run by hand: ``<node>.provenance.json`` beside its first output."""
     first = Path(next(iter(outputs.values())))
-    stem = f".{first.name.split('.')[0]}" if per_output else ""
-    return first.parent / f"{node_name}{stem}.provenance.json"
+    return first.parent / f"{node_name}.provenance.json"
 
 
 @cache
@@ -139,21 +134,19 @@ def _plain(value):
     )
 
 
-def write_sidecar(node_name, inputs, outputs, params, extra=(), per_output=False):
+def write_sidecar(node_name, inputs, outputs, params, path):
     """Write the provenance sidecar of one job (see the module docstring).
 
     Parameters
     ----------
     node_name : str
-        The node (rule) name.
+        The node name.
     inputs, outputs : dict
         Names to paths (or lists of paths).
     params : dict
         The node's parameter values.
-    extra : list of paths
-        Optional files the node wrote besides its declared outputs.
-    per_output : bool
-        Name the sidecar after the first output too (see :func:`sidecar_path`).
+    path : str or pathlib.Path
+        The sidecar to write.
 
     Returns
     -------
@@ -163,11 +156,10 @@ def write_sidecar(node_name, inputs, outputs, params, extra=(), per_output=False
     record = {
         "node": node_name,
         "inputs": {name: file_record(paths) for name, paths in inputs.items()},
-        "outputs": {name: file_record(path) for name, path in outputs.items()}
-        | ({"optional": file_record(extra)} if extra else {}),
+        "outputs": {name: file_record(files) for name, files in outputs.items()},
         "params": _plain(dict(params)),
         "seeds": _plain(seeds_in(dict(params))),
         "versions": package_versions(),
         "workflow": workflow_commit(),
     }
-    return write_json(record, sidecar_path(node_name, outputs, per_output))
+    return write_json(record, path)

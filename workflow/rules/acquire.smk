@@ -1,6 +1,10 @@
 # Acquire: every source (simulate, fetch, local) ends in the canonical layout
 #   data/{dataset}/dataset.json, data/{dataset}/sub-{subject}/{bold.nii.gz, events.tsv, …}
-# Which rule produces a dataset is decided by its source in the config.
+# Which rule produces a dataset is decided by its source (and kind) in the
+# config, through wildcard constraints. A rule's outputs are fixed: the
+# optional files of a subject (ROI, anatomy, confounds) each have a rule of
+# their own for fetched and local data, asked for only where the config says
+# the dataset has them (common.smk: subject_files).
 
 
 localrules:
@@ -8,27 +12,45 @@ localrules:
     describe_local,
 
 
+# --- simulate: a task or rest simulation writes all of its files at once ---------
+
+
 rule simulate_dataset:
     output:
         description="data/{dataset}/dataset.json",
         brain_mask="data/{dataset}/brainmask.nii.gz",
-    wildcard_constraints:
-        dataset=datasets_from("simulate"),
-    params:
-        name="{dataset}",
-        settings=simulate_settings,
-    threads: 1
-    resources:
-        mem_mb=mem_mb_fixed(500),
-        runtime=10,
-    conda:
-        "../../envs/acquire.yaml"
+        provenance="data/{dataset}/simulate_dataset.provenance.json",
     log:
         "logs/simulate_dataset/{dataset}.log",
     benchmark:
         "logs/benchmark/simulate_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("simulate", "task")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(500),
+        runtime=10,
+    params:
+        name="{dataset}",
+        settings=dataset_section("simulate"),
     script:
         "../../scripts/simulate_dataset.py"
+
+
+use rule simulate_dataset as simulate_rest_dataset with:
+    output:
+        description="data/{dataset}/dataset.json",
+        brain_mask="data/{dataset}/brainmask.nii.gz",
+        networks="data/{dataset}/networks.nii.gz",
+        provenance="data/{dataset}/simulate_dataset.provenance.json",
+    log:
+        "logs/simulate_rest_dataset/{dataset}.log",
+    benchmark:
+        "logs/benchmark/simulate_rest_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("simulate", "rest")),
 
 
 rule simulate_subject:
@@ -38,43 +60,70 @@ rule simulate_subject:
     output:
         bold="data/{dataset}/sub-{subject}/bold.nii.gz",
         events="data/{dataset}/sub-{subject}/events.tsv",
-    wildcard_constraints:
-        dataset=datasets_from("simulate"),
-    params:
-        subject="{subject}",
-    threads: 1
-    resources:
-        mem_mb=mem_mb_fixed(1500),
-        runtime=20,
-    conda:
-        "../../envs/acquire.yaml"
+        roi="data/{dataset}/sub-{subject}/roi.nii.gz",
+        truth_patterns="data/{dataset}/sub-{subject}/truth.nii.gz",
+        truth="data/{dataset}/sub-{subject}/truth.json",
+        provenance="data/{dataset}/sub-{subject}/simulate_subject.provenance.json",
     log:
         "logs/simulate_subject/{dataset}_sub-{subject}.log",
     benchmark:
         "logs/benchmark/simulate_subject/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("simulate", "task")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(1500),
+        runtime=20,
+    params:
+        subject="{subject}",
     script:
         "../../scripts/simulate_subject.py"
+
+
+use rule simulate_subject as simulate_rest_subject with:
+    input:
+        description="data/{dataset}/dataset.json",
+        brain_mask="data/{dataset}/brainmask.nii.gz",
+        networks="data/{dataset}/networks.nii.gz",
+    output:
+        bold="data/{dataset}/sub-{subject}/bold.nii.gz",
+        events="data/{dataset}/sub-{subject}/events.tsv",
+        confounds="data/{dataset}/sub-{subject}/confounds.tsv",
+        truth="data/{dataset}/sub-{subject}/truth.json",
+        provenance="data/{dataset}/sub-{subject}/simulate_subject.provenance.json",
+    log:
+        "logs/simulate_rest_subject/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/simulate_rest_subject/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("simulate", "rest")),
+
+
+# --- fetch: nilearn's fetchers, then one job per canonical file ------------------
 
 
 rule download:
     output:
         description="data/{dataset}/dataset.json",
-    wildcard_constraints:
-        dataset=datasets_from("fetch"),
-    params:
-        name="{dataset}",
-        settings=fetch_settings,
-        download_dir=config["download_dir"],
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=240,
-    conda:
-        "../../envs/acquire.yaml"
+        provenance="data/{dataset}/download.provenance.json",
     log:
         "logs/download/{dataset}.log",
     benchmark:
         "logs/benchmark/download/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("fetch")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=240,
+    params:
+        name="{dataset}",
+        settings=dataset_section("fetch"),
+        download_dir=config["download_dir"],
     script:
         "../../scripts/download.py"
 
@@ -85,67 +134,200 @@ rule import_download:
     output:
         bold="data/{dataset}/sub-{subject}/bold.nii.gz",
         events="data/{dataset}/sub-{subject}/events.tsv",
-    wildcard_constraints:
-        dataset=datasets_from("fetch"),
-    params:
-        subject="{subject}",
-    threads: 1
-    resources:
-        mem_mb=mem_mb_fixed(1000),
-        runtime=20,
-    conda:
-        "../../envs/acquire.yaml"
+        provenance="data/{dataset}/sub-{subject}/import_download.provenance.json",
     log:
         "logs/import_download/{dataset}_sub-{subject}.log",
     benchmark:
         "logs/benchmark/import_download/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("fetch")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(1000),
+        runtime=20,
+    params:
+        subject="{subject}",
     script:
         "../../scripts/import_download.py"
+
+
+rule import_download_roi:
+    input:
+        description="data/{dataset}/dataset.json",
+    output:
+        file="data/{dataset}/sub-{subject}/roi.nii.gz",
+        provenance="data/{dataset}/sub-{subject}/import_download_file.roi.provenance.json",
+    log:
+        "logs/import_download_roi/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_download_roi/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("fetch")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(500),
+        runtime=10,
+    params:
+        subject="{subject}",
+        role="roi",
+    script:
+        "../../scripts/import_download_file.py"
+
+
+use rule import_download_roi as import_download_anat with:
+    output:
+        file="data/{dataset}/sub-{subject}/anat.nii.gz",
+        provenance="data/{dataset}/sub-{subject}/import_download_file.anat.provenance.json",
+    log:
+        "logs/import_download_anat/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_download_anat/{dataset}_sub-{subject}.tsv"
+    params:
+        subject="{subject}",
+        role="anat",
+
+
+use rule import_download_roi as import_download_confounds with:
+    output:
+        file="data/{dataset}/sub-{subject}/confounds.tsv",
+        provenance="data/{dataset}/sub-{subject}/import_download_file.confounds.provenance.json",
+    log:
+        "logs/import_download_confounds/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_download_confounds/{dataset}_sub-{subject}.tsv"
+    params:
+        subject="{subject}",
+        role="confounds",
+
+
+# --- local: a lab's own files, by path templates ------------------------------
 
 
 rule describe_local:
     output:
         description="data/{dataset}/dataset.json",
-    wildcard_constraints:
-        dataset=datasets_from("local"),
-    params:
-        name="{dataset}",
-        settings=local_settings,
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=30,
-    conda:
-        "../../envs/acquire.yaml"
+        provenance="data/{dataset}/describe_local.provenance.json",
     log:
         "logs/describe_local/{dataset}.log",
     benchmark:
         "logs/benchmark/describe_local/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("local")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=30,
+    params:
+        name="{dataset}",
+        settings=dataset_section("local"),
     script:
         "../../scripts/describe_local.py"
 
 
+rule import_local_brain_mask:
+    input:
+        source=local_brain_mask_source,
+    output:
+        brain_mask="data/{dataset}/brainmask.nii.gz",
+        provenance="data/{dataset}/import_local_brain_mask.provenance.json",
+    log:
+        "logs/import_local_brain_mask/{dataset}.log",
+    benchmark:
+        "logs/benchmark/import_local_brain_mask/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("local")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(500),
+        runtime=10,
+    script:
+        "../../scripts/import_local_brain_mask.py"
+
+
 rule import_local:
     input:
-        unpack(local_source_files),
-        description="data/{dataset}/dataset.json",
+        unpack(local_sources("bold", "events")),
     output:
         bold="data/{dataset}/sub-{subject}/bold.nii.gz",
         events="data/{dataset}/sub-{subject}/events.tsv",
-    wildcard_constraints:
-        dataset=datasets_from("local"),
-    params:
-        subject="{subject}",
-        settings=local_settings,
-    threads: 1
-    resources:
-        mem_mb=mem_mb_fixed(3500),
-        runtime=30,
-    conda:
-        "../../envs/acquire.yaml"
+        provenance="data/{dataset}/sub-{subject}/import_local.provenance.json",
     log:
         "logs/import_local/{dataset}_sub-{subject}.log",
     benchmark:
         "logs/benchmark/import_local/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("local")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(3500),
+        runtime=30,
+    params:
+        tr=local_setting("tr"),
+        events_format=local_setting("events_format"),
+        rest_label=local_setting("rest_label"),
     script:
         "../../scripts/import_local.py"
+
+
+rule import_local_roi:
+    input:
+        unpack(local_sources("roi")),
+    output:
+        file="data/{dataset}/sub-{subject}/roi.nii.gz",
+        provenance="data/{dataset}/sub-{subject}/import_local_file.roi.provenance.json",
+    log:
+        "logs/import_local_roi/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_local_roi/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("local")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(500),
+        runtime=10,
+    params:
+        role="roi",
+    script:
+        "../../scripts/import_local_file.py"
+
+
+use rule import_local_roi as import_local_anat with:
+    input:
+        unpack(local_sources("anat")),
+    output:
+        file="data/{dataset}/sub-{subject}/anat.nii.gz",
+        provenance="data/{dataset}/sub-{subject}/import_local_file.anat.provenance.json",
+    log:
+        "logs/import_local_anat/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_local_anat/{dataset}_sub-{subject}.tsv"
+    params:
+        role="anat",
+
+
+use rule import_local_roi as import_local_confounds with:
+    input:
+        # The BOLD runs give the number of volumes each confounds table must have.
+        unpack(local_sources("confounds", "bold")),
+    output:
+        file="data/{dataset}/sub-{subject}/confounds.tsv",
+        provenance="data/{dataset}/sub-{subject}/import_local_file.confounds.provenance.json",
+    log:
+        "logs/import_local_confounds/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_local_confounds/{dataset}_sub-{subject}.tsv"
+    params:
+        role="confounds",
+        columns=local_setting("confound_columns"),

@@ -1,67 +1,23 @@
-# Config validation, path helpers and input functions shared by all rules.
+# Wiring shared by the stages: what the config says about each dataset, the
+# jobs it asks for, input functions, parameters and resources.
+#
+# Every file a job reads under data/ or results/ is a declared input: which
+# optional canonical files a subject has (ROI, anatomy, confounds, ground
+# truth) is decided here from the config, before any job runs, and the input
+# functions below ask for exactly those. This file only defines functions
+# (and the wildcard constraints); nothing in it depends on the order of the
+# includes.
 
-import copy
 import re
-import sys
-from pathlib import Path
 
-import jsonschema
-import jsonschema.exceptions
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.io import apply_wildcards
 
-# The node library, for the few checks that must run before any job.
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-
-SCHEMA = "../schemas/config.schema.yaml"
-
-
-def validate_config(config):
-    """Validate the config against the schema, naming the faulty key.
-
-    jsonschema finds the most relevant error (reported with its key path);
-    Snakemake's validate then fills in the defaults.
-    """
-    import yaml
-
-    schema_path = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-    schema = yaml.safe_load(schema_path.read_text())
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(dict(config))
-    )
-    if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise WorkflowError(
-            f"Invalid config at '{key}': {error.message}. Allowed keys, types "
-            "and defaults are in workflow/schemas/config.schema.yaml."
-        )
-    validate(config, SCHEMA)
-
-
-def sorted_keys(value):
-    """A copy of nested mappings with their keys in sorted order (lists keep theirs)."""
-    if isinstance(value, dict):
-        return {key: sorted_keys(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [sorted_keys(item) for item in value]
-    return copy.deepcopy(value)
-
-
-validate_config(config)
-# One canonical key order, so that the rules' params (compared by Snakemake to
-# decide re-runs) do not depend on the order of the keys in the config file or
-# on which keys were filled in by defaults. The copy also stops defaults filled
-# in by the validator from sharing objects between datasets.
-_canonical = sorted_keys(dict(config))
-config.clear()
-config.update(_canonical)
-
-DATASETS = config["datasets"]
+# --- datasets --------------------------------------------------------------------
 
 
 def dataset_subjects(name):
     """Subject labels of a dataset, known before any job runs."""
-    dataset = DATASETS[name]
+    dataset = config["datasets"][name]
     source = dataset["source"]
     if source == "simulate":
         from fmriflow.simulate import subject_labels
@@ -78,341 +34,389 @@ def dataset_subjects(name):
     return [str(s) for s in dataset["local"]["subjects"]]
 
 
-def check_local_dataset(name):
-    """Stop before any job if a local dataset's files are missing."""
-    from fmriflow.local import missing_files
-
-    settings = DATASETS[name]["local"]
-    if not settings["subjects"]:
-        raise WorkflowError(
-            f"Invalid config at 'datasets.{name}.local.subjects': no subject "
-            "listed. List the subject labels substituted for {subject}."
-        )
-    if not settings["bold"]:
-        raise WorkflowError(
-            f"Invalid config at 'datasets.{name}.local.bold': a template of "
-            "the BOLD images is required."
-        )
-    from fmriflow.errors import InputError
-
-    try:
-        problems = missing_files(settings, dataset_subjects(name))
-    except InputError as exc:
-        raise WorkflowError(f"Invalid config in 'datasets.{name}.local': {exc}") from None
-    if problems:
-        shown = "\n  ".join(problems[:10])
-        more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise WorkflowError(
-            f"Dataset '{name}': {len(problems)} configured file(s) not found:\n  "
-            f"{shown}{more}\nFix the templates or the subject/run lists in "
-            f"datasets.{name}.local."
-        )
-
-
-for _name, _dataset in DATASETS.items():
-    if _dataset["source"] == "local":
-        check_local_dataset(_name)
-
-
-ANALYSES = {analysis["name"]: analysis for analysis in config["decoding"]}
-SEARCHLIGHTS = {analysis["name"]: analysis for analysis in config["searchlight"]}
-ICAS = {analysis["name"]: analysis for analysis in config["ica"]}
-
-
-def check_task_analyses(section):
-    """Names unique, datasets known and with task labels, for one config section."""
-    names = [a["name"] for a in config[section]]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise WorkflowError(
-            f"Invalid config at '{section}': analysis name(s) {twice} used more than "
-            "once. Give every analysis its own name (it names its result folder)."
-        )
-    for index, analysis in enumerate(config[section]):
-        where = f"{section}[{index}] ({analysis['name']})"
-        dataset = DATASETS.get(analysis["dataset"])
-        if dataset is None:
-            raise WorkflowError(
-                f"Invalid config at '{where}.dataset': unknown dataset "
-                f"'{analysis['dataset']}'. Choose one of {sorted(DATASETS)}."
-            )
-        if dataset_kind(analysis["dataset"]) != "task":
-            raise WorkflowError(
-                f"Invalid config at '{where}.dataset': '{analysis['dataset']}' is "
-                "resting-state data, which has no labels to decode. Choose a task dataset."
-            )
-        yield where, analysis
-
-
-def check_group_analyses():
-    """Stop before any job if a group ICA or clustering entry is inconsistent."""
-    names = [a["name"] for a in config["ica"]]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise WorkflowError(
-            f"Invalid config at 'ica': name(s) {twice} used more than once. Give every "
-            "decomposition its own name (it names its result folder)."
-        )
-    seen = set()
-    for section in ("ica", "clustering"):
-        for index, analysis in enumerate(config[section]):
-            if analysis["dataset"] not in DATASETS:
-                raise WorkflowError(
-                    f"Invalid config at '{section}[{index}].dataset': unknown dataset "
-                    f"'{analysis['dataset']}'. Choose one of {sorted(DATASETS)}."
-                )
-            if section == "clustering":
-                for n in analysis["n_clusters"]:
-                    key = (analysis["dataset"], analysis["method"], n)
-                    if key in seen:
-                        raise WorkflowError(
-                            f"Invalid config at 'clustering[{index}]': {analysis['method']} "
-                            f"with {n} clusters of '{analysis['dataset']}' is asked for twice."
-                        )
-                    seen.add(key)
-
-
-check_group_analyses()
-
-
-def check_analyses():
-    """Stop before any job if an analysis is inconsistent with the datasets."""
-    for where, analysis in check_task_analyses("searchlight"):
-        if analysis["permutations"] and analysis["classifier"] != "gnb":
-            raise WorkflowError(
-                f"Invalid config at '{where}.permutations': permutation maps are computed "
-                "by the fast naive Bayes path only. Set classifier: gnb, or permutations: 0."
-            )
-    for where, analysis in check_task_analyses("decoding"):
-        if analysis["cv"]["scheme"] == "kfold_volumes" and not analysis["cv"]["allow_leaky"]:
-            raise WorkflowError(
-                f"Invalid config at '{where}.cv.scheme': kfold_volumes splits "
-                "neighbouring, autocorrelated volumes of one run between training and "
-                "test sets, which inflates accuracy. Use leave_one_run_out, kfold_runs "
-                "or repeated_stratified_runs (set cv.allow_leaky: true only to reproduce "
-                "an analysis that did this)."
-            )
-        selection = analysis["feature_selection"]
-        if selection["method"] == "percentile" and selection["value"] > 100:
-            raise WorkflowError(
-                f"Invalid config at '{where}.feature_selection.value': a percentile "
-                f"must be at most 100, got {selection['value']}."
-            )
-
-
 def dataset_kind(name):
-    """'task' or 'rest', from the config (known before any job runs)."""
-    dataset = DATASETS[name]
+    """'task' or 'rest', from the config."""
+    dataset = config["datasets"][name]
     if dataset["source"] == "simulate":
         return dataset["simulate"]["kind"]
     if dataset["source"] == "fetch":
-        return "task" if dataset["fetch"]["fetcher"] == "haxby" else "rest"
+        from fmriflow.fetch import FETCHED_KIND
+
+        return FETCHED_KIND[dataset["fetch"]["fetcher"]]
     return dataset["local"]["kind"]
 
 
-check_analyses()
-
-
-def datasets_from(*sources):
-    """Regular expression matching the names of datasets from these sources."""
-    names = [n for n, d in DATASETS.items() if d["source"] in sources]
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def subject_paths(pattern):
-    """Expand a path pattern with {dataset} and {subject} over every subject."""
+def datasets_where(source, kind=None):
+    """Names of the datasets from ``source`` (and of ``kind``)."""
     return [
-        pattern.format(dataset=name, subject=subject)
-        for name in DATASETS
-        for subject in dataset_subjects(name)
+        name
+        for name, dataset in config["datasets"].items()
+        if dataset["source"] == source and kind in (None, dataset_kind(name))
     ]
 
 
-def final_targets():
-    """Every result the default target produces, and the provenance table."""
-    return analysis_targets() + ["results/provenance.tsv"]
+def dataset_has_brain_mask(name):
+    """Whether ``data/{name}/brainmask.nii.gz`` exists in the canonical layout."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "local":
+        return dataset["local"]["brain_mask"] is not None
+    return dataset["source"] == "simulate"
 
 
-def analysis_targets():
-    """Every result of the config's datasets and analyses."""
-    targets = subject_paths("results/{dataset}/sub-{subject}/clean.npy")
-    for name, analysis in ANALYSES.items():
-        folder = f"results/{analysis['dataset']}/group/decoding/{name}"
-        targets += [f"{folder}/subjects.tsv", f"{folder}/summary.json", f"{folder}/accuracies.png"]
-    targets += group_targets()
-    for name, analysis in SEARCHLIGHTS.items():
-        files = ["accuracy.nii.gz", "summary.json", "spheres.tsv", "map.png"]
-        files += ["pvalues.nii.gz"] if analysis["permutations"] else []
-        for subject in dataset_subjects(analysis["dataset"]):
-            folder = f"results/{analysis['dataset']}/sub-{subject}/searchlight/{name}"
-            targets += [f"{folder}/{file}" for file in files]
-    return targets
+def dataset_has_networks(name):
+    """Whether the dataset has planted network maps (simulated rest)."""
+    return config["datasets"][name]["source"] == "simulate" and dataset_kind(name) == "rest"
 
 
-def group_targets():
-    """Every output of the group ICA and clustering entries."""
-    targets = []
-    for name, analysis in ICAS.items():
-        folder = f"results/{analysis['dataset']}/group/ica/{name}"
-        files = ["components.nii.gz", "components.tsv", "stability.tsv", "summary.json"]
-        targets += [f"{folder}/{file}" for file in files + ["components.png", "maps"]]
-    for analysis in config["clustering"]:
-        for n in analysis["n_clusters"]:
-            folder = f"results/{analysis['dataset']}/group/clustering/{analysis['method']}_{n}"
-            files = ["labels.nii.gz", "stats.tsv", "summary.json", "labels.png"]
-            targets += [f"{folder}/{file}" for file in files]
-    return targets
+#: The optional canonical files of a subject, by the config key of a local
+#: dataset that provides them.
+LOCAL_FILES = {"roi": "roi.nii.gz", "anat": "anat.nii.gz", "confounds": "confounds.tsv"}
 
 
-def subject_components(analysis):
-    """Components kept per subject by an ICA entry's per-subject PCA."""
-    return analysis["n_subject_components"] or 3 * analysis["n_components"]
+def subject_files(name, subject):
+    """The optional canonical files of one subject (besides bold.nii.gz and events.tsv)."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "simulate":
+        if dataset_kind(name) == "task":
+            return {"roi.nii.gz", "truth.nii.gz", "truth.json"}
+        return {"confounds.tsv", "truth.json"}
+    if dataset["source"] == "fetch":
+        from fmriflow.fetch import subject_roles
+
+        roles = subject_roles(dataset["fetch"]["fetcher"], subject)
+        return {LOCAL_FILES[role] for role in roles}
+    return {file for key, file in LOCAL_FILES.items() if dataset["local"][key]}
 
 
-def ica_settings(wildcards):
-    """The config entry of a group ICA, checked against the dataset in the path."""
-    analysis = ICAS[wildcards.name]
-    if analysis["dataset"] != wildcards.dataset:
-        raise WorkflowError(
-            f"Group ICA '{wildcards.name}' belongs to dataset '{analysis['dataset']}', "
-            f"not '{wildcards.dataset}'."
-        )
-    return analysis
+def has_file(wildcards, file):
+    return file in subject_files(wildcards.dataset, wildcards.subject)
 
 
-def group_inputs(wildcards, reduced):
-    """Per-subject files of a group analysis: reductions (or cleaned data), masks, mean."""
-    subjects = dataset_subjects(wildcards.dataset)
-    folder = f"results/{wildcards.dataset}/sub-{{subject}}"
-    data = f"{folder}/pca_{reduced}.npy" if reduced else f"{folder}/clean.npy"
+def names_pattern(names):
+    """A regular expression matching exactly these names (of datasets or analyses)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def searchlights_with_permutations(with_permutations):
+    """A wildcard constraint matching the searchlight analyses with (or without) permutations."""
+    return names_pattern(
+        [
+            entry["name"]
+            for entry in config["searchlight"]
+            if bool(entry["permutations"]) == with_permutations
+        ]
+    )
+
+
+# --- the jobs the config asks for -----------------------------------------------
+
+
+def subject_jobs(datasets, file=None):
+    """Wildcards of every subject of ``datasets`` (that has ``file``)."""
+    return [
+        {"dataset": name, "subject": subject}
+        for name in datasets
+        for subject in dataset_subjects(name)
+        if file is None or file in subject_files(name, subject)
+    ]
+
+
+def analysis_jobs(section, permutations=None):
+    """Wildcards of every subject of every decoding or searchlight entry."""
+    return [
+        {"dataset": entry["dataset"], "subject": subject, "analysis": entry["name"]}
+        for entry in config[section]
+        if permutations is None or bool(entry["permutations"]) == permutations
+        for subject in dataset_subjects(entry["dataset"])
+    ]
+
+
+def reduction_jobs():
+    """Wildcards of every per-subject PCA that group ICA and clustering read."""
+    sizes = {(entry["dataset"], n) for entry in config["ica"] for n in ica_reductions(entry)}
+    sizes |= {(entry["dataset"], entry["n_features"]) for entry in config["clustering"]}
+    return [
+        job | {"n_components": str(n)}
+        for dataset, n in sorted(sizes)
+        for job in subject_jobs([dataset])
+    ]
+
+
+def clustering_jobs():
+    return [
+        {"dataset": entry["dataset"], "method": entry["method"], "n_clusters": str(n)}
+        for entry in config["clustering"]
+        for n in entry["n_clusters"]
+    ]
+
+
+def rule_jobs():
+    """Every job the config asks for: rule name -> list of its wildcards."""
+    simulated, fetched, local = (datasets_where(s) for s in ("simulate", "fetch", "local"))
+    everyone = list(config["datasets"])
     return {
-        "data": [data.format(subject=s) for s in subjects],
-        "clean": [f"{folder}/clean.npy".format(subject=s) for s in subjects],
-        "masks": [f"{folder}/mask.nii.gz".format(subject=s) for s in subjects],
-        "mean": f"{folder}/mean.nii.gz".format(subject=subjects[0]),
-        "description": f"data/{wildcards.dataset}/dataset.json",
+        "simulate_dataset": [{"dataset": d} for d in datasets_where("simulate", "task")],
+        "simulate_rest_dataset": [{"dataset": d} for d in datasets_where("simulate", "rest")],
+        "simulate_subject": subject_jobs(datasets_where("simulate", "task")),
+        "simulate_rest_subject": subject_jobs(datasets_where("simulate", "rest")),
+        "download": [{"dataset": d} for d in fetched],
+        "import_download": subject_jobs(fetched),
+        "import_download_roi": subject_jobs(fetched, "roi.nii.gz"),
+        "import_download_anat": subject_jobs(fetched, "anat.nii.gz"),
+        "import_download_confounds": subject_jobs(fetched, "confounds.tsv"),
+        "describe_local": [{"dataset": d} for d in local],
+        "import_local": subject_jobs(local),
+        "import_local_roi": subject_jobs(local, "roi.nii.gz"),
+        "import_local_anat": subject_jobs(local, "anat.nii.gz"),
+        "import_local_confounds": subject_jobs(local, "confounds.tsv"),
+        "import_local_brain_mask": [{"dataset": d} for d in local if dataset_has_brain_mask(d)],
+        "mask": subject_jobs(everyone),
+        "clean": subject_jobs(everyone),
+        "decode": analysis_jobs("decoding"),
+        "decode_group": [
+            {"dataset": entry["dataset"], "analysis": entry["name"]}
+            for entry in config["decoding"]
+        ],
+        "searchlight": analysis_jobs("searchlight", permutations=False),
+        "searchlight_permutations": analysis_jobs("searchlight", permutations=True),
+        "reduce_subject": reduction_jobs(),
+        "group_ica": [{"dataset": e["dataset"], "name": e["name"]} for e in config["ica"]],
+        "parcellate": clustering_jobs(),
     }
 
 
-def ica_inputs(wildcards):
-    analysis = ica_settings(wildcards)
-    reduced = None if analysis["method"] == "concat" else subject_components(analysis)
-    return group_inputs(wildcards, reduced)
+#: Rules whose jobs are not listed by rule_jobs: the target, and the table
+#: that gathers the provenance of all the others.
+GATHERING_RULES = ("all", "provenance_table")
 
 
-def clustering_settings(wildcards):
+def job_outputs(names=None):
+    """Every output of every job the config asks for (of the named outputs only)."""
+    jobs = rule_jobs()
+    rules_without_jobs = {r.name for r in workflow.rules} - set(jobs) - set(GATHERING_RULES)
+    if rules_without_jobs:
+        raise WorkflowError(f"rules missing from rule_jobs(): {sorted(rules_without_jobs)}")
+    outputs = []
+    for each in workflow.rules:
+        for wildcards in jobs.get(each.name, []):
+            for name, pattern in each.output.items():
+                if names is None or name in names:
+                    outputs.append(apply_wildcards(str(pattern), wildcards))
+    return outputs
+
+
+def final_targets():
+    """Every output of every job, and the provenance table."""
+    return job_outputs() + ["results/provenance.tsv"]
+
+
+def provenance_sidecars(wildcards):
+    """The provenance sidecar of every job (the provenance table's inputs)."""
+    return job_outputs(names={"provenance"})
+
+
+# --- the entries of the config, from the wildcards ---------------------------------
+
+
+def config_entry(section, wildcards, key="name"):
+    """The entry of a decoding, searchlight or ica section named in the path."""
+    name = getattr(wildcards, "analysis", None) or wildcards.name
+    for entry in config[section]:
+        if entry[key] == name and entry["dataset"] == wildcards.dataset:
+            return entry
+    raise WorkflowError(f"No {section} entry '{name}' for dataset '{wildcards.dataset}'.")
+
+
+def decoding_entry(wildcards):
+    return config_entry("decoding", wildcards)
+
+
+def searchlight_entry(wildcards):
+    return config_entry("searchlight", wildcards)
+
+
+def ica_entry(wildcards):
+    return config_entry("ica", wildcards)
+
+
+def clustering_entry(wildcards):
     """The clustering entry that asks for this method and number of clusters."""
-    for analysis in config["clustering"]:
+    for entry in config["clustering"]:
         if (
-            analysis["dataset"] == wildcards.dataset
-            and analysis["method"] == wildcards.method
-            and int(wildcards.n_clusters) in analysis["n_clusters"]
+            entry["dataset"] == wildcards.dataset
+            and entry["method"] == wildcards.method
+            and int(wildcards.n_clusters) in entry["n_clusters"]
         ):
-            return analysis
+            return entry
     raise WorkflowError(
         f"No clustering entry asks for {wildcards.method} with {wildcards.n_clusters} "
         f"clusters of dataset '{wildcards.dataset}'."
     )
 
 
-def clustering_inputs(wildcards):
-    return group_inputs(wildcards, clustering_settings(wildcards)["n_features"])
+def ica_reductions(entry):
+    """Components of the per-subject PCAs an ICA entry reads (none for concatenation)."""
+    from fmriflow.decomposition import subject_components
+
+    if entry["method"] == "concat":
+        return []
+    return [subject_components(entry["n_components"], entry["n_subject_components"])]
 
 
-def reduction_seed(wildcards):
-    return preprocess_settings(wildcards)["reduction_seed"]
+# --- input functions ----------------------------------------------------------------
+
+SUBJECT_DATA = "data/{dataset}/sub-{subject}"
+SUBJECT_RESULTS = "results/{dataset}/sub-{subject}"
 
 
-def searchlight_settings(wildcards):
-    """The config entry of a searchlight analysis, checked against the dataset in the path."""
-    analysis = SEARCHLIGHTS[wildcards.analysis]
-    if analysis["dataset"] != wildcards.dataset:
-        raise WorkflowError(
-            f"Searchlight analysis '{wildcards.analysis}' belongs to dataset "
-            f"'{analysis['dataset']}', not '{wildcards.dataset}'."
-        )
-    return analysis
+def subject_path(wildcards, file, folder=SUBJECT_DATA):
+    return f"{folder}/{file}".format(dataset=wildcards.dataset, subject=wildcards.subject)
 
 
-def searchlights_with_permutations(with_permutations):
-    """Regular expression matching the searchlight analyses with (or without) permutations."""
-    names = [n for n, a in SEARCHLIGHTS.items() if bool(a["permutations"]) == with_permutations]
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def analysis_settings(wildcards):
-    """The config entry of a decoding analysis, checked against the dataset in the path."""
-    analysis = ANALYSES[wildcards.analysis]
-    if analysis["dataset"] != wildcards.dataset:
-        raise WorkflowError(
-            f"Decoding analysis '{wildcards.analysis}' belongs to dataset "
-            f"'{analysis['dataset']}', not '{wildcards.dataset}'."
-        )
-    return analysis
-
-
-def analysis_summaries(wildcards):
-    """Every subject's summary of one decoding analysis."""
-    analysis = analysis_settings(wildcards)
-    return [
-        f"results/{wildcards.dataset}/sub-{subject}/decoding/{wildcards.analysis}/summary.json"
-        for subject in dataset_subjects(analysis["dataset"])
-    ]
-
-
-# Parameters handed to nodes: plain values from the config, never lambdas.
-
-
-def simulate_settings(wildcards):
-    return DATASETS[wildcards.dataset]["simulate"]
-
-
-def fetch_settings(wildcards):
-    return DATASETS[wildcards.dataset]["fetch"]
-
-
-def local_settings(wildcards):
-    settings = dict(DATASETS[wildcards.dataset]["local"])
-    settings["subjects"] = [str(s) for s in settings["subjects"]]
-    return settings
-
-
-def local_source_files(wildcards):
-    """A local subject's source files, so that Snakemake re-runs when they change."""
-    from fmriflow.local import subject_files
-
-    settings = local_settings(wildcards)
-    files = subject_files(settings, wildcards.subject)
+def mask_inputs(wildcards):
+    """The BOLD image, and the ROI and brain mask when the preprocessing uses them."""
+    preprocess = config["datasets"][wildcards.dataset]["preprocess"]
+    files = {
+        "bold": subject_path(wildcards, "bold.nii.gz"),
+        "description": f"data/{wildcards.dataset}/dataset.json",
+    }
+    uses_roi = preprocess["include_roi"] or preprocess["mask"] == "roi"
+    if uses_roi and has_file(wildcards, "roi.nii.gz"):
+        files["roi"] = subject_path(wildcards, "roi.nii.gz")
+    if preprocess["mask"] == "dataset":
+        files["brain_mask"] = f"data/{wildcards.dataset}/brainmask.nii.gz"
     return files
 
 
-def preprocess_settings(wildcards):
-    return DATASETS[wildcards.dataset]["preprocess"]
+def clean_inputs(wildcards):
+    """The masked matrix, the runs, and the confounds when the cleaning regresses them."""
+    preprocess = config["datasets"][wildcards.dataset]["preprocess"]
+    files = {
+        "matrix": subject_path(wildcards, "masked.npy", SUBJECT_RESULTS),
+        "events": subject_path(wildcards, "events.tsv"),
+        "description": f"data/{wildcards.dataset}/dataset.json",
+    }
+    if preprocess["clean"]["confounds"] and has_file(wildcards, "confounds.tsv"):
+        files["confounds_table"] = subject_path(wildcards, "confounds.tsv")
+    return files
 
 
-def mask_choice(wildcards):
-    return preprocess_settings(wildcards)["mask"]
+def analysis_inputs(wildcards, uses_roi):
+    """A subject's cleaned data for a decoding or searchlight analysis, and its figure's background."""
+    files = {
+        "clean": subject_path(wildcards, "clean.npy", SUBJECT_RESULTS),
+        "mask": subject_path(wildcards, "mask.nii.gz", SUBJECT_RESULTS),
+        "events": subject_path(wildcards, "events.tsv"),
+    }
+    if uses_roi:
+        files["roi"] = subject_path(wildcards, "roi.nii.gz")
+    if has_file(wildcards, "anat.nii.gz"):
+        files["background"] = subject_path(wildcards, "anat.nii.gz")
+    else:
+        files["background"] = subject_path(wildcards, "mean.nii.gz", SUBJECT_RESULTS)
+    return files
 
 
-def include_roi(wildcards):
-    return preprocess_settings(wildcards)["include_roi"]
+def decode_inputs(wildcards):
+    return analysis_inputs(wildcards, decoding_entry(wildcards)["voxels"] == "roi")
 
 
-def smoothing_fwhm(wildcards):
-    return preprocess_settings(wildcards)["smoothing_fwhm"]
+def searchlight_inputs(wildcards):
+    return analysis_inputs(wildcards, searchlight_entry(wildcards)["centres"] == "roi")
 
 
-def bad_voxels(wildcards):
-    return preprocess_settings(wildcards)["bad_voxels"]
+def decoding_summaries(wildcards):
+    """Every subject's summary of one decoding analysis."""
+    return [
+        f"results/{wildcards.dataset}/sub-{subject}/decoding/{wildcards.analysis}/summary.json"
+        for subject in dataset_subjects(wildcards.dataset)
+    ]
 
 
-def clean_setting(key):
+def group_inputs(wildcards, n_components):
+    """Per-subject files of a group analysis: PCAs (or cleaned data), masks, a background."""
+    subjects = dataset_subjects(wildcards.dataset)
+    folder = f"results/{wildcards.dataset}/sub-{{subject}}"
+    data = f"{folder}/pca_{n_components}.npy" if n_components else f"{folder}/clean.npy"
+    files = {
+        "data": [data.format(subject=s) for s in subjects],
+        "clean": [f"{folder}/clean.npy".format(subject=s) for s in subjects],
+        "masks": [f"{folder}/mask.nii.gz".format(subject=s) for s in subjects],
+        "mean": f"{folder}/mean.nii.gz".format(subject=subjects[0]),
+        "description": f"data/{wildcards.dataset}/dataset.json",
+    }
+    return files
+
+
+def ica_inputs(wildcards):
+    """Group inputs of an ICA entry, and the planted networks when the data have them."""
+    reductions = ica_reductions(ica_entry(wildcards))
+    files = group_inputs(wildcards, reductions[0] if reductions else None)
+    if dataset_has_networks(wildcards.dataset):
+        files["networks"] = f"data/{wildcards.dataset}/networks.nii.gz"
+    return files
+
+
+def clustering_inputs(wildcards):
+    return group_inputs(wildcards, clustering_entry(wildcards)["n_features"])
+
+
+def local_sources(*keys):
+    """An input function: a local subject's source files (``source_<key>``) from the templates."""
+
     def get(wildcards):
-        return preprocess_settings(wildcards)["clean"][key]
+        from fmriflow.local import subject_files as template_files
 
-    get.__name__ = f"clean_{key}"
+        settings = config["datasets"][wildcards.dataset]["local"]
+        files = template_files(settings, wildcards.subject)
+        return {f"source_{key}": files[key] for key in keys if key in files}
+
+    get.__name__ = "local_" + "_".join(keys)
     return get
 
+
+def local_brain_mask_source(wildcards):
+    """The brain mask a local dataset's config names."""
+    return config["datasets"][wildcards.dataset]["local"]["brain_mask"]
+
+
+# --- parameters handed to nodes: plain values from the config, never lambdas ----------
+
+
+def dataset_section(section):
+    """A params function giving one section (simulate, fetch, local, preprocess) of the dataset."""
+
+    def get(wildcards):
+        return config["datasets"][wildcards.dataset][section]
+
+    get.__name__ = f"{section}_settings"
+    return get
+
+
+def local_setting(key):
+    """A params function giving one setting of a local dataset."""
+
+    def get(wildcards):
+        return config["datasets"][wildcards.dataset]["local"][key]
+
+    get.__name__ = f"local_{key}"
+    return get
+
+
+def preprocess_setting(*keys):
+    """A params function giving one preprocessing setting of the dataset."""
+
+    def get(wildcards):
+        value = config["datasets"][wildcards.dataset]["preprocess"]
+        for key in keys:
+            value = value[key]
+        return value
+
+    get.__name__ = "_".join(keys)
+    return get
+
+
+# --- resources ----------------------------------------------------------------------
 
 # On a cluster, a job runs two Snakemake processes (about 200 MB each) around
 # the rule's script, and the cluster counts them against the job's memory.

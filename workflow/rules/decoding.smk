@@ -1,5 +1,5 @@
-# Decoding: per subject and analysis, cross-validated by run; then a group
-# summary per analysis. Classifiers come from a registry by name.
+# Decoding, for every subject and analysis: cross-validated by run; then a group
+# summary per analysis. Classifiers come from the registry by name.
 
 
 localrules:
@@ -8,10 +8,7 @@ localrules:
 
 rule decode:
     input:
-        clean="results/{dataset}/sub-{subject}/clean.npy",
-        mask="results/{dataset}/sub-{subject}/mask.nii.gz",
-        mean="results/{dataset}/sub-{subject}/mean.nii.gz",
-        events="data/{dataset}/sub-{subject}/events.tsv",
+        unpack(decode_inputs),
     output:
         folds="results/{dataset}/sub-{subject}/decoding/{analysis}/folds.tsv",
         predictions="results/{dataset}/sub-{subject}/decoding/{analysis}/predictions.tsv",
@@ -32,26 +29,27 @@ rule decode:
             subcategory="{analysis}",
             labels={"subject": "{subject}", "figure": "weight map"},
         ),
-    params:
-        analysis=analysis_settings,
-        subject="{subject}",
-    threads: 2
-    resources:
-        mem_mb=mem_mb_from_input(800, 3),
-        runtime=60,
-    conda:
-        "../../envs/decoding.yaml"
+        provenance="results/{dataset}/sub-{subject}/decoding/{analysis}/decode.provenance.json",
     log:
         "logs/decode/{dataset}_sub-{subject}_{analysis}.log",
     benchmark:
         "logs/benchmark/decode/{dataset}_sub-{subject}_{analysis}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb_from_input(800, 3),
+        runtime=60,
+    params:
+        analysis=decoding_entry,
+        subject="{subject}",
     script:
         "../../scripts/decode.py"
 
 
 rule decode_group:
     input:
-        summaries=analysis_summaries,
+        summaries=decoding_summaries,
     output:
         table=report(
             "results/{dataset}/group/decoding/{analysis}/subjects.tsv",
@@ -68,17 +66,18 @@ rule decode_group:
             subcategory="{analysis}",
             labels={"subject": "group", "figure": "accuracies"},
         ),
-    params:
-        analysis="{analysis}",
-    threads: 1
-    resources:
-        mem_mb=mem_mb_fixed(500),
-        runtime=10,
-    conda:
-        "../../envs/decoding.yaml"
+        provenance="results/{dataset}/group/decoding/{analysis}/decode_group.provenance.json",
     log:
         "logs/decode_group/{dataset}_{analysis}.log",
     benchmark:
         "logs/benchmark/decode_group/{dataset}_{analysis}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(500),
+        runtime=10,
+    params:
+        analysis="{analysis}",
     script:
         "../../scripts/decode_group.py"

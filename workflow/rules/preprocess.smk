@@ -4,55 +4,54 @@
 
 rule mask:
     input:
-        bold="data/{dataset}/sub-{subject}/bold.nii.gz",
-        description="data/{dataset}/dataset.json",
+        unpack(mask_inputs),
     output:
         mask="results/{dataset}/sub-{subject}/mask.nii.gz",
         matrix="results/{dataset}/sub-{subject}/masked.npy",
         mean="results/{dataset}/sub-{subject}/mean.nii.gz",
-    params:
-        mask_choice=mask_choice,
-        include_roi=include_roi,
-        smoothing_fwhm=smoothing_fwhm,
-        bad_voxels=bad_voxels,
+        provenance="results/{dataset}/sub-{subject}/mask.provenance.json",
+    log:
+        "logs/mask/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/mask/{dataset}_sub-{subject}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
     threads: 1
     resources:
         # The image is streamed: memory is the output matrix plus a few volumes.
         mem_mb=mem_mb_from_input(500, 4),
         runtime=30,
-    conda:
-        "../../envs/preprocess.yaml"
-    log:
-        "logs/mask/{dataset}_sub-{subject}.log",
-    benchmark:
-        "logs/benchmark/mask/{dataset}_sub-{subject}.tsv"
+    params:
+        mask_choice=preprocess_setting("mask"),
+        include_roi=preprocess_setting("include_roi"),
+        smoothing_fwhm=preprocess_setting("smoothing_fwhm"),
+        bad_voxels=preprocess_setting("bad_voxels"),
     script:
         "../../scripts/mask.py"
 
 
 rule clean:
     input:
-        matrix="results/{dataset}/sub-{subject}/masked.npy",
-        events="data/{dataset}/sub-{subject}/events.tsv",
-        description="data/{dataset}/dataset.json",
+        unpack(clean_inputs),
     output:
         clean="results/{dataset}/sub-{subject}/clean.npy",
-    params:
-        detrend=clean_setting("detrend"),
-        standardize=clean_setting("standardize"),
-        high_pass=clean_setting("high_pass"),
-        low_pass=clean_setting("low_pass"),
-        confounds=clean_setting("confounds"),
+        provenance="results/{dataset}/sub-{subject}/clean.provenance.json",
+    log:
+        "logs/clean/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/clean/{dataset}_sub-{subject}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
     threads: 1
     resources:
         # Cleaned in voxel blocks: the matrix (memory-mapped) plus a block in float64.
         mem_mb=mem_mb_from_input(500, 1.5),
         runtime=30,
-    conda:
-        "../../envs/preprocess.yaml"
-    log:
-        "logs/clean/{dataset}_sub-{subject}.log",
-    benchmark:
-        "logs/benchmark/clean/{dataset}_sub-{subject}.tsv"
+    params:
+        detrend=preprocess_setting("clean", "detrend"),
+        standardize=preprocess_setting("clean", "standardize"),
+        high_pass=preprocess_setting("clean", "high_pass"),
+        low_pass=preprocess_setting("clean", "low_pass"),
+        confounds=preprocess_setting("clean", "confounds"),
     script:
         "../../scripts/clean.py"

@@ -8,7 +8,7 @@ localrules:
 
 rule provenance_table:
     input:
-        results=analysis_targets(),
+        sidecars=provenance_sidecars,
     output:
         table=report(
             "results/provenance.tsv",
@@ -16,15 +16,16 @@ rule provenance_table:
             category="Provenance",
             labels={"table": "provenance of every result"},
         ),
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=10,
-    conda:
-        "../../envs/report.yaml"
+        provenance="results/provenance_table.provenance.json",
     log:
         "logs/provenance_table/provenance_table.log",
     benchmark:
         "logs/benchmark/provenance_table/provenance_table.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
     script:
         "../../scripts/provenance_table.py"

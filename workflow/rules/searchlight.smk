@@ -5,10 +5,7 @@
 
 rule searchlight:
     input:
-        clean="results/{dataset}/sub-{subject}/clean.npy",
-        mask="results/{dataset}/sub-{subject}/mask.nii.gz",
-        mean="results/{dataset}/sub-{subject}/mean.nii.gz",
-        events="data/{dataset}/sub-{subject}/events.tsv",
+        unpack(searchlight_inputs),
     output:
         accuracy="results/{dataset}/sub-{subject}/searchlight/{analysis}/accuracy.nii.gz",
         spheres=report(
@@ -26,21 +23,22 @@ rule searchlight:
             subcategory="{analysis}",
             labels={"subject": "{subject}", "figure": "accuracy map"},
         ),
-    wildcard_constraints:
-        analysis=searchlights_with_permutations(False),
-    params:
-        analysis=searchlight_settings,
-        subject="{subject}",
-    threads: 2
-    resources:
-        mem_mb=mem_mb_from_input(1000, 4),
-        runtime=120,
-    conda:
-        "../../envs/decoding.yaml"
+        provenance="results/{dataset}/sub-{subject}/searchlight/{analysis}/searchlight.provenance.json",
     log:
         "logs/searchlight/{dataset}_sub-{subject}_{analysis}.log",
     benchmark:
         "logs/benchmark/searchlight/{dataset}_sub-{subject}_{analysis}.tsv"
+    wildcard_constraints:
+        analysis=searchlights_with_permutations(False),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb_from_input(1000, 4),
+        runtime=120,
+    params:
+        analysis=searchlight_entry,
+        subject="{subject}",
     script:
         "../../scripts/searchlight.py"
 
@@ -64,13 +62,14 @@ use rule searchlight as searchlight_permutations with:
             subcategory="{analysis}",
             labels={"subject": "{subject}", "figure": "accuracy map"},
         ),
+        provenance="results/{dataset}/sub-{subject}/searchlight/{analysis}/searchlight.provenance.json",
+    log:
+        "logs/searchlight_permutations/{dataset}_sub-{subject}_{analysis}.log",
+    benchmark:
+        "logs/benchmark/searchlight_permutations/{dataset}_sub-{subject}_{analysis}.tsv"
     wildcard_constraints:
         analysis=searchlights_with_permutations(True),
     resources:
         # A batch of permutations holds per-voxel statistics for many labellings.
         mem_mb=mem_mb_from_input(1500, 8),
         runtime=120,
-    log:
-        "logs/searchlight_permutations/{dataset}_sub-{subject}_{analysis}.log",
-    benchmark:
-        "logs/benchmark/searchlight_permutations/{dataset}_sub-{subject}_{analysis}.tsv"

@@ -8,19 +8,20 @@ rule reduce_subject:
         clean="results/{dataset}/sub-{subject}/clean.npy",
     output:
         reduced="results/{dataset}/sub-{subject}/pca_{n_components}.npy",
-    params:
-        n_components="{n_components}",
-        seed=reduction_seed,
-    threads: 1
-    resources:
-        mem_mb=mem_mb_from_input(300, 1.5),
-        runtime=30,
-    conda:
-        "../../envs/unsupervised.yaml"
+        provenance="results/{dataset}/sub-{subject}/reduce_subject.pca_{n_components}.provenance.json",
     log:
         "logs/reduce_subject/{dataset}_sub-{subject}_{n_components}.log",
     benchmark:
         "logs/benchmark/reduce_subject/{dataset}_sub-{subject}_{n_components}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_from_input(300, 1.5),
+        runtime=30,
+    params:
+        n_components="{n_components}",
+        seed=preprocess_setting("reduction_seed"),
     script:
         "../../scripts/reduce_subject.py"
 
@@ -54,18 +55,19 @@ rule group_ica:
             subcategory="{name}",
             labels={"figure": "component {index}"},
         ),
-    params:
-        analysis=ica_settings,
-    threads: 2
-    resources:
-        mem_mb=mem_mb_from_input(1000, 3),
-        runtime=120,
-    conda:
-        "../../envs/unsupervised.yaml"
+        provenance="results/{dataset}/group/ica/{name}/group_ica.provenance.json",
     log:
         "logs/group_ica/{dataset}_{name}.log",
     benchmark:
         "logs/benchmark/group_ica/{dataset}_{name}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb_from_input(1000, 3),
+        runtime=120,
+    params:
+        analysis=ica_entry,
     script:
         "../../scripts/group_ica.py"
 
@@ -90,19 +92,20 @@ rule parcellate:
             subcategory="{method}",
             labels={"clusters": "{n_clusters}", "figure": "parcels"},
         ),
-    params:
-        analysis=clustering_settings,
-        method="{method}",
-        n_clusters="{n_clusters}",
-    threads: 1
-    resources:
-        mem_mb=mem_mb_from_input(1000, 2),
-        runtime=120,
-    conda:
-        "../../envs/unsupervised.yaml"
+        provenance="results/{dataset}/group/clustering/{method}_{n_clusters}/parcellate.provenance.json",
     log:
         "logs/parcellate/{dataset}_{method}_{n_clusters}.log",
     benchmark:
         "logs/benchmark/parcellate/{dataset}_{method}_{n_clusters}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_from_input(1000, 2),
+        runtime=120,
+    params:
+        analysis=clustering_entry,
+        method="{method}",
+        n_clusters="{n_clusters}",
     script:
         "../../scripts/parcellate.py"

@@ -1,0 +1,360 @@
+"""The registry of classifiers: one entry per name the config may use.
+
+A classifier is chosen by name, never by evaluating text from the config.
+Each :class:`Classifier` entry knows everything the workflow needs of it:
+
+* how to build the scikit-learn estimator (the ``clf`` step of a
+  ``Pipeline``; ANOVA feature selection, when the entry asks for it, is a
+  step before it, so it is fitted inside each training fold);
+* which parameter a nested search tunes, and where it sits in the pipeline;
+* how to read per-voxel weights from a fitted model, for display;
+* which searchlight engine serves it (the exact naive Bayes path, the
+  general sphere-by-sphere path, or none), and whether that engine gives
+  permutation maps.
+
+:func:`make_classifier`, :func:`with_search`, :func:`display_weights`, the
+searchlight and the config schema's enums all read :data:`REGISTRY` (a test
+checks the schema against it). Adding a classifier is one entry here plus
+its test.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmriflow.errors import InputError
+
+#: Searchlight engines: the exact all-spheres-at-once naive Bayes path, and
+#: scikit-learn fitted sphere by sphere.
+SEARCHLIGHT_ENGINES = ("gnb", "sklearn")
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One registry entry.
+
+    Attributes
+    ----------
+    name : str
+        The name used in the config.
+    description : str
+        One line, for documentation and messages.
+    build : callable
+        ``build(seed, class_weight, n_classes, balance)`` returns the
+        unfitted scikit-learn classifier.
+    search_path : str
+        The parameter a nested search tunes, as a parameter of the pipeline
+        (``clf__C``, ``clf__alpha``, ``clf__var_smoothing``).
+    weights : callable
+        ``weights(fitted_classifier, classes)`` returns the per-feature
+        weights, shape ``(n_maps, n_features)``: one map for a binary
+        contrast (positive for ``classes[1]``), one per class otherwise.
+    one_vs_rest_display : bool
+        Multiclass display maps need one binary refit per class (the
+        classifier itself is one-vs-one).
+    anova : bool
+        ANOVA F-test feature selection precedes the classifier.
+    searchlight : str or None
+        The searchlight engine that serves it (see
+        :data:`SEARCHLIGHT_ENGINES`), or None if searchlights do not offer it.
+    permutation_maps : bool
+        Its searchlight engine also computes permutation maps.
+    """
+
+    name: str
+    description: str
+    build: Callable
+    search_path: str
+    weights: Callable
+    one_vs_rest_display: bool = False
+    anova: bool = False
+    searchlight: str | None = "sklearn"
+    permutation_maps: bool = False
+
+
+def _linear_svc_libsvm(seed, class_weight, n_classes, balance):
+    from sklearn.svm import SVC
+
+    return SVC(kernel="linear", C=1.0, class_weight=class_weight)
+
+
+def _linear_svc_liblinear(seed, class_weight, n_classes, balance):
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(C=1.0, class_weight=class_weight, random_state=seed, max_iter=10000)
+
+
+def _logistic_l1(seed, class_weight, n_classes, balance):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    model = LogisticRegression(
+        l1_ratio=1.0, solver="liblinear", C=1.0, class_weight=class_weight, random_state=seed
+    )
+    # liblinear is binary: one L1 model per class (one-vs-rest).
+    return OneVsRestClassifier(model)
+
+
+def _logistic_l2(seed, class_weight, n_classes, balance):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0, class_weight=class_weight, max_iter=5000)
+
+
+def _ridge(seed, class_weight, n_classes, balance):
+    from sklearn.linear_model import RidgeClassifier
+
+    return RidgeClassifier(alpha=1.0, class_weight=class_weight)
+
+
+def _naive_bayes(seed, class_weight, n_classes, balance):
+    from sklearn.naive_bayes import GaussianNB
+
+    # Naive Bayes has no class weights: balance means uniform priors.
+    return GaussianNB(priors=np.full(n_classes, 1.0 / n_classes) if balance else None)
+
+
+def coefficient_weights(clf, classes):
+    """``coef_`` of a linear model, one row per map."""
+    return np.atleast_2d(clf.coef_)
+
+
+def one_vs_rest_weights(clf, classes):
+    """``coef_`` of each binary model of a ``OneVsRestClassifier``."""
+    return np.vstack([estimator.coef_ for estimator in clf.estimators_])
+
+
+def naive_bayes_weights(clf, classes):
+    """Differences of class means over the pooled standard deviation.
+
+    Binary: the second class's mean minus the first's; multiclass: each
+    class's mean minus the mean of the class means.
+    """
+    pooled = np.sqrt(clf.var_.mean(axis=0))
+    if len(classes) == 2:
+        return ((clf.theta_[1] - clf.theta_[0]) / pooled)[None]
+    return (clf.theta_ - clf.theta_.mean(axis=0)) / pooled
+
+
+REGISTRY = {
+    entry.name: entry
+    for entry in (
+        Classifier(
+            "svc",
+            "linear-kernel SVC (libsvm), as in the nilearn tutorial",
+            _linear_svc_libsvm,
+            "clf__C",
+            coefficient_weights,
+            one_vs_rest_display=True,
+        ),
+        Classifier(
+            "linear_svc",
+            "linear SVM (liblinear, squared hinge)",
+            _linear_svc_liblinear,
+            "clf__C",
+            coefficient_weights,
+        ),
+        Classifier(
+            "logreg_l1",
+            "L1-penalized logistic regression (liblinear, one-vs-rest)",
+            _logistic_l1,
+            "clf__estimator__C",
+            one_vs_rest_weights,
+        ),
+        Classifier(
+            "logreg_l2",
+            "L2-penalized logistic regression (lbfgs)",
+            _logistic_l2,
+            "clf__C",
+            coefficient_weights,
+        ),
+        Classifier(
+            "ridge",
+            "ridge classifier",
+            _ridge,
+            "clf__alpha",
+            coefficient_weights,
+        ),
+        Classifier(
+            "gnb",
+            "Gaussian naive Bayes",
+            _naive_bayes,
+            "clf__var_smoothing",
+            naive_bayes_weights,
+            searchlight="gnb",
+            permutation_maps=True,
+        ),
+        Classifier(
+            "anova_svc",
+            "ANOVA F-test feature selection then linear-kernel SVC, as in Abraham et al. (2014)",
+            _linear_svc_libsvm,
+            "clf__C",
+            coefficient_weights,
+            one_vs_rest_display=True,
+            anova=True,
+            searchlight=None,
+        ),
+    )
+}
+
+
+def get(name):
+    """The registry entry of ``name``, or an :class:`InputError` listing the names."""
+    if name not in REGISTRY:
+        raise InputError(
+            f"classifier {name!r}", "unknown classifier", f"Choose one of {sorted(REGISTRY)}"
+        )
+    return REGISTRY[name]
+
+
+def names(searchlight=False, permutation_maps=False):
+    """Registry names, optionally only those a searchlight (with permutations) offers."""
+    return sorted(
+        name
+        for name, entry in REGISTRY.items()
+        if (not searchlight or entry.searchlight is not None)
+        and (not permutation_maps or entry.permutation_maps)
+    )
+
+
+def anova_selector(method="k", value=500, n_features=None):
+    """The ANOVA F-test selection step.
+
+    Parameters
+    ----------
+    method : {"k", "percentile"}
+        Keep a number of voxels, or a percentage of them.
+    value : float
+        The number (capped at ``n_features``) or the percentage (at most 100).
+    n_features : int, optional
+        Number of voxels available.
+
+    Returns
+    -------
+    sklearn.feature_selection.SelectKBest or SelectPercentile
+    """
+    from sklearn.feature_selection import SelectKBest, SelectPercentile, f_classif
+
+    if method == "percentile":
+        return SelectPercentile(f_classif, percentile=min(float(value), 100))
+    k = int(value)
+    return SelectKBest(f_classif, k=k if n_features is None else min(k, n_features))
+
+
+def make_classifier(
+    name,
+    seed=0,
+    balance=False,
+    n_classes=2,
+    n_features=None,
+    selection_method="k",
+    selection_value=500,
+):
+    """Build a registry classifier as a Pipeline whose last step is ``clf``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`REGISTRY`.
+    seed : int
+        Random state of estimators that use one.
+    balance : bool
+        Weight classes inversely to their frequency (``class_weight``), or
+        uniform priors for Gaussian naive Bayes.
+    n_classes : int
+        Number of classes (for naive Bayes priors).
+    n_features : int, optional
+        Number of voxels; ANOVA's ``k`` is capped at it.
+    selection_method, selection_value
+        ANOVA selection of entries that use it (see :func:`anova_selector`).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+    """
+    from sklearn.pipeline import Pipeline
+
+    entry = get(name)
+    clf = entry.build(seed, "balanced" if balance else None, n_classes, balance)
+    steps = [("clf", clf)]
+    if entry.anova:
+        steps.insert(0, ("anova", anova_selector(selection_method, selection_value, n_features)))
+    return Pipeline(steps)
+
+
+def with_search(pipeline, name, grid):
+    """Wrap a pipeline in a grid search with an inner leave-one-run-out.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        From :func:`make_classifier`.
+    name : str
+        Registry name (gives the parameter searched).
+    grid : list of float
+        Values of that parameter.
+
+    Returns
+    -------
+    sklearn.model_selection.GridSearchCV
+        To be fitted with ``groups`` (the training runs).
+    """
+    from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
+
+    path = get(name).search_path
+    return GridSearchCV(pipeline, {path: list(grid)}, cv=LeaveOneGroupOut(), scoring="accuracy")
+
+
+def display_weights(pipeline, X, y, name):
+    """Per-voxel weights of a model refitted on all data, for display only.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        From :func:`make_classifier` (without search).
+    X, y : numpy.ndarray
+        All samples of the analysis.
+    name : str
+        Registry name.
+
+    Returns
+    -------
+    maps : numpy.ndarray, shape (n_maps, n_features)
+        Binary: one map, positive for the second class (``classes[1]``).
+        Multiclass: one map per class (one-vs-rest). Zero outside the
+        voxels selected by ANOVA.
+    names : list of str
+        A title per map.
+    """
+    from sklearn.base import clone
+
+    entry = get(name)
+    classes = np.unique(y)
+    if len(classes) == 2:
+        maps = _fitted_weights(clone(pipeline).fit(X, y), entry, X.shape[1], classes)[:1]
+        return maps, [f"{classes[1]} vs {classes[0]}"]
+    if entry.one_vs_rest_display:
+        binary = np.array([0, 1])
+        maps = np.vstack(
+            [
+                _fitted_weights(
+                    clone(pipeline).fit(X, (y == c).astype(int)), entry, X.shape[1], binary
+                )
+                for c in classes
+            ]
+        )
+    else:
+        maps = _fitted_weights(clone(pipeline).fit(X, y), entry, X.shape[1], classes)
+    return maps, [f"{c} vs rest" for c in classes]
+
+
+def _fitted_weights(model, entry, n_features, classes):
+    """Weights of a fitted pipeline on all ``n_features`` (zero where ANOVA dropped)."""
+    coef = entry.weights(model.named_steps["clf"], classes)
+    full = np.zeros((coef.shape[0], n_features))
+    if "anova" in model.named_steps:
+        full[:, model.named_steps["anova"].get_support()] = coef
+    else:
+        full[:] = coef
+    return full

@@ -1,0 +1,215 @@
+"""The two PCA stages of CanICA: per subject (one cached job each), then the group."""
+
+import numpy as np
+
+from fmriflow.errors import InputError
+from fmriflow.streaming import RowBlocks, open_matrix, truncated_svd
+
+MODELS = ("canica", "concat")
+
+
+def subject_components(n_components, n_subject_components=None):
+    """Components kept per subject by the per-subject PCA: by default ``3 * n_components``.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of group components.
+    n_subject_components : int, optional
+        An explicit number (the config's ``n_subject_components``).
+
+    Returns
+    -------
+    int
+    """
+    return int(n_subject_components or 3 * n_components)
+
+
+def check_dimensions(
+    n_volumes, n_components, n_subject_components=None, model="canica", names=None
+):
+    """Check that the data can give the number of components asked for.
+
+    With ``model="canica"`` each subject contributes ``n_subject_components``
+    rows to the group matrix, so a subject needs at least that many volumes
+    and the group at least ``n_components`` rows (too few subjects for the
+    components); with ``model="concat"`` the group matrix has one row per
+    volume of every subject.
+
+    Parameters
+    ----------
+    n_volumes : sequence of int
+        Number of volumes (rows of ``clean.npy``) of each subject.
+    n_components : int
+        Number of group components.
+    n_subject_components : int, optional
+        Components kept per subject (``model="canica"``); default
+        ``n_components``.
+    model : {"canica", "concat"}
+        The group model.
+    names : sequence of str, optional
+        Subject names for the messages.
+
+    Raises
+    ------
+    InputError
+        When a subject has fewer volumes than its components, or the group
+        fewer rows than the components.
+    """
+    if model not in MODELS:
+        raise InputError(
+            f"group ICA model {model!r}",
+            f"unknown model; expected one of {list(MODELS)}",
+            "Fix it",
+        )
+    n_volumes = [int(n) for n in n_volumes]
+    names = (
+        [str(n) for n in names]
+        if names is not None
+        else [str(i + 1) for i in range(len(n_volumes))]
+    )
+    if int(n_components) < 1:
+        raise InputError(
+            "n_components", f"{n_components} components asked for", "Ask for at least 1"
+        )
+    if model == "canica":
+        per_subject = int(n_subject_components or n_components)
+        for name, n in zip(names, n_volumes, strict=True):
+            if n < per_subject:
+                raise InputError(
+                    f"subject {name}",
+                    f"it has {n} volumes, fewer than the {per_subject} components kept "
+                    "per subject",
+                    "Lower n_subject_components to at most the shortest scan's "
+                    "number of volumes, or leave this subject out",
+                )
+        rows = per_subject * len(n_volumes)
+        if rows < n_components:
+            raise InputError(
+                "group ICA",
+                f"too few subjects for {n_components} components: {len(n_volumes)} "
+                f"subject(s) x {per_subject} components each give {rows} group rows, "
+                f"fewer than the {n_components} components asked for",
+                "Add subjects, raise n_subject_components or ask for fewer components",
+            )
+    elif sum(n_volumes) < n_components:
+        raise InputError(
+            "group ICA",
+            f"too few volumes for {n_components} components: the {len(n_volumes)} "
+            f"subject(s) have {sum(n_volumes)} volumes in all",
+            "Add subjects or ask for fewer components",
+        )
+
+
+def reduce_subject(data, n_components, seed=0, standardize=False, solver="auto"):
+    """Principal components of one subject's matrix (stage 1, cached per subject).
+
+    Parameters
+    ----------
+    data : numpy.ndarray or path, shape (n_volumes, n_voxels)
+        The cleaned matrix (``clean.npy``; memory-mapped is fine, it is read
+        in chunks of :data:`CHUNK_ROWS` volumes). Columns are centered first.
+    n_components : int
+        Number of components kept (``n_subject_components``; 3 x the group
+        ``n_components`` is a good default).
+    seed : int, default=0
+        Seed of the randomized SVD.
+    standardize : bool, default=False
+        Also scale each voxel to unit variance (the workflow's ``clean.npy``
+        usually already is).
+    solver : {"auto", "exact", "randomized"}, default="auto"
+        See :func:`truncated_svd`. With "auto", scans shorter than about
+        ``18 (n_components + 10)`` volumes get the exact solver (cheaper
+        there), longer ones the seeded randomized SVD.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_components, n_voxels), float32
+        ``S[:, None] * Vt``: the subject's principal spatial patterns scaled
+        by their singular values, largest first. The row norms are the
+        singular values. Save it with ``numpy.save`` (or
+        :func:`fmriflow.io.save_npy`) and give the arrays or paths to the
+        group functions.
+    """
+    matrix = open_matrix(data)
+    check_dimensions([matrix.shape[0]], n_components, n_components)
+    if n_components > matrix.shape[1]:
+        raise InputError(
+            "reduce_subject",
+            f"{n_components} components asked for from {matrix.shape[1]} voxels",
+            "Keep fewer components per subject",
+        )
+    blocks = RowBlocks([matrix], center=True, standardize=standardize)
+    singular_values, components = truncated_svd(blocks, n_components, seed, solver)
+    return (singular_values[:, None] * components).astype(np.float32)
+
+
+def group_blocks(subjects, model, cca):
+    """The group matrix of a model, as row blocks."""
+    if model not in MODELS:
+        raise InputError(
+            f"group ICA model {model!r}",
+            f"unknown model; expected one of {list(MODELS)}",
+            "Fix it",
+        )
+    if model == "concat":
+        return RowBlocks(subjects, standardize=True)
+    return RowBlocks(subjects, normalize_rows=cca)
+
+
+def check_group_rows(blocks, n_components, model):
+    """Raise :class:`InputError` if the group matrix has fewer rows than components."""
+    if blocks.n_rows >= n_components and blocks.n_columns >= n_components:
+        return
+    n_subjects = len(blocks.sources)
+    if blocks.n_columns < n_components:
+        problem = (
+            f"the mask has {blocks.n_columns} voxels, fewer than the {n_components} components"
+        )
+        fix = "Ask for fewer components"
+    elif model == "canica":
+        problem = (
+            f"too few subjects for {n_components} components: {n_subjects} subject(s) give "
+            f"{blocks.n_rows} subject components in all ({', '.join(map(str, blocks.row_counts))})"
+        )
+        fix = "Add subjects, keep more components per subject or ask for fewer group components"
+    else:
+        problem = (
+            f"too few volumes for {n_components} components: {n_subjects} subject(s) have "
+            f"{blocks.n_rows} volumes in all"
+        )
+        fix = "Add subjects or ask for fewer components"
+    raise InputError("group decomposition", problem, fix)
+
+
+def group_pca(subjects, n_components, model="canica", cca=True, seed=0, solver="auto"):
+    """Group PCA: the leading spatial components of the stacked subjects.
+
+    Parameters
+    ----------
+    subjects : sequence of numpy.ndarray or path
+        ``model="canica"``: the subjects' reductions from
+        :func:`reduce_subject`. ``model="concat"``: their cleaned
+        ``(time, voxel)`` matrices, z-scored here (per subject and voxel).
+    n_components : int
+        Number of components.
+    model : {"canica", "concat"}, default="canica"
+        Which group matrix.
+    cca : bool, default=True
+        ``model="canica"`` only: scale every subject component to unit norm
+        before the group SVD, so each counts the same (CanICA's canonical
+        correlation step).
+    seed : int, default=0
+        Seed of the randomized SVD.
+    solver : {"auto", "exact", "randomized"}, default="auto"
+        See :func:`truncated_svd`.
+
+    Returns
+    -------
+    singular_values : numpy.ndarray, shape (n_components,)
+    components : numpy.ndarray, shape (n_components, n_voxels)
+        Orthonormal spatial components, float64.
+    """
+    blocks = group_blocks(subjects, model, cca)
+    check_group_rows(blocks, n_components, model)
+    return truncated_svd(blocks, n_components, seed, solver)

@@ -1,0 +1,132 @@
+"""Searchlight decoding: a cross-validated accuracy for the sphere around every voxel.
+
+The package, by what it holds:
+
+* :mod:`~fmriflow.searchlight.spheres` — nilearn's spheres on any grid
+  (:func:`make_spheres`), as a sparse ``(centre, voxel)`` matrix;
+* :mod:`~fmriflow.searchlight.gnb` and
+  :mod:`~fmriflow.searchlight.gnb_scoring` — Gaussian naive Bayes in every
+  sphere at once, exactly (the scores equal ``nilearn.decoding.SearchLight``
+  with ``GaussianNB``, predictions too close to call made by scikit-learn);
+* :mod:`~fmriflow.searchlight.permutations` — its permutation maps (labels
+  permuted within runs) with a max-statistic family-wise threshold;
+* :mod:`~fmriflow.searchlight.estimator` — any scikit-learn classifier
+  fitted sphere by sphere (nilearn's scores);
+* :mod:`~fmriflow.searchlight.outputs` — maps and tables of the results.
+
+:func:`searchlight_scores` picks the engine a registry classifier names
+(:mod:`fmriflow.classifiers`).
+"""
+
+import numpy as np
+
+from fmriflow.errors import InputError
+from fmriflow.searchlight.estimator import searchlight
+from fmriflow.searchlight.gnb import gnb_searchlight
+from fmriflow.searchlight.outputs import best_spheres, to_volume
+from fmriflow.searchlight.permutations import (
+    gnb_permutation_test,
+    permute_within_runs,
+    summarize_permutations,
+)
+from fmriflow.searchlight.scores import PermutationResult, SearchlightResult
+from fmriflow.searchlight.spheres import (
+    Spheres,
+    check_radius,
+    make_spheres,
+    voxel_sizes,
+    world_coordinates,
+)
+
+__all__ = [
+    "PermutationResult",
+    "SearchlightResult",
+    "Spheres",
+    "best_spheres",
+    "check_radius",
+    "gnb_permutation_test",
+    "gnb_searchlight",
+    "make_spheres",
+    "permute_within_runs",
+    "searchlight",
+    "searchlight_scores",
+    "summarize_permutations",
+    "to_volume",
+    "voxel_sizes",
+    "world_coordinates",
+]
+
+
+def searchlight_scores(
+    X,
+    y,
+    runs,
+    spheres,
+    classifier="gnb",
+    cv=None,
+    balance=False,
+    seed=0,
+    n_permutations=0,
+    alpha=0.05,
+    n_jobs=1,
+):
+    """Searchlight accuracies of a registry classifier, by its searchlight engine.
+
+    Parameters
+    ----------
+    X, y, runs, spheres, cv, n_jobs
+        As in :func:`searchlight`.
+    classifier : str
+        A name of :data:`fmriflow.classifiers.REGISTRY`. Its entry says which
+        engine serves it: ``"gnb"``, the exact all-spheres naive Bayes path
+        (:func:`gnb_searchlight`, :func:`gnb_permutation_test`), or
+        ``"sklearn"``, scikit-learn fitted sphere by sphere (:func:`searchlight`).
+    balance : bool
+        As in :func:`fmriflow.classifiers.make_classifier`.
+    seed : int
+        Random state of estimators that use one, and of the permutations.
+    n_permutations : int
+        Label permutations within runs (engines with permutation maps only).
+    alpha : float
+        Family-wise error rate of the permutation threshold.
+
+    Returns
+    -------
+    SearchlightResult, or PermutationResult with permutations
+    """
+    from fmriflow import classifiers
+
+    entry = classifiers.get(classifier)
+    if entry.searchlight is None or (n_permutations and not entry.permutation_maps):
+        offered = classifiers.names(searchlight=True, permutation_maps=bool(n_permutations))
+        raise InputError(
+            f"searchlight classifier {classifier!r}",
+            "no searchlight engine serves it" + (" with permutations" if n_permutations else ""),
+            f"Choose one of {offered}",
+        )
+    n_classes = len(np.unique(np.asarray(y)))
+    pipeline = classifiers.make_classifier(
+        classifier,
+        seed=seed,
+        balance=balance,
+        n_classes=n_classes,
+        n_features=int(spheres.sizes.min()),
+    )
+    if entry.searchlight == "sklearn":
+        return searchlight(X, y, runs, spheres, pipeline, cv, n_jobs=n_jobs)
+    gnb = pipeline.named_steps["clf"]
+    if n_permutations:
+        return gnb_permutation_test(
+            X,
+            y,
+            runs,
+            spheres,
+            n_permutations,
+            seed=seed,
+            cv=cv,
+            var_smoothing=gnb.var_smoothing,
+            priors=gnb.priors,
+            alpha=alpha,
+            n_jobs=n_jobs,
+        )
+    return gnb_searchlight(X, y, runs, spheres, cv, gnb.var_smoothing, gnb.priors, n_jobs=n_jobs)

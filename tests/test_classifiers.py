@@ -1,0 +1,46 @@
+"""The classifier registry: the one list every part of the workflow reads."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from fmriflow import classifiers
+from fmriflow.errors import InputError
+from fmriflow.schema import load_schema
+
+
+def test_the_schema_offers_exactly_the_registry():
+    defs = load_schema()["$defs"]
+    assert sorted(defs["classifier"]["enum"]) == classifiers.names()
+    searchlight = defs["searchlight"]
+    assert sorted(searchlight["properties"]["classifier"]["enum"]) == classifiers.names(
+        searchlight=True
+    )
+    # Permutation maps only where the classifier's engine computes them.
+    with_permutations = searchlight["if"]["properties"]["classifier"]["not"]["enum"]
+    assert sorted(with_permutations) == classifiers.names(searchlight=True, permutation_maps=True)
+
+
+def test_every_engine_is_known():
+    for entry in classifiers.REGISTRY.values():
+        assert entry.searchlight in (*classifiers.SEARCHLIGHT_ENGINES, None), entry.name
+        assert not entry.permutation_maps or entry.searchlight is not None
+
+
+@pytest.mark.parametrize("name", classifiers.names())
+def test_each_entry_builds_searches_and_reads_weights(name, rng):
+    X = rng.standard_normal((40, 12))
+    for n_classes in (2, 3):
+        y = np.array(list("abc"[:n_classes]) * 40)[:40]
+        pipeline = classifiers.make_classifier(name, n_classes=n_classes, selection_value=6)
+        # The searched parameter is a parameter of the pipeline.
+        search = classifiers.with_search(pipeline, name, [0.5, 1.0])
+        assert set(search.param_grid) <= set(clone(pipeline).get_params())
+        maps, titles = classifiers.display_weights(pipeline, X, y, name)
+        assert maps.shape == (1 if n_classes == 2 else n_classes, X.shape[1])
+        assert len(titles) == len(maps) and np.isfinite(maps).all()
+
+
+def test_unknown_name_lists_the_registry():
+    with pytest.raises(InputError, match="Choose one of"):
+        classifiers.make_classifier("random_forest")
