@@ -77,92 +77,109 @@ def write_config(tmp_path, mutate):
     return path
 
 
+#: Config errors the schema catches: types, unknown and renamed keys, conditions.
+SCHEMA_ERRORS = [
+    (
+        lambda c: c["datasets"]["simtask"].update(colour="blue"),
+        ["datasets.simtask", "'colour' was unexpected"],
+    ),
+    (
+        lambda c: c["datasets"]["simtask"]["simulate"].update(n_subjects="three"),
+        ["datasets.simtask.simulate.n_subjects", "'three' is not of type 'integer'"],
+    ),
+    (
+        lambda c: c["datasets"]["simtask"].update(source="ftp"),
+        ["datasets.simtask.source", "'ftp' is not one of"],
+    ),
+    (
+        lambda c: c["datasets"]["simrest"]["preprocess"]["clean"].update(low_pass="fast"),
+        ["datasets.simrest.preprocess.clean.low_pass", "'fast' is not of type"],
+    ),
+    # Renamed keys and values: one message naming the new name.
+    (
+        lambda c: c["decoding"][0].update(mask="roi"),
+        ["decoding[0].mask", "'mask' was renamed to 'voxels'"],
+    ),
+    (
+        lambda c: c["searchlight"][0].update(centres="brain"),
+        ["searchlight[0].centres", "formerly called brain"],
+    ),
+    (
+        lambda c: c["datasets"].update(
+            lab={"source": "local", "local": {"subjects": ["01"], "bold": "b.nii", "mask": "m"}}
+        ),
+        ["datasets.lab.local.mask", "'mask' was renamed to 'roi'"],
+    ),
+    # Conditions the schema states once.
+    (
+        lambda c: c["decoding"][0].update(cv={"scheme": "kfold_volumes"}),
+        ["decoding[0].cv.allow_leaky", "kfold_volumes splits neighbouring"],
+    ),
+    (
+        lambda c: c["decoding"][1].update(
+            feature_selection={"method": "percentile", "value": 150}
+        ),
+        ["decoding[1].feature_selection.value", "a percentile must be at most 100"],
+    ),
+    (
+        lambda c: c["searchlight"][1].update(permutations=10),
+        ["searchlight[1].permutations", "fast naive Bayes path only"],
+    ),
+    (
+        lambda c: c["datasets"].update(lab={"source": "local", "local": {"bold": "b.nii"}}),
+        ["datasets.lab.local", "subjects"],
+    ),
+]
+
+#: Config errors across entries, or about the data, that the workflow catches at parse time.
+WORKFLOW_ERRORS = [
+    (
+        lambda c: c["datasets"].update(
+            haxby={"source": "fetch", "fetch": {"fetcher": "haxby", "subjects": [7]}}
+        ),
+        ["haxby", "unknown subject(s) ['7']", "fetch.subjects"],
+    ),
+    (
+        lambda c: c["decoding"][1].update(name="face_vs_house"),
+        ["decoding", "['face_vs_house'] used more than once"],
+    ),
+    (
+        lambda c: c["decoding"][0].update(dataset="simrest"),
+        ["decoding[0].dataset", "resting-state data"],
+    ),
+    (
+        lambda c: c["searchlight"].append(
+            {"name": "x", "dataset": "nowhere", "labels": ["face", "house"]}
+        ),
+        ["searchlight[2].dataset", "unknown dataset 'nowhere'"],
+    ),
+    (
+        lambda c: c["datasets"]["simrest"]["preprocess"].update(mask="roi"),
+        ["datasets.simrest.preprocess.mask", "a subject ROI", "'simrest' does not have"],
+    ),
+    (
+        lambda c: c["datasets"]["simtask"]["preprocess"].update(clean={"confounds": ["csf"]}),
+        ["datasets.simtask.preprocess.clean.confounds", "confounds"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "fragments"), SCHEMA_ERRORS)
+def test_the_schema_names_the_faulty_key(mutate, fragments):
+    """The validation the workflow runs first (fmriflow.schema), here in-process."""
+    from fmriflow.errors import InputError
+    from fmriflow.schema import validate
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    mutate(config)
+    with pytest.raises(InputError) as info:
+        validate(config)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
 @pytest.mark.parametrize(
-    ("mutate", "fragments"),
-    [
-        (
-            lambda c: c["datasets"]["simtask"].update(colour="blue"),
-            ["datasets.simtask", "'colour' was unexpected"],
-        ),
-        (
-            lambda c: c["datasets"]["simtask"]["simulate"].update(n_subjects="three"),
-            ["datasets.simtask.simulate.n_subjects", "'three' is not of type 'integer'"],
-        ),
-        (
-            lambda c: c["datasets"]["simtask"].update(source="ftp"),
-            ["datasets.simtask.source", "'ftp' is not one of"],
-        ),
-        (
-            lambda c: c["datasets"]["simrest"]["preprocess"]["clean"].update(low_pass="fast"),
-            ["datasets.simrest.preprocess.clean.low_pass", "'fast' is not of type"],
-        ),
-        (
-            lambda c: c["datasets"].update(
-                haxby={"source": "fetch", "fetch": {"fetcher": "haxby", "subjects": [7]}}
-            ),
-            ["haxby", "unknown subject(s) ['7']", "fetch.subjects"],
-        ),
-        # Renamed keys and values: one message naming the new name.
-        (
-            lambda c: c["decoding"][0].update(mask="roi"),
-            ["decoding[0].mask", "'mask' was renamed to 'voxels'"],
-        ),
-        (
-            lambda c: c["searchlight"][0].update(centres="brain"),
-            ["searchlight[0].centres", "formerly called brain"],
-        ),
-        (
-            lambda c: c["datasets"].update(
-                lab={
-                    "source": "local",
-                    "local": {"subjects": ["01"], "bold": "b.nii", "mask": "m"},
-                }
-            ),
-            ["datasets.lab.local.mask", "'mask' was renamed to 'roi'"],
-        ),
-        # Conditions the schema states once.
-        (
-            lambda c: c["decoding"][0].update(cv={"scheme": "kfold_volumes"}),
-            ["decoding[0].cv.allow_leaky", "kfold_volumes splits neighbouring"],
-        ),
-        (
-            lambda c: c["decoding"][1].update(
-                feature_selection={"method": "percentile", "value": 150}
-            ),
-            ["decoding[1].feature_selection.value", "a percentile must be at most 100"],
-        ),
-        (
-            lambda c: c["searchlight"][1].update(permutations=10),
-            ["searchlight[1].permutations", "fast naive Bayes path only"],
-        ),
-        (
-            lambda c: c["datasets"].update(lab={"source": "local", "local": {"bold": "b.nii"}}),
-            ["datasets.lab.local", "subjects"],
-        ),
-        # Checks across entries.
-        (
-            lambda c: c["decoding"][1].update(name="face_vs_house"),
-            ["decoding", "['face_vs_house'] used more than once"],
-        ),
-        (
-            lambda c: c["decoding"][0].update(dataset="simrest"),
-            ["decoding[0].dataset", "resting-state data"],
-        ),
-        (
-            lambda c: c["searchlight"].append(
-                {"name": "x", "dataset": "nowhere", "labels": ["face", "house"]}
-            ),
-            ["searchlight[2].dataset", "unknown dataset 'nowhere'"],
-        ),
-        (
-            lambda c: c["datasets"]["simrest"]["preprocess"].update(mask="roi"),
-            ["datasets.simrest.preprocess.mask", "a subject ROI", "'simrest' does not have"],
-        ),
-        (
-            lambda c: c["datasets"]["simtask"]["preprocess"].update(clean={"confounds": ["csf"]}),
-            ["datasets.simtask.preprocess.clean.confounds", "confounds"],
-        ),
-    ],
+    ("mutate", "fragments"), SCHEMA_ERRORS[:1] + SCHEMA_ERRORS[4:5] + WORKFLOW_ERRORS
 )
 def test_invalid_config_fails_before_any_job(tmp_path, mutate, fragments):
     config = write_config(tmp_path, mutate)
