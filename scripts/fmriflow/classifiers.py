@@ -85,6 +85,20 @@ def _linear_svc_liblinear(seed, class_weight, n_classes, balance):
     return LinearSVC(C=1.0, class_weight=class_weight, random_state=seed, max_iter=10000)
 
 
+def _linear_svc_l1(seed, class_weight, n_classes, balance):
+    from sklearn.svm import LinearSVC
+
+    # The L1 penalty is solved in the primal (liblinear has no dual for it).
+    return LinearSVC(
+        penalty="l1",
+        dual=False,
+        C=1.0,
+        class_weight=class_weight,
+        random_state=seed,
+        max_iter=10000,
+    )
+
+
 def _logistic_l1(seed, class_weight, n_classes, balance):
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -152,6 +166,13 @@ REGISTRY = {
             "linear_svc",
             "linear SVM (liblinear, squared hinge)",
             _linear_svc_liblinear,
+            "clf__C",
+            coefficient_weights,
+        ),
+        Classifier(
+            "linear_svc_l1",
+            "L1-penalized linear SVM (liblinear), as in Abraham et al. (2014), Table 1",
+            _linear_svc_l1,
             "clf__C",
             coefficient_weights,
         ),
