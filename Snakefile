@@ -1,4 +1,5 @@
-# fmriflow: fMRI decoding, searchlight, group ICA and clustering as a workflow.
+# fmriflow: fMRI decoding, searchlight, encoding, reconstruction, group ICA and
+# clustering as a workflow.
 #
 #   snakemake --cores 2                         default config (simulated data)
 #   snakemake --cores 2 --configfile config/haxby.yaml
@@ -38,6 +39,8 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/decoding.smk"
 include: "workflow/rules/searchlight.smk"
 include: "workflow/rules/unsupervised.smk"
+include: "workflow/rules/encoding.smk"
+include: "workflow/rules/reconstruction.smk"
 include: "workflow/rules/report.smk"
 
 

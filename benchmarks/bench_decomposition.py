@@ -75,9 +75,7 @@ Run ``.venv/bin/python benchmarks/bench_decomposition.py [--quick]``.
 """
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -93,6 +91,7 @@ from measuring import (
     measure_call,
     memory_status,
     spawn_pool,
+    thread_environment,
     verdict,
     warm_page_cache,
 )
@@ -285,23 +284,9 @@ def measure_group(method, paths, out, settings):
     return measurement
 
 
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
 def one_thread_environment(active=True):
     """Spawn children with one BLAS/OpenMP thread, as the workflow's jobs run."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    if active:
-        os.environ.update({name: "1" for name in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return thread_environment(1, active)
 
 
 def run_stage1(paths, workdir, n_subject_components, workers=2):

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from measuring import add_run_options, in_spawned_process, measure_call, verdict
+from measuring import add_run_options, best_runs, in_spawned_process, measure_call, verdict
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 RADIUS = 5.6
@@ -276,11 +276,7 @@ def run_all(specs, repeat):
             result = measure_in_child(spec)
             runs[name].append(result)
             print(f"  {name:<42} {result['seconds']:8.2f} s", flush=True)
-    best = {}
-    for name, results in runs.items():
-        fastest = min(results, key=lambda r: r["seconds"])
-        best[name] = {**fastest, "peak": max(r["peak"] for r in results)}
-    return best
+    return best_runs(runs)
 
 
 def subset_columns(brain, centres_file):

@@ -8,7 +8,9 @@ threads (``getrusage``) and its resident memory (``VmRSS`` after imports,
 """
 
 import concurrent.futures
+import contextlib
 import multiprocessing
+import os
 import resource
 import time
 from pathlib import Path
@@ -91,3 +93,32 @@ def add_run_options(parser, data_dir=True):
             type=Path,
             help="keep the generated data here and reuse it (default: temp)",
         )
+
+
+#: Environment variables that set the thread count of numerical libraries.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def thread_environment(n_threads=1, active=True):
+    """Spawn children with ``n_threads`` BLAS/OpenMP threads (1: as the workflow's jobs run)."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    if active:
+        os.environ.update({name: str(n_threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def best_runs(runs):
+    """Of repeated measurements (name -> list of results), the fastest, with the largest peak."""
+    best = {}
+    for name, results in runs.items():
+        fastest = min(results, key=lambda r: r["seconds"])
+        best[name] = {**fastest, "peak": max(r["peak"] for r in results)}
+    return best

@@ -9,7 +9,7 @@ their sha256.
 import nilearn
 
 from fmriflow.dataset import write_description
-from fmriflow.fetch import FETCHED_KIND, fetch_subjects, record_checksums
+from fmriflow.fetch import FETCHED_KIND, MIYAWAKI_SHAPE, fetch_subjects, record_checksums
 from fmriflow.fetch import download as fetch_files
 from fmriflow.node import Node, Param, run
 from fmriflow.simulate import HAXBY_CATEGORIES
@@ -17,6 +17,11 @@ from fmriflow.simulate import HAXBY_CATEGORIES
 DATASET_FACTS = {
     "haxby": {"space": "native", "labels": list(HAXBY_CATEGORIES)},
     "adhd": {"space": "MNI152", "labels": []},
+    "miyawaki2008": {
+        "space": "native",
+        "labels": ["random", "figure"],
+        "stimulus": {"shape": list(MIYAWAKI_SHAPE), "features": "pixels"},
+    },
 }
 
 

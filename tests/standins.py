@@ -1,27 +1,40 @@
 """Tiny stand-ins for the datasets nilearn downloads, in nilearn's exact layout.
 
 The workflow fetches Haxby et al. (2001) with
-:func:`nilearn.datasets.fetch_haxby` and the 40-subject ADHD-200 rest sample
-with :func:`nilearn.datasets.fetch_adhd`. Both fetchers look for their files
-under ``<data_dir>/<dataset>/`` first and only download what is missing, so
-writing small files with the real names into that folder lets the real
-fetchers run offline: nothing is mocked in nilearn or in fmriflow.
+:func:`nilearn.datasets.fetch_haxby`, the 40-subject ADHD-200 rest sample
+with :func:`nilearn.datasets.fetch_adhd` and Miyawaki et al. (2008) with
+:func:`nilearn.datasets.fetch_miyawaki2008`. These fetchers look for their
+files under ``<data_dir>/<dataset>/`` first and only download what is
+missing, so writing small files with the real names into that folder lets
+the real fetchers run offline: nothing is mocked in nilearn or in fmriflow.
 
 What is real: the folder and file names, the file formats (NIfTI-1 gzip,
 space-separated ``labels.txt`` with its ``labels chunks`` header, the
 ``MD5SUMS`` format nilearn parses, the comma-separated phenotypic table with
 a numeric ``Subject`` column, the tab-separated ADHD regressors with their
-header), data types (Haxby int16, ADHD float32), the Haxby category names
-and block structure, and what differs between subjects (subject 6 of Haxby
-has no anatomical image; all ADHD subjects share one MNI grid).
+header, Miyawaki's header-less comma-separated label files with one row of
+100 integers per volume, -1 on rest, the 10 x 10 image in Fortran order),
+data types (Haxby int16, ADHD float32), the Haxby category names and block
+structure, what differs between subjects (subject 6 of Haxby has no
+anatomical image; all ADHD subjects share one MNI grid), and for Miyawaki
+the 12 figure and 20 random-pattern runs, the TR of 2 s and 3 mm voxels,
+and the 39 mask files (``mask.nii.gz`` and the 38 hemisphere / area /
+``lag`` ROIs) on the functional grid (TR and voxel size as published, not
+checked against the real files).
 
 What is simplified: grids are about 10 x 12 x 10 voxels instead of
-40 x 64 x 64 (Haxby) or 61 x 73 x 61 (ADHD); there are a few short runs
-instead of 12 runs of 121 volumes; intensities, masks and regressors are
-synthetic (a weak category signal inside the VT mask so that downstream
-analyses are not degenerate); the phenotypic table has only the
-``Subject`` column; the ``MD5SUMS`` hashes are those of archives of the
-stand-in files built in memory (never written), not of the real archives.
+40 x 64 x 64 (Haxby), 61 x 73 x 61 (ADHD) or the much larger Miyawaki
+scans; there are a few short runs instead of 12 runs of 121 volumes (Haxby)
+or much longer runs (Miyawaki); intensities, masks and regressors are
+synthetic (a weak category signal inside the VT mask, a weak retinotopic
+signal from :mod:`fmriflow.retinotopy` in the Miyawaki visual areas, so
+that downstream analyses are not degenerate); Miyawaki's blocks are 3
+volumes of image and 3 of rest, its figures are fmriflow's own bitmaps, its
+ROIs are carved out of three simulated areas (V3A and V4v from the V3-like
+one; the ``lag`` masks are bands of pRF eccentricity), its float32 data
+type is an assumption; the phenotypic table has only the ``Subject``
+column; the ``MD5SUMS`` hashes are those of archives of the stand-in files
+built in memory (never written), not of the real archives.
 """
 
 import gzip
@@ -33,6 +46,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from scipy.ndimage import binary_dilation
+
+from fmriflow import retinotopy
+from fmriflow.simulate import grid_affine
 
 #: Haxby's eight object categories, as spelled in ``labels.txt``.
 HAXBY_CATEGORIES = (
@@ -103,6 +120,27 @@ ADHD_AFFINE = np.array(
     ]
 )
 ADHD_TR = 2.0
+
+#: Miyawaki's runs: 12 figure runs, then 20 random-pattern runs (nilearn's order).
+MIYAWAKI_RUNS = (("figure", 12), ("random", 20))
+MIYAWAKI_SHAPE = (10, 12, 8)
+MIYAWAKI_VOXEL_SIZE = (3.0, 3.0, 3.0)
+MIYAWAKI_AFFINE = grid_affine(MIYAWAKI_SHAPE, MIYAWAKI_VOXEL_SIZE)
+MIYAWAKI_TR = 2.0
+#: Stand-in design: each run starts with rest, then image blocks alternate with rest.
+MIYAWAKI_BLOCK_VOLUMES = 3
+MIYAWAKI_REST_VOLUMES = 3
+#: Areas of the ``mask/`` ROIs: (simulated area, dorsal, band of the inferior-superior axis).
+MIYAWAKI_AREAS = {
+    "V1d": (1, True, None),
+    "V1v": (1, False, None),
+    "V2d": (2, True, None),
+    "V2v": (2, False, None),
+    "V3": (3, True, "inner"),
+    "V3A": (3, True, "outer"),
+    "VP": (3, False, "inner"),
+    "V4v": (3, False, "outer"),
+}
 
 
 def _save(data, affine, path, tr=None):
@@ -367,4 +405,205 @@ def make_adhd(download_dir, subjects=2, n_volumes=40, seed=0):
             folder / f"{subject}_rest_tshift_RPI_voreg_mni.nii.gz",
             tr=ADHD_TR,
         )
+    return root
+
+
+def miyawaki_truth(seed=0, shape=MIYAWAKI_SHAPE):
+    """The visual areas, brain and pRF map of the Miyawaki stand-in of ``seed``.
+
+    The same draws as :func:`make_miyawaki` makes first, so a test can
+    compare what it recovers from the stand-in with the truth.
+
+    Returns
+    -------
+    areas : numpy.ndarray of int8
+    brain : numpy.ndarray of bool
+    truth : dict
+        See :func:`fmriflow.retinotopy.retinotopic_map`.
+    rng : numpy.random.Generator
+        The generator after the map's draws.
+    """
+    rng = np.random.default_rng(seed)
+    areas, brain = retinotopy.visual_areas(shape)
+    truth = retinotopy.retinotopic_map(areas, retinotopy.STIMULUS_SHAPE, rng=rng)
+    return areas, brain, truth, rng
+
+
+def miyawaki_roi_masks(areas, truth):
+    """The stand-in ROI masks of ``mask/``, by file name (without ``mask.nii.gz``).
+
+    Hemispheres split the first axis (left: low indices, as in the RAS
+    affine); dorsal is the upper half of each area along the third axis.
+    V3 and V3A split the dorsal half of the V3-like area (V3A its topmost
+    slice), VP and V4v its ventral half (V4v its lowest slice). The
+    ``lagAtoB`` masks are eccentricity bands: each hemisphere's pRF voxels,
+    sorted by the distance of their pRF centre from the image centre, cut
+    into 11 bands of (nearly) equal size, ``lag0to1`` the most central, so
+    that none is empty.
+    """
+    from nilearn.datasets.func import miyawaki2008_file_mask
+
+    n_x = areas.shape[0]
+    left = np.zeros(areas.shape, dtype=bool)
+    left[: n_x // 2] = True
+    k = np.indices(areas.shape)[2]
+    has_prf = truth["has_prf"]
+    centre = [(n - 1) / 2 for n in retinotopy.STIMULUS_SHAPE]
+    eccentricity = np.hypot(truth["prf_row"] - centre[0], truth["prf_col"] - centre[1])
+    n_bands = 11
+    band = np.full(areas.shape, -1)
+    for hemisphere in (left, ~left):
+        voxels = np.flatnonzero(has_prf & hemisphere)
+        order = np.argsort(eccentricity.flat[voxels], kind="stable")
+        band.flat[voxels[order]] = np.arange(voxels.size) * n_bands // voxels.size
+    masks = {}
+    for name in miyawaki2008_file_mask()[1:]:
+        hemisphere = left if name.startswith("LH") else ~left
+        region = name[2:].removesuffix(".nii.gz")
+        if region.startswith("lag"):
+            low = int(region[3:].split("to")[0])
+            masks[name] = (band == low) & hemisphere
+            continue
+        area, dorsal, part = MIYAWAKI_AREAS[region]
+        voxels = areas == area
+        k_lo, k_hi = k[voxels].min(), k[voxels].max()
+        middle = (k_lo + k_hi) / 2
+        half = voxels & ((k > middle) if dorsal else (k <= middle))
+        if part is not None:
+            k_half = k[half]
+            edge = k_half.max() if dorsal else k_half.min()
+            outer = half & (k == edge)
+            half = outer if part == "outer" else half & ~outer
+        masks[name] = half & hemisphere
+    return masks
+
+
+def _pad_runs(design, pixels, n_volumes):
+    """Pad each run of a stimulus design with rest up to ``n_volumes``."""
+    designs, blocks = [], []
+    for _, run in design.groupby("run", sort=True):
+        rows = run.index.to_numpy()
+        extra = n_volumes - rows.size
+        first = run.iloc[0]
+        tail = pd.DataFrame(
+            {
+                "run": first["run"],
+                "split": first["split"],
+                "rest": 1,
+                "label": "rest",
+                "image": "rest",
+            },
+            index=range(extra),
+        )
+        designs.append(pd.concat([run, tail], ignore_index=True))
+        blocks.append(np.vstack([pixels[rows], np.zeros((extra, pixels.shape[1]), np.uint8)]))
+    return pd.concat(designs, ignore_index=True), np.vstack(blocks)
+
+
+def make_miyawaki(download_dir, n_volumes_random=45, n_volumes_figure=45, seed=0, snr=0.5):
+    """Write stand-ins of Miyawaki et al. (2008) where ``fetch_miyawaki2008`` looks.
+
+    Mimics the layout ``nilearn.datasets.fetch_miyawaki2008`` leaves after
+    extracting its archive, under ``<download_dir>/miyawaki2008/``:
+
+    * ``func/data_figure_run01.nii.gz`` .. ``run12`` and
+      ``func/data_random_run01.nii.gz`` .. ``run20``: 4D float32 images,
+      3 mm voxels, TR 2 s (in the header's fourth zoom, units mm and s);
+    * ``label/data_{figure,random}_runNN_label.csv``: one row per volume of
+      100 comma-separated integers, no header; ``-1`` everywhere on rest,
+      else the 0/1 image shown, flattened in Fortran order (so
+      ``np.reshape(row, (10, 10), order="F")`` is the image, row 0 on top);
+    * ``mask/``: every file of ``nilearn.datasets.func.miyawaki2008_file_mask()``
+      as a uint8 0/1 image on the functional grid: ``mask.nii.gz`` (the
+      visual areas grown by one voxel inside the brain) and the 38 ROIs of
+      :func:`miyawaki_roi_masks`;
+    * ``bg.nii.gz``: an int16 "anatomy" (a smooth ellipsoid) on a grid twice
+      as fine.
+
+    Simplified: a 10 x 12 x 8 grid; the signal is that of
+    :func:`fmriflow.retinotopy.simulate_bold` (a pRF in each voxel of three
+    V1-, V2-, V3-like areas; HRF peaking two volumes after the image, the
+    lag of nilearn's examples) at signal/noise ``snr``; every run starts
+    with 3 volumes of rest, then blocks of 3 volumes of one image alternate
+    with 3 of rest (random runs: a new random pattern per block; figure
+    runs: fmriflow's test figures in random order), padded with rest to the
+    run length.
+
+    Parameters
+    ----------
+    download_dir : str or pathlib.Path
+        The folder given to the fetcher as ``data_dir``.
+    n_volumes_random, n_volumes_figure : int
+        Volumes per random-pattern and per figure run (at least 9).
+    seed : int
+        Seed of every random draw (:func:`miyawaki_truth` gives the map).
+    snr : float
+        Signal/noise of the pRF voxels.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<download_dir>/miyawaki2008``.
+    """
+    from nilearn.datasets.func import miyawaki2008_file_mask
+
+    period = MIYAWAKI_BLOCK_VOLUMES + MIYAWAKI_REST_VOLUMES
+    lengths = {"random": int(n_volumes_random), "figure": int(n_volumes_figure)}
+    if min(lengths.values()) < MIYAWAKI_REST_VOLUMES + period:
+        raise ValueError(f"runs of {lengths} volumes are too short for one block")
+    areas, brain, truth, rng = miyawaki_truth(seed)
+    designs, stimuli = [], []
+    for kind, n_runs in MIYAWAKI_RUNS:
+        n_blocks = (lengths[kind] - MIYAWAKI_REST_VOLUMES) // period
+        design, pixels = retinotopy.stimulus_runs(
+            n_runs if kind == "random" else 0,
+            n_runs if kind == "figure" else 0,
+            MIYAWAKI_BLOCK_VOLUMES,
+            MIYAWAKI_REST_VOLUMES,
+            n_blocks,
+            rng,
+            retinotopy.STIMULUS_SHAPE,
+        )
+        design, pixels = _pad_runs(design, pixels, lengths[kind])
+        design["kind"] = kind
+        designs.append(design)
+        stimuli.append(pixels)
+    design = pd.concat(designs, ignore_index=True)
+    pixels = np.vstack(stimuli)
+    session_run = design["kind"] + design["run"].astype(str)
+    runs = pd.factorize(session_run)[0]
+    bold = retinotopy.simulate_bold(pixels, runs, brain, truth, MIYAWAKI_TR, snr, rng)
+
+    root = Path(download_dir) / "miyawaki2008"
+    shape = retinotopy.STIMULUS_SHAPE
+    for run in np.unique(runs):
+        rows = np.flatnonzero(runs == run)
+        kind = design["kind"].iloc[rows[0]]
+        number = design["run"].iloc[rows[0]]
+        _save(
+            np.ascontiguousarray(bold[..., rows]),
+            MIYAWAKI_AFFINE,
+            root / "func" / f"data_{kind}_run{number:02d}.nii.gz",
+            tr=MIYAWAKI_TR,
+        )
+        images = pixels[rows].reshape((rows.size,) + shape)
+        labels = images.transpose(0, 2, 1).reshape(rows.size, -1).astype(int)
+        labels[design["rest"].to_numpy()[rows] == 1] = -1
+        path = root / "label" / f"data_{kind}_run{number:02d}_label.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savetxt(path, labels, fmt="%d", delimiter=",", newline="\n")
+
+    names = miyawaki2008_file_mask()
+    mask = binary_dilation(truth["has_prf"]) & brain
+    _save(mask.astype(np.uint8), MIYAWAKI_AFFINE, root / "mask" / names[0])
+    for name, roi in miyawaki_roi_masks(areas, truth).items():
+        _save(roi.astype(np.uint8), MIYAWAKI_AFFINE, root / "mask" / name)
+
+    fine = tuple(2 * n for n in MIYAWAKI_SHAPE)
+    head = _ellipsoid(fine, [(n - 1) / 2 for n in fine], [n / 2 - 0.5 for n in fine])
+    anat = np.where(head, 300 + 20 * rng.standard_normal(fine), 0).astype(np.int16)
+    affine = MIYAWAKI_AFFINE.copy()
+    affine[:3, :3] /= 2
+    affine[:3, 3] -= np.diag(affine)[:3] / 2
+    _save(anat, affine, root / "bg.nii.gz")
     return root

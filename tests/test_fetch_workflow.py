@@ -7,11 +7,13 @@ that the Haxby and ADHD configs plan, and Haxby runs, without touching the
 network once the files are in nilearn's download folder.
 """
 
+import json
 import os
 import re
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from nilearn.datasets.func import adhd_ids
@@ -115,6 +117,10 @@ def analysis_rules(config):
         rules |= {"group_ica"} | ({"reduce_subject"} if analysis["method"] != "concat" else set())
     if config.get("clustering"):
         rules |= {"parcellate", "reduce_subject"}
+    if config.get("encoding"):
+        rules.add("encode")
+    if config.get("reconstruction"):
+        rules |= {"reconstruct", "reconstruct_models"}
     return rules | ({"provenance_table"} if rules else set())
 
 
@@ -127,6 +133,7 @@ def analysis_rules(config):
             lambda fetch: [str(s) for s in fetch["subjects"]],
         ),
         ("rest.yaml", "adhd", lambda fetch: list(adhd_ids())[: fetch["subjects"]]),
+        ("miyawaki.yaml", "miyawaki", lambda fetch: ["1"]),
     ],
 )
 def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, subjects):
@@ -134,6 +141,7 @@ def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, sub
     downloads = tmp_path / "downloads"
     standins.make_haxby(downloads, subjects=(1,))
     standins.make_adhd(downloads, subjects=1)
+    standins.make_miyawaki(downloads)
     workdir = tmp_path / "work"
     workdir.mkdir()
     configfile = REPO / "config" / config
@@ -147,13 +155,19 @@ def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, sub
         planned = sorted(s for r, d, s in jobs if r == rule and d == dataset)
         assert planned == sorted(expected_subjects), rule
     # The archives' optional files: Haxby's VT mask for everyone and an anatomy
-    # for all but subject 6; ADHD's regressors.
+    # for all but subject 6; ADHD's regressors; Miyawaki's visual-cortex mask,
+    # background and stimulus table.
     optional = {
         "haxby": {
             "import_download_roi": expected_subjects,
             "import_download_anat": [s for s in expected_subjects if s != "6"],
         },
         "adhd": {"import_download_confounds": expected_subjects},
+        "miyawaki": {
+            "import_download_roi": expected_subjects,
+            "import_download_anat": expected_subjects,
+            "import_download_stimuli": expected_subjects,
+        },
     }[dataset]
     for rule, files_of in optional.items():
         assert sorted(s for r, d, s in jobs if r == rule) == sorted(files_of), rule
@@ -209,5 +223,62 @@ def test_haxby_runs_offline_on_standins(offline_env, tmp_path):
         assert (data / "anat.nii.gz").exists() == (subject != "6")
 
     # Everything is up to date: a second plan has nothing to do.
+    again = snakemake(env, workdir, configfile, "-n")
+    assert "Nothing to be done" in again
+
+
+def test_miyawaki_runs_offline_on_standins(offline_env, tmp_path):
+    """Fetch, import, encode and reconstruct the Miyawaki stand-in with the network blocked."""
+    env, log = offline_env
+    downloads = tmp_path / "downloads"
+    standins.make_miyawaki(downloads, n_volumes_random=30, n_volumes_figure=30)
+    config = yaml.safe_load((REPO / "config" / "miyawaki.yaml").read_text())
+    config["download_dir"] = str(downloads)
+    config["encoding"][0] |= {"permutations": 5, "cv": {"scheme": "kfold_runs", "n_splits": 3}}
+    config["reconstruction"][0]["models"] = {"classifiers": ["logreg_l1"], "C": [0.05]}
+    config["reconstruction"][0]["cv"] = {"scheme": "kfold_runs", "n_splits": 3}
+    configfile = tmp_path / "miyawaki-standins.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    snakemake(env, workdir, configfile, "--cores", "2")
+
+    source = downloads / "miyawaki2008"
+    data = workdir / "data" / "miyawaki" / "sub-1"
+    stimuli = pd.read_csv(data / "stimuli.tsv", sep="\t")
+    events = pd.read_csv(data / "events.tsv", sep="\t")
+    # Reference: nilearn's order (12 figure runs, then 20 random runs), each
+    # label row reshaped in Fortran order, rows of -1 as rest.
+    names = [f"figure_run{i:02d}" for i in range(1, 13)]
+    names += [f"random_run{i:02d}" for i in range(1, 21)]
+    offset = 0
+    for run, name in enumerate(names, start=1):
+        labels = np.loadtxt(source / "label" / f"data_{name}_label.csv", delimiter=",", dtype=int)
+        rows = stimuli.iloc[offset : offset + len(labels)]
+        offset += len(labels)
+        assert (rows["run"] == run).all()
+        assert set(rows["split"]) == {"test" if name.startswith("figure") else "train"}
+        rest = (labels == -1).all(axis=1)
+        np.testing.assert_array_equal(rows["rest"].to_numpy(), rest.astype(int))
+        pixels = rows.filter(like="px_").to_numpy().reshape(-1, 10, 10)
+        expected = labels.reshape(-1, 10, 10, order="F").copy()
+        expected[rest] = 0
+        np.testing.assert_array_equal(pixels, expected)
+    assert offset == len(stimuli) == len(events)
+    bold = nib.load(data / "bold.nii.gz")
+    assert bold.shape[3] == len(stimuli)
+
+    results = workdir / "results" / "miyawaki" / "sub-1"
+    summary = json.loads((results / "encoding" / "pixels_ridge" / "summary.json").read_text())
+    assert summary["n_folds"] == 3 and summary["chance"]["r2_null_mean"] < 0.05
+    accuracy = pd.read_csv(
+        results / "reconstruction" / "pixels_logreg_l1" / "accuracy.tsv", sep="\t"
+    )
+    assert list(accuracy["scale"]) == ["1x1", "1x2", "2x1", "2x2", "combined"]
+    assert (accuracy["chance"] == 0.5).all()
+    # The sha256 of every fetched file is recorded, and checked on re-use.
+    description = json.loads((workdir / "data" / "miyawaki" / "dataset.json").read_text())
+    assert len(description["sha256"]) == 32 + 32 + 2
     again = snakemake(env, workdir, configfile, "-n")
     assert "Nothing to be done" in again

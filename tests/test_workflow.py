@@ -122,6 +122,14 @@ SCHEMA_ERRORS = [
         ["decoding[1].feature_selection.value", "a percentile must be at most 100"],
     ),
     (
+        lambda c: c["encoding"][0].update(cv={"scheme": "kfold_volumes"}),
+        ["encoding[0].cv.allow_leaky", "kfold_volumes splits neighbouring"],
+    ),
+    (
+        lambda c: c["reconstruction"][0].update(scales=[[1, 4]]),
+        ["reconstruction[0].scales", "4 is greater than the maximum"],
+    ),
+    (
         lambda c: c["searchlight"][1].update(permutations=10),
         ["searchlight[1].permutations", "fast naive Bayes path only"],
     ),
@@ -145,7 +153,15 @@ WORKFLOW_ERRORS = [
     ),
     (
         lambda c: c["decoding"][0].update(dataset="simrest"),
-        ["decoding[0].dataset", "resting-state data"],
+        ["decoding[0].dataset", "'simrest' is rest data", "no labels to decode"],
+    ),
+    (
+        lambda c: c["encoding"][0].update(dataset="simtask"),
+        ["encoding[0].dataset", "'simtask' is task data", "no stimulus table", "simvision"],
+    ),
+    (
+        lambda c: c["reconstruction"][0].update(classifier="gnb"),
+        ["reconstruction[0].classifier", "gnb has no C", "logreg_l1"],
     ),
     (
         lambda c: c["searchlight"].append(
@@ -198,6 +214,7 @@ def test_invalid_config_fails_before_any_job(tmp_path, mutate, fragments):
         ("config.yaml", "simulate_subject", "download"),
         ("haxby.yaml", "import_download", "simulate_subject"),
         ("rest.yaml", "import_download", "simulate_subject"),
+        ("miyawaki.yaml", "import_download_stimuli", "simulate_subject"),
     ],
 )
 def test_shipped_configs_plan_only_their_own_datasets(tmp_path, name, present, absent):
@@ -343,3 +360,88 @@ def test_searchlight_maps_equal_nilearn_on_the_cached_data(tiny_run):
     assert summary["n_centres"] == mask.sum() and summary["n_permutations"] == 20
     roi_map = nib.load(results / "searchlight" / "fh_svc_roi" / "accuracy.nii.gz").get_fdata()
     assert not roi_map[~roi].any() and roi_map[roi & mask].min() > 0
+
+
+def _stimulus_samples(tiny_run, voxels, lag, split, include_rest):
+    """Voxels and stimuli of the tiny stimulus subject, paired by hand from the files."""
+    import nibabel as nib
+    import pandas as pd
+
+    results = tiny_run / "results" / "simvision" / "sub-01"
+    data = tiny_run / "data" / "simvision" / "sub-01"
+    mask = nib.load(results / "mask.nii.gz").get_fdata() > 0
+    columns = np.ones(int(mask.sum()), bool)
+    if voxels == "roi":
+        columns = (nib.load(data / "roi.nii.gz").get_fdata() > 0)[mask]
+    clean = np.load(results / "clean.npy")[:, columns].astype(float)
+    stimuli = pd.read_csv(data / "stimuli.tsv", sep="\t")
+    pixels = stimuli.filter(like="px_").to_numpy(float)
+    bold_rows, stimulus_rows = [], []
+    for run in stimuli["run"].unique():
+        rows = np.flatnonzero(stimuli["run"] == run)
+        if stimuli["split"].iloc[rows[0]] != split:
+            continue
+        for volume, shown in zip(rows[lag:], rows[:-lag], strict=True):
+            if include_rest or not stimuli["rest"].iloc[shown]:
+                bold_rows.append(volume)
+                stimulus_rows.append(shown)
+    runs = stimuli["run"].to_numpy()[stimulus_rows]
+    return clean[bold_rows], pixels[stimulus_rows], runs
+
+
+def test_encoding_scores_equal_scikit_learn_on_the_cached_data(tiny_run):
+    """Held-out R² of every voxel is that of scikit-learn's Ridge with the chosen penalty."""
+    import json
+
+    import pandas as pd
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import GridSearchCV, GroupKFold, LeaveOneGroupOut
+
+    Y, X, runs = _stimulus_samples(tiny_run, "mask", 2, "train", include_rest=True)
+    folder = tiny_run / "results" / "simvision" / "sub-01" / "encoding" / "pixels"
+    voxels = pd.read_csv(folder / "voxels.tsv", sep="\t")
+    assert len(voxels) == Y.shape[1]
+    chosen = np.random.default_rng(0).choice(Y.shape[1], 12, replace=False)
+    predictions = np.zeros((len(Y), len(chosen)))
+    for train, test in LeaveOneGroupOut().split(X, Y, runs):
+        for index, voxel in enumerate(chosen):
+            search = GridSearchCV(Ridge(), {"alpha": [1.0, 100.0]}, cv=GroupKFold(3), scoring="r2")
+            search.fit(X[train], Y[train, voxel], groups=runs[train])
+            predictions[test, index] = search.predict(X[test])
+    reference = r2_score(Y[:, chosen], predictions, multioutput="raw_values")
+    np.testing.assert_allclose(voxels["r2"].to_numpy()[chosen], reference, rtol=1e-6, atol=1e-9)
+    # Voxels without a planted receptive field are at chance, those with one are found.
+    planted = voxels["true_prf_row"].notna()
+    assert voxels.loc[planted, "r2"].median() > 0.1
+    assert voxels.loc[~planted, "r2"].median() < 0.02
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["chance"]["r2_null_mean"] < 0.02
+    assert summary["truth"]["prf_centre_error_median"] < 1.0
+
+
+def test_reconstruction_accuracies_equal_scikit_learn_on_the_cached_data(tiny_run):
+    """Table 1 and the 1x1 reconstruction are scikit-learn's on the same samples and folds."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    X, pixels, runs = _stimulus_samples(tiny_run, "roi", 2, "train", include_rest=False)
+    folder = tiny_run / "results" / "simvision" / "sub-01" / "reconstruction" / "pixels"
+    table = pd.read_csv(folder / "models_folds.tsv", sep="\t")
+    model = LogisticRegression(C=0.05, max_iter=5000)
+    folds = list(GroupKFold(2).split(X, None, runs))
+    predicted = np.column_stack(
+        [cross_val_predict(model, X, pixels[:, p], cv=folds) for p in range(pixels.shape[1])]
+    )
+    expected = [np.mean(predicted[test] == pixels[test]) for _, test in folds]
+    np.testing.assert_allclose(table["accuracy"], expected)
+
+    X_test, pixels_test, _ = _stimulus_samples(tiny_run, "roi", 2, "test", include_rest=False)
+    decoder = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=0.1, random_state=0)
+    single = np.column_stack(
+        [decoder.fit(X, pixels[:, p]).predict(X_test) for p in range(pixels.shape[1])]
+    )
+    accuracy = pd.read_csv(folder / "accuracy.tsv", sep="\t").set_index("scale")
+    assert accuracy.loc["1x1", "accuracy"] == pytest.approx(np.mean(single == pixels_test))
+    assert accuracy.loc["combined", "accuracy"] > 0.6 > accuracy.loc["combined", "chance"]

@@ -3,8 +3,13 @@
 The library takes explicit, named parameters; only nodes know the shape of
 the config. Where two nodes unpack the same keys of an entry the same way
 (decoding and searchlight analyses both select labels and runs, and both
-cross-validate by run), the unpacking is written once, here.
+cross-validate by run; the reconstruction and its Table 1 both pair voxels
+with images), the unpacking is written once, here.
 """
+
+from dataclasses import dataclass
+
+import numpy as np
 
 from fmriflow import decoding
 
@@ -37,3 +42,115 @@ def subject_analysis(inputs, entry):
 def cross_validation(entry):
     """The splitter of an entry's ``cv`` section and ``seed`` (see ``decoding.make_cv``)."""
     return decoding.make_cv(**entry["cv"], seed=entry["seed"])
+
+
+def inner_cross_validation(entry, runs):
+    """The inner folds by run (``GroupKFold(inner_folds)``) that choose an encoding's penalties.
+
+    Parameters
+    ----------
+    entry : dict
+        The encoding entry (``inner_folds``, ``cv``).
+    runs : numpy.ndarray
+        The run of each training sample.
+
+    Returns
+    -------
+    sklearn.model_selection.GroupKFold
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from fmriflow.errors import InputError
+
+    outer = cross_validation(entry)
+    fewest = min(len(np.unique(runs[train])) for train, _ in outer.split(runs, runs, runs))
+    if fewest < entry["inner_folds"]:
+        raise InputError(
+            f"encoding entry {entry['name']!r}: inner_folds {entry['inner_folds']}",
+            f"an outer training set has only {fewest} runs, fewer than the inner folds",
+            f"Set inner_folds to at most {fewest}, or use fewer outer folds",
+        )
+    return GroupKFold(n_splits=entry["inner_folds"])
+
+
+def selection(entry):
+    """A reconstruction entry's ANOVA selection as ``(method, value)``, or None."""
+    chosen = entry["feature_selection"]
+    return None if chosen is None else (chosen["method"], chosen["value"])
+
+
+def pixel_model(entry, classifier, C, n_features):
+    """The decoder of one pixel or patch of a reconstruction entry."""
+    from fmriflow.reconstruction import make_pixel_model
+
+    return make_pixel_model(classifier, C, entry["seed"], selection(entry), n_features)
+
+
+@dataclass
+class ImageSamples:
+    """Voxels and the images seen, for one split of a reconstruction."""
+
+    X: object
+    images: object
+    runs: object
+    bold_rows: object
+
+
+def reconstruction_data(inputs, entry, shape):
+    """The training and test samples of a reconstruction entry (rest left out).
+
+    Parameters
+    ----------
+    inputs : mapping
+        The node's inputs: ``clean``, ``events``, ``stimuli``, ``mask`` and,
+        on the subject ROI, ``roi``.
+    entry : dict
+        The reconstruction entry (``lag_volumes``).
+    shape : tuple of int
+        The stimulus grid.
+
+    Returns
+    -------
+    train, test : ImageSamples
+    """
+    from fmriflow.errors import InputError
+    from fmriflow.stimuli import load_stimulus_analysis, split_pairs
+
+    if shape is None:
+        raise InputError(
+            inputs["stimuli"],
+            "reconstruction needs images, and the dataset's stimuli have no image grid",
+            "Give the dataset a stimulus grid (local.stimulus_shape)",
+        )
+    data = load_stimulus_analysis(
+        inputs["clean"],
+        inputs["events"],
+        inputs["stimuli"],
+        inputs["mask"],
+        shape,
+        inputs.get("roi"),
+    )
+    samples = []
+    for split in ("train", "test"):
+        pairs = split_pairs(data.stimuli, entry["lag_volumes"], split, False, inputs["stimuli"])
+        images = data.stimuli.images(pairs.stimulus_rows)
+        if not np.isin(images, (0, 1)).all():
+            raise InputError(
+                inputs["stimuli"],
+                "reconstruction decodes binary pixels, and some stimulus values are not 0 or 1",
+                "Binarize the images, or use an encoding analysis for graded features",
+            )
+        X = data.voxels(pairs.bold_rows)
+        samples.append(ImageSamples(X, images.astype(int), pairs.runs, pairs.bold_rows))
+    return tuple(samples)
+
+
+#: The inputs every encoding and reconstruction node reads (its Node declaration).
+STIMULUS_NODE_INPUTS = {
+    "clean": "clean.npy (time x voxel)",
+    "mask": "the preprocessing mask.nii.gz (matrix columns)",
+    "events": "the subject's events.tsv (runs)",
+    "stimuli": "the subject's stimuli.tsv",
+    "description": "dataset.json (the stimulus grid)",
+    "roi": "the subject's roi.nii.gz (analyses on the ROI's voxels)",
+}

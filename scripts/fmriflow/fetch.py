@@ -1,6 +1,6 @@
 """Download real datasets with nilearn's fetchers and convert them.
 
-Two datasets are supported:
+Three datasets are supported:
 
 * ``haxby`` — Haxby et al. (2001), subjects 1–6, through
   :func:`nilearn.datasets.fetch_haxby`: a block-design object-category task
@@ -14,6 +14,13 @@ Two datasets are supported:
   download (``nilearn.datasets.func.adhd_ids``), so the workflow can plan
   per-subject jobs before anything is fetched, and all subjects share one
   MNI grid, which group ICA and clustering need.
+* ``miyawaki2008`` — Miyawaki et al. (2008), one subject, through
+  :func:`nilearn.datasets.fetch_miyawaki2008`: 20 runs of random 10x10
+  binary patterns (training) and 12 runs of geometric figures and letters
+  (test), TR 2 s, with the visual-cortex mask and a background image. It
+  feeds the encoding and reconstruction stages (Abraham et al. 2014,
+  section 5). nilearn checks no checksum for this archive; the sha256
+  registry below is then the only check.
 
 nilearn checks the archives it knows checksums for and downloads into a
 temporary folder before moving files into place. On top of that, every
@@ -38,9 +45,18 @@ HAXBY_SUBJECTS = (1, 2, 3, 4, 5, 6)
 REGISTRY = "fmriflow-sha256.json"
 
 #: The kind of data each fetcher gives.
-FETCHED_KIND = {"haxby": "task", "adhd": "rest"}
+FETCHED_KIND = {"haxby": "task", "adhd": "rest", "miyawaki2008": "stimulus"}
 #: The optional canonical files each fetcher gives a subject, by role.
-FETCHED_ROLES = {"haxby": ("roi", "anat"), "adhd": ("confounds",)}
+FETCHED_ROLES = {
+    "haxby": ("roi", "anat"),
+    "adhd": ("confounds",),
+    "miyawaki2008": ("roi", "anat", "stimuli"),
+}
+#: Miyawaki et al. (2008): TR in seconds (the archive's headers are not
+#: relied upon), the stimulus grid, and the runs in nilearn's order.
+MIYAWAKI_TR = 2.0
+MIYAWAKI_SHAPE = (10, 10)
+MIYAWAKI_RUNS = (("figure", "test", 12), ("random", "train", 20))
 #: Haxby subjects whose archive has no anatomical image.
 HAXBY_WITHOUT_ANAT = ("6",)
 
@@ -78,18 +94,18 @@ def fetch_subjects(fetcher, subjects):
 
     Parameters
     ----------
-    fetcher : {"haxby", "adhd"}
+    fetcher : {"haxby", "adhd", "miyawaki2008"}
         Which dataset.
     subjects : list or int
-        Explicit subject labels, or (for ``adhd``) the number of subjects
-        to take in the fetcher's order.
+        Explicit subject labels (Miyawaki's one subject is ``1``), or (for
+        ``adhd``) the number of subjects to take in the fetcher's order.
 
     Returns
     -------
     list of str
     """
-    if fetcher == "haxby":
-        known = [str(s) for s in HAXBY_SUBJECTS]
+    if fetcher in ("haxby", "miyawaki2008"):
+        known = [str(s) for s in HAXBY_SUBJECTS] if fetcher == "haxby" else ["1"]
         labels = [str(s) for s in (known if subjects is None else subjects)]
     else:
         known = adhd_subjects()
@@ -125,7 +141,7 @@ def download(fetcher, subjects, data_dir, url=None):
 
     Parameters
     ----------
-    fetcher : {"haxby", "adhd"}
+    fetcher : {"haxby", "adhd", "miyawaki2008"}
         Which dataset.
     subjects : list of str
         Subject labels, checked with :func:`fetch_subjects`.
@@ -138,8 +154,10 @@ def download(fetcher, subjects, data_dir, url=None):
     -------
     dict
         ``{"tr": float, "files": {subject: {role: path}}}`` with roles
-        ``bold``, ``labels`` (haxby), ``roi`` (haxby), ``anat`` (haxby, not
-        subject 6) and ``confounds`` (adhd).
+        ``bold``, ``labels`` (haxby, miyawaki2008), ``roi`` (haxby,
+        miyawaki2008), ``anat`` (haxby, not subject 6; miyawaki2008) and
+        ``confounds`` (adhd). Miyawaki's ``bold`` and ``labels`` are lists
+        of the 32 runs' files, figure runs first, as nilearn orders them.
     """
     import requests
     from nilearn import datasets
@@ -154,6 +172,9 @@ def download(fetcher, subjects, data_dir, url=None):
             order = sorted({int(s) for s in subjects})
             bunch = datasets.fetch_haxby(data_dir=data_dir, subjects=order, url=url, verbose=1)
             files = {s: _haxby_files(bunch, order.index(int(s))) for s in subjects}
+        elif fetcher == "miyawaki2008":
+            bunch = datasets.fetch_miyawaki2008(data_dir=data_dir, url=url, verbose=1)
+            files = {"1": _miyawaki_files(bunch)}
         else:
             known = adhd_subjects()
             n_needed = max(known.index(s) for s in subjects) + 1
@@ -183,8 +204,27 @@ def download(fetcher, subjects, data_dir, url=None):
                 "server's copy may be damaged: use fetch.url to point at a mirror",
             ) from exc
         raise
-    files = {s: {k: str(v) for k, v in f.items() if v is not None} for s, f in files.items()}
-    return {"tr": float(bunch.t_r), "files": files}
+    files = {s: {k: _as_text(v) for k, v in f.items() if v is not None} for s, f in files.items()}
+    tr = MIYAWAKI_TR if fetcher == "miyawaki2008" else float(bunch.t_r)
+    return {"tr": tr, "files": files}
+
+
+def _as_text(paths):
+    return [str(p) for p in paths] if isinstance(paths, list | tuple) else str(paths)
+
+
+def _miyawaki_files(bunch):
+    return {
+        "bold": list(bunch.func),
+        "labels": list(bunch.label),
+        "roi": bunch.mask,
+        "anat": bunch.background,
+    }
+
+
+def role_paths(paths):
+    """The files of one role: a list of run files, or a single file."""
+    return list(paths) if isinstance(paths, list | tuple) else [paths]
 
 
 def _haxby_files(bunch, k):
@@ -219,7 +259,7 @@ def record_checksums(files, data_dir):
     registry = json.loads(registry_path.read_text()) if registry_path.exists() else {}
     checksums = {}
     for roles in files.values():
-        for path in roles.values():
+        for path in (p for paths in roles.values() for p in role_paths(paths)):
             digest = sha256sum(path)
             key = str(Path(path).resolve())
             if key in registry and registry[key] != digest:
@@ -271,8 +311,9 @@ def checked_download(description, description_path, subject, role):
 
     Returns
     -------
-    str
-        The path of the file in the download folder.
+    str or list of str
+        The path of the file in the download folder (the run files, in
+        order, for a role with one file per run).
     """
     files = description["files"]
     if subject not in files:
@@ -288,9 +329,10 @@ def checked_download(description, description_path, subject, role):
             f"(it has {sorted(files[subject])})",
             "Re-run the download rule (delete dataset.json to force it)",
         )
-    path = files[subject][role]
-    verify_checksum(path, description["sha256"][path])
-    return path
+    paths = files[subject][role]
+    for path in role_paths(paths):
+        verify_checksum(path, description["sha256"][path])
+    return paths
 
 
 def haxby_events(labels_path):
@@ -310,6 +352,113 @@ def haxby_events(labels_path):
             "This is not a Haxby labels.txt; re-download the dataset",
         )
     return pd.DataFrame({"label": frame["labels"].astype(str), "run": frame["chunks"].astype(int)})
+
+
+def miyawaki_run_labels(path, n_volumes):
+    """One run's Miyawaki label file as row-major pixels and rest flags.
+
+    A label file has one comma-separated row of 100 integers per volume: the
+    10x10 image in Fortran (column-major) order, 0/1 per pixel, or every
+    value -1 while no stimulus is shown (rest).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``label/data_{figure,random}_runNN_label.csv``.
+    n_volumes : int
+        Volumes of the run's image (rows required).
+
+    Returns
+    -------
+    pixels : numpy.ndarray, shape (n_volumes, 100)
+        Row-major pixels (0 on rest volumes).
+    rest : numpy.ndarray of bool
+    """
+    from fmriflow.io import check_file_exists
+
+    path = check_file_exists(path, "Miyawaki label file")
+    values = _read_label_rows(path)
+    n_pixels = MIYAWAKI_SHAPE[0] * MIYAWAKI_SHAPE[1]
+    if values.shape[1] != n_pixels:
+        raise InputError(
+            path,
+            f"label rows have {values.shape[1]} values, which do not reshape to the "
+            f"{MIYAWAKI_SHAPE[0]}x{MIYAWAKI_SHAPE[1]} stimulus grid ({n_pixels} values)",
+            "This is not a Miyawaki label file; re-download the dataset",
+        )
+    if len(values) != n_volumes:
+        raise InputError(
+            path,
+            f"label file has {len(values)} rows but its run's image has {n_volumes} volumes",
+            "Each run needs one label row per volume; re-download the dataset",
+        )
+    rest = (values == -1).all(axis=1)
+    if not np.isin(values[~rest], (0, 1)).all():
+        raise InputError(
+            path,
+            "label rows must be 0/1 pixels, or all -1 for rest",
+            "This is not a Miyawaki label file; re-download the dataset",
+        )
+    images = values.reshape(len(values), *MIYAWAKI_SHAPE, order="F")
+    pixels = images.reshape(len(values), n_pixels)
+    pixels[rest] = 0
+    return pixels, rest
+
+
+def _read_label_rows(path):
+    try:
+        frame = pd.read_csv(path, header=None, sep=",")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(
+            path, f"not a comma-separated table of integers ({exc})", "Re-download the dataset"
+        ) from exc
+    values = frame.apply(pd.to_numeric, errors="coerce")
+    if values.isna().any().any():
+        raise InputError(
+            path, "label file has empty or non-numeric values", "Re-download the dataset"
+        )
+    return values.to_numpy().astype(int)
+
+
+def miyawaki_tables(label_paths, run_lengths):
+    """The canonical ``events.tsv`` and ``stimuli.tsv`` of the Miyawaki subject.
+
+    Parameters
+    ----------
+    label_paths : list of str
+        The 32 label files in nilearn's order (12 figure runs, 20 random runs).
+    run_lengths : list of int
+        Volumes of each run's image, in the same order.
+
+    Returns
+    -------
+    events, stimuli : pandas.DataFrame
+        Runs numbered 1–32 in that order; events labelled ``figure``,
+        ``random`` or ``rest``; figure runs are the test split.
+    """
+    from fmriflow.stimuli import grid_columns, stimulus_table
+
+    kinds = [(name, split) for name, split, n in MIYAWAKI_RUNS for _ in range(n)]
+    if len(label_paths) != len(kinds):
+        raise InputError(
+            "Miyawaki download",
+            f"{len(label_paths)} label files instead of {len(kinds)}",
+            "Re-download the dataset",
+        )
+    pixels, rest, runs, splits, labels = [], [], [], [], []
+    for run, (path, n_volumes, (name, split)) in enumerate(
+        zip(label_paths, run_lengths, kinds, strict=True), start=1
+    ):
+        run_pixels, run_rest = miyawaki_run_labels(path, n_volumes)
+        pixels.append(run_pixels)
+        rest.append(run_rest)
+        runs.append(np.full(n_volumes, run))
+        splits += [split] * n_volumes
+        labels += ["rest" if r else name for r in run_rest]
+    runs, rest = np.concatenate(runs), np.concatenate(rest)
+    events = pd.DataFrame({"label": labels, "run": runs})
+    stimuli = stimulus_table(np.vstack(pixels), runs, splits, rest, grid_columns(MIYAWAKI_SHAPE))
+    return events, stimuli
 
 
 def read_confound_table(path):

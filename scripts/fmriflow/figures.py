@@ -26,7 +26,16 @@ def save_figure(figure, path, dpi=100):
     plt.close(figure)
 
 
-def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=None, vmin=None):
+def plot_maps(
+    maps_img,
+    background_img,
+    titles,
+    path,
+    symmetric=True,
+    threshold=None,
+    vmin=None,
+    colorbar_label=None,
+):
     """One row per volume of a 4D image, over a background (nilearn ``plot_stat_map``).
 
     Parameters
@@ -46,6 +55,8 @@ def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=
         Values with a smaller magnitude are not shown.
     vmin : float, optional
         Bottom of the colour scale when it is not symmetric (e.g. chance).
+    colorbar_label : str, optional
+        What the colour bar measures.
     """
     from nilearn import image, plotting
 
@@ -57,7 +68,7 @@ def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=
         vmax = float(np.max(np.abs(data))) or 1.0
         # Without a background of its own, nilearn's MNI152 template is used.
         background = {} if background_img is None else {"bg_img": background_img}
-        plotting.plot_stat_map(
+        display = plotting.plot_stat_map(
             volume,
             **background,
             axes=axes,
@@ -72,6 +83,9 @@ def plot_maps(maps_img, background_img, titles, path, symmetric=True, threshold=
             draw_cross=False,
             black_bg=False,
         )
+        colorbar = getattr(display, "_cbar", None)
+        if colorbar_label and colorbar is not None:
+            colorbar.set_label(colorbar_label)
     save_figure(figure, path)
 
 

@@ -41,7 +41,7 @@ from fmriflow.io import (
     run_column,
 )
 
-TEMPLATE_KEYS = ("bold", "events", "confounds", "roi", "anat")
+TEMPLATE_KEYS = ("bold", "events", "confounds", "roi", "anat", "stimuli")
 PLACEHOLDERS = ("subject", "run")
 
 
@@ -281,6 +281,67 @@ def events_table(paths, lengths, tr, events_format, rest_label):
         labels.append(run_labels)
         runs.append(run_index)
     return pd.DataFrame({"label": np.concatenate(labels), "run": np.concatenate(runs).astype(int)})
+
+
+def stimuli_table(paths, lengths, shape=None):
+    """The canonical stimulus table of a subject from its own tables.
+
+    Parameters
+    ----------
+    paths : list of str
+        One tab-separated table per BOLD run, or a single table covering all
+        runs (which then has a ``run`` column). Columns: ``split`` (train or
+        test), optionally ``rest`` (1 for no stimulus; 0 if absent), then one
+        column per stimulus feature.
+    lengths : list of int
+        Volumes of each BOLD run, in order; runs are numbered 0, 1, … in that
+        order, as in ``events.tsv``.
+    shape : list of int, optional
+        The image grid of pixel features (``local.stimulus_shape``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The canonical ``stimuli.tsv`` (checked with
+        :func:`fmriflow.stimuli.read_stimuli` when written).
+    """
+    from fmriflow.stimuli import DESIGN_COLUMNS, check_grid, check_split
+
+    if len(paths) not in (1, len(lengths)):
+        raise InputError(
+            paths[0],
+            f"{len(paths)} stimulus table(s) for {len(lengths)} BOLD run(s)",
+            "Give local.stimuli a {run} placeholder exactly when local.bold has one",
+        )
+    frames = []
+    for run, path in enumerate(paths):
+        frame = read_table(path, "stimulus table", required=("split",))
+        n_volumes = lengths[run] if len(paths) == len(lengths) else sum(lengths)
+        if len(frame) != n_volumes:
+            raise InputError(
+                path,
+                f"stimulus table has {len(frame)} rows but its BOLD image(s) have {n_volumes} "
+                "volumes",
+                "Give one row per volume, in acquisition order",
+            )
+        if "run" not in frame.columns:
+            if len(paths) != len(lengths) and len(lengths) > 1:
+                raise InputError(
+                    path,
+                    "a single stimulus table for several runs needs a 'run' column",
+                    "Add the run of each volume, or give one table per run ({run})",
+                )
+            frame = pd.concat([pd.DataFrame({"run": run}, index=frame.index), frame], axis=1)
+        if "rest" not in frame.columns:
+            frame = pd.concat([pd.DataFrame({"rest": 0}, index=frame.index), frame], axis=1)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    features = [c for c in table.columns if c not in DESIGN_COLUMNS]
+    if shape is not None:
+        check_grid(features, shape, paths[0])
+    table["run"] = run_column(table, paths[0])
+    check_split(table["split"].astype(str).to_numpy(), table["run"].to_numpy(), paths[0])
+    return table[[*DESIGN_COLUMNS, *features]]
 
 
 def confounds_table(paths, lengths, columns):

@@ -587,6 +587,8 @@ def describe_simulation(name, settings):
             },
         }
         return description, brain, affine, None
+    if kind == "stimulus":
+        return _describe_stimulus_simulation(common, settings["stimulus"])
     rest = settings["rest"]
     brain, grey, affine = rest_grid(rest["resolution"])
     maps, names = network_maps(grey, affine, rest["n_networks"], rest["blob_fwhm"])
@@ -597,6 +599,54 @@ def describe_simulation(name, settings):
         "ground_truth": {"networks": "networks.nii.gz", "names": names},
     }
     return description, brain, affine, maps
+
+
+def _describe_stimulus_simulation(common, stimulus):
+    from fmriflow.retinotopy import STIMULUS_SHAPE, visual_areas
+
+    _, brain = visual_areas(tuple(stimulus["shape"]))
+    affine = grid_affine(stimulus["shape"], stimulus["voxel_size"])
+    description = common | {
+        "tr": stimulus["tr"],
+        "space": "native",
+        "labels": ["random", "figure"],
+        "stimulus": {"shape": list(STIMULUS_SHAPE), "features": "pixels"},
+        "ground_truth": {
+            "receptive_fields": "sub-{subject}/truth.nii.gz",
+            "volumes": ["prf_row", "prf_col", "prf_size"],
+            "snr": "sub-{subject}/truth.json",
+        },
+    }
+    return description, brain, affine, None
+
+
+def simulate_stimulus_subject(settings, subject_index):
+    """Simulate one retinotopic subject (see :mod:`fmriflow.retinotopy`).
+
+    Returns
+    -------
+    retinotopy.RetinotopySubject, float
+        The subject and its SNR, drawn in ``settings["snr"]``.
+    """
+    from fmriflow.retinotopy import simulate_retinotopy_subject
+
+    stimulus = settings["stimulus"]
+    rng = subject_rng(settings["seed"], subject_index)
+    snr = float(rng.uniform(*settings["snr"]))
+    subject = simulate_retinotopy_subject(
+        shape=tuple(stimulus["shape"]),
+        voxel_size=tuple(stimulus["voxel_size"]),
+        n_train_runs=stimulus["n_train_runs"],
+        n_test_runs=stimulus["n_test_runs"],
+        block_volumes=stimulus["block_volumes"],
+        rest_volumes=stimulus["rest_volumes"],
+        n_blocks_train=stimulus["n_blocks"],
+        tr=stimulus["tr"],
+        snr=snr,
+        rng=rng,
+        signal=stimulus["signal"],
+    )
+    return subject, snr
 
 
 def simulate_subject(settings, subject_index, maps=None, brain=None):

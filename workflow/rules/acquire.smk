@@ -101,6 +101,36 @@ use rule simulate_subject as simulate_rest_subject with:
         dataset=names_pattern(datasets_where("simulate", "rest")),
 
 
+use rule simulate_dataset as simulate_stimulus_dataset with:
+    output:
+        description="data/{dataset}/dataset.json",
+        brain_mask="data/{dataset}/brainmask.nii.gz",
+        provenance="data/{dataset}/simulate_dataset.provenance.json",
+    log:
+        "logs/simulate_stimulus_dataset/{dataset}.log",
+    benchmark:
+        "logs/benchmark/simulate_stimulus_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("simulate", "stimulus")),
+
+
+use rule simulate_subject as simulate_stimulus_subject with:
+    output:
+        bold="data/{dataset}/sub-{subject}/bold.nii.gz",
+        events="data/{dataset}/sub-{subject}/events.tsv",
+        stimuli="data/{dataset}/sub-{subject}/stimuli.tsv",
+        roi="data/{dataset}/sub-{subject}/roi.nii.gz",
+        truth_prf="data/{dataset}/sub-{subject}/truth.nii.gz",
+        truth="data/{dataset}/sub-{subject}/truth.json",
+        provenance="data/{dataset}/sub-{subject}/simulate_subject.provenance.json",
+    log:
+        "logs/simulate_stimulus_subject/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/simulate_stimulus_subject/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_where("simulate", "stimulus")),
+
+
 # --- fetch: nilearn's fetchers, then one job per canonical file ------------------
 
 
@@ -202,6 +232,19 @@ use rule import_download_roi as import_download_confounds with:
     params:
         subject="{subject}",
         role="confounds",
+
+
+use rule import_download_roi as import_download_stimuli with:
+    output:
+        file="data/{dataset}/sub-{subject}/stimuli.tsv",
+        provenance="data/{dataset}/sub-{subject}/import_download_file.stimuli.provenance.json",
+    log:
+        "logs/import_download_stimuli/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_download_stimuli/{dataset}_sub-{subject}.tsv"
+    params:
+        subject="{subject}",
+        role="stimuli",
 
 
 # --- local: a lab's own files, by path templates ------------------------------
@@ -331,3 +374,19 @@ use rule import_local_roi as import_local_confounds with:
     params:
         role="confounds",
         columns=local_setting("confound_columns"),
+
+
+use rule import_local_roi as import_local_stimuli with:
+    input:
+        # The BOLD runs give the number of rows each stimulus table must have.
+        unpack(local_sources("stimuli", "bold")),
+    output:
+        file="data/{dataset}/sub-{subject}/stimuli.tsv",
+        provenance="data/{dataset}/sub-{subject}/import_local_file.stimuli.provenance.json",
+    log:
+        "logs/import_local_stimuli/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_local_stimuli/{dataset}_sub-{subject}.tsv"
+    params:
+        role="stimuli",
+        shape=local_setting("stimulus_shape"),

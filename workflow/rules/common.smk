@@ -35,7 +35,7 @@ def dataset_subjects(name):
 
 
 def dataset_kind(name):
-    """'task' or 'rest', from the config."""
+    """'task', 'rest' or 'stimulus', from the config."""
     dataset = config["datasets"][name]
     if dataset["source"] == "simulate":
         return dataset["simulate"]["kind"]
@@ -63,6 +63,18 @@ def dataset_has_brain_mask(name):
     return dataset["source"] == "simulate"
 
 
+def stimulus_shape(name):
+    """The image grid of a stimulus dataset's features, or None if they are not pixels."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "local":
+        shape = dataset["local"]["stimulus_shape"]
+        return None if shape is None else list(shape)
+    from fmriflow.fetch import MIYAWAKI_SHAPE
+
+    # The simulator draws on Miyawaki's grid.
+    return list(MIYAWAKI_SHAPE)
+
+
 def dataset_has_networks(name):
     """Whether the dataset has planted network maps (simulated rest)."""
     return config["datasets"][name]["source"] == "simulate" and dataset_kind(name) == "rest"
@@ -70,16 +82,26 @@ def dataset_has_networks(name):
 
 #: The optional canonical files of a subject, by the config key of a local
 #: dataset that provides them.
-LOCAL_FILES = {"roi": "roi.nii.gz", "anat": "anat.nii.gz", "confounds": "confounds.tsv"}
+LOCAL_FILES = {
+    "roi": "roi.nii.gz",
+    "anat": "anat.nii.gz",
+    "confounds": "confounds.tsv",
+    "stimuli": "stimuli.tsv",
+}
+
+#: The optional canonical files of a simulated subject, by kind.
+SIMULATED_FILES = {
+    "task": {"roi.nii.gz", "truth.nii.gz", "truth.json"},
+    "rest": {"confounds.tsv", "truth.json"},
+    "stimulus": {"roi.nii.gz", "stimuli.tsv", "truth.nii.gz", "truth.json"},
+}
 
 
 def subject_files(name, subject):
     """The optional canonical files of one subject (besides bold.nii.gz and events.tsv)."""
     dataset = config["datasets"][name]
     if dataset["source"] == "simulate":
-        if dataset_kind(name) == "task":
-            return {"roi.nii.gz", "truth.nii.gz", "truth.json"}
-        return {"confounds.tsv", "truth.json"}
+        return SIMULATED_FILES[dataset_kind(name)]
     if dataset["source"] == "fetch":
         from fmriflow.fetch import subject_roles
 
@@ -122,7 +144,7 @@ def subject_jobs(datasets, file=None):
 
 
 def analysis_jobs(section, permutations=None):
-    """Wildcards of every subject of every decoding or searchlight entry."""
+    """Wildcards of every subject of every entry of a per-subject section."""
     return [
         {"dataset": entry["dataset"], "subject": subject, "analysis": entry["name"]}
         for entry in config[section]
@@ -159,16 +181,22 @@ def rule_jobs():
         "simulate_rest_dataset": [{"dataset": d} for d in datasets_where("simulate", "rest")],
         "simulate_subject": subject_jobs(datasets_where("simulate", "task")),
         "simulate_rest_subject": subject_jobs(datasets_where("simulate", "rest")),
+        "simulate_stimulus_dataset": [
+            {"dataset": d} for d in datasets_where("simulate", "stimulus")
+        ],
+        "simulate_stimulus_subject": subject_jobs(datasets_where("simulate", "stimulus")),
         "download": [{"dataset": d} for d in fetched],
         "import_download": subject_jobs(fetched),
         "import_download_roi": subject_jobs(fetched, "roi.nii.gz"),
         "import_download_anat": subject_jobs(fetched, "anat.nii.gz"),
         "import_download_confounds": subject_jobs(fetched, "confounds.tsv"),
+        "import_download_stimuli": subject_jobs(fetched, "stimuli.tsv"),
         "describe_local": [{"dataset": d} for d in local],
         "import_local": subject_jobs(local),
         "import_local_roi": subject_jobs(local, "roi.nii.gz"),
         "import_local_anat": subject_jobs(local, "anat.nii.gz"),
         "import_local_confounds": subject_jobs(local, "confounds.tsv"),
+        "import_local_stimuli": subject_jobs(local, "stimuli.tsv"),
         "import_local_brain_mask": [{"dataset": d} for d in local if dataset_has_brain_mask(d)],
         "mask": subject_jobs(everyone),
         "clean": subject_jobs(everyone),
@@ -182,6 +210,9 @@ def rule_jobs():
         "reduce_subject": reduction_jobs(),
         "group_ica": [{"dataset": e["dataset"], "name": e["name"]} for e in config["ica"]],
         "parcellate": clustering_jobs(),
+        "encode": analysis_jobs("encoding"),
+        "reconstruct": analysis_jobs("reconstruction"),
+        "reconstruct_models": analysis_jobs("reconstruction"),
     }
 
 
@@ -237,6 +268,14 @@ def searchlight_entry(wildcards):
 
 def ica_entry(wildcards):
     return config_entry("ica", wildcards)
+
+
+def encoding_entry(wildcards):
+    return config_entry("encoding", wildcards)
+
+
+def reconstruction_entry(wildcards):
+    return config_entry("reconstruction", wildcards)
 
 
 def clustering_entry(wildcards):
@@ -323,6 +362,30 @@ def decode_inputs(wildcards):
 
 def searchlight_inputs(wildcards):
     return analysis_inputs(wildcards, searchlight_entry(wildcards)["centres"] == "roi")
+
+
+def stimulus_inputs(wildcards, uses_roi):
+    """A subject's cleaned data and stimulus table for an encoding or reconstruction
+    analysis, the dataset description (the stimulus grid), a figure background and,
+    for simulated data, the planted receptive fields."""
+    files = analysis_inputs(wildcards, uses_roi) | {
+        "stimuli": subject_path(wildcards, "stimuli.tsv"),
+        "description": f"data/{wildcards.dataset}/dataset.json",
+    }
+    if config["datasets"][wildcards.dataset]["source"] == "simulate":
+        files["truth"] = subject_path(wildcards, "truth.nii.gz")
+    return files
+
+
+def encode_inputs(wildcards):
+    return stimulus_inputs(wildcards, encoding_entry(wildcards)["voxels"] == "roi")
+
+
+def reconstruct_inputs(wildcards):
+    files = stimulus_inputs(wildcards, reconstruction_entry(wildcards)["voxels"] == "roi")
+    files.pop("truth", None)
+    files.pop("background")
+    return files
 
 
 def decoding_summaries(wildcards):

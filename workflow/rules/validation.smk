@@ -56,7 +56,7 @@ def config_error(where, problem, fix):
 
 def check_names_unique(config):
     """Analysis names name result folders: each is used once within its section."""
-    for section in ("decoding", "searchlight", "ica"):
+    for section in ("decoding", "searchlight", "ica", "encoding", "reconstruction"):
         names = [entry["name"] for entry in config[section]]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -103,11 +103,16 @@ def check_dataset_reference(config, where, name, kind=None):
             f"unknown dataset '{name}'",
             f"Choose one of {sorted(config['datasets'])}",
         )
-    if kind == "task" and dataset_kind(name) != "task":
+    what = {
+        "task": "labels to decode",
+        "stimulus": "stimulus table (stimuli.tsv) to encode or reconstruct",
+    }
+    if kind is not None and dataset_kind(name) != kind:
         raise config_error(
             f"{where}.dataset",
-            f"'{name}' is resting-state data, which has no labels to decode",
-            "Choose a task dataset",
+            f"'{name}' is {dataset_kind(name)} data, which has no {what[kind]}",
+            f"Choose a {kind} dataset "
+            f"({', '.join(n for n in config['datasets'] if dataset_kind(n) == kind) or 'none yet'})",
         )
 
 
@@ -137,6 +142,24 @@ def check_analyses(config):
     for section in ("ica", "clustering"):
         for index, entry in enumerate(config[section]):
             check_dataset_reference(config, f"{section}[{index}]", entry["dataset"])
+    for section in ("encoding", "reconstruction"):
+        for index, entry in enumerate(config[section]):
+            where = f"{section}[{index}]"
+            check_dataset_reference(config, where, entry["dataset"], kind="stimulus")
+            if entry["voxels"] == "roi":
+                check_needed_file(
+                    f"{where}.voxels", entry["dataset"], "roi.nii.gz", "a subject ROI", roi_fix
+                )
+            if section == "reconstruction":
+                check_tuned_by_c(where, entry)
+            if section == "reconstruction" and stimulus_shape(entry["dataset"]) is None:
+                raise config_error(
+                    f"{where}.dataset",
+                    f"reconstruction needs images, and the stimuli of '{entry['dataset']}' "
+                    "have no image grid",
+                    f"Give datasets.{entry['dataset']}.local.stimulus_shape (pixel columns "
+                    "px_{row}_{col})",
+                )
     for name, dataset in config["datasets"].items():
         where = f"datasets.{name}.preprocess"
         preprocess = dataset["preprocess"]
@@ -155,6 +178,24 @@ def check_analyses(config):
                 "confounds.tsv",
                 "confounds",
                 "Set it to false, or give the dataset confounds",
+            )
+
+
+def check_tuned_by_c(where, entry):
+    """Reconstruction decoders are set by their C: each classifier named must have one."""
+    from fmriflow import classifiers
+
+    named = [("classifier", entry["classifier"])]
+    named += [("models.classifiers", name) for name in entry["models"]["classifiers"]]
+    for key, name in named:
+        if not classifiers.get(name).search_path.endswith("__C"):
+            with_c = [
+                n for n in classifiers.names() if classifiers.get(n).search_path.endswith("__C")
+            ]
+            raise config_error(
+                f"{where}.{key}",
+                f"{name} has no C, which reconstruction sets",
+                f"Choose one of {with_c}",
             )
 
 
