@@ -20,6 +20,7 @@ from fmriflow.errors import InputError
 REFERENCES = {
     "svc": lambda: SVC(kernel="linear"),
     "linear_svc": lambda: LinearSVC(random_state=0, max_iter=10000),
+    "linear_svc_l1": lambda: LinearSVC(penalty="l1", dual=False, random_state=0, max_iter=10000),
     "logreg_l1": lambda: OneVsRestClassifier(
         LogisticRegression(l1_ratio=1.0, solver="liblinear", random_state=0)
     ),
