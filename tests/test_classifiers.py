@@ -44,3 +44,14 @@ def test_each_entry_builds_searches_and_reads_weights(name, rng):
 def test_unknown_name_lists_the_registry():
     with pytest.raises(InputError, match="Choose one of"):
         classifiers.make_classifier("random_forest")
+
+
+def test_liblinear_entries_are_not_fitted_in_threads():
+    # liblinear shares one random generator per process: its entries, bare or
+    # wrapped in a search, must be recognised; the others may use threads.
+    liblinear = {"linear_svc", "linear_svc_l1", "logreg_l1"}
+    for name in classifiers.names():
+        pipeline = classifiers.make_classifier(name)
+        expected = name not in liblinear
+        assert classifiers.thread_safe(pipeline) is expected, name
+        assert classifiers.thread_safe(classifiers.with_search(pipeline, name, [1.0])) is expected

@@ -270,3 +270,16 @@ def test_group_test_matches_scipy():
 
 def test_chance_is_the_majority_class_rate():
     assert decoding.chance_accuracy(["a", "a", "b"], ["a", "b", "b", "b"]) == 0.25
+
+
+@pytest.mark.parametrize("name", ["linear_svc_l1", "logreg_l1"])
+def test_parallel_folds_of_liblinear_give_the_serial_result(subject, name):
+    # Folds fitted two at a time must not depend on scheduling: liblinear's
+    # process-wide random generator raced between threads before.
+    X, y, runs = contrast(subject, ["face", "cat", "house"])
+    pipeline = classifiers.make_classifier(name)
+    cv = decoding.make_cv("leave_one_run_out")
+    serial, _ = decoding.cross_validate(X, y, runs, pipeline, cv, n_jobs=1)
+    for _ in range(4):
+        parallel, _ = decoding.cross_validate(X, y, runs, pipeline, cv, n_jobs=2)
+        np.testing.assert_array_equal(parallel["accuracy"], serial["accuracy"])

@@ -30,8 +30,11 @@ N_SUBJECT_COMPONENTS = 30
 #: between 0.02 below and 0.02 above it.)
 ICA_THRESHOLDED_MIN = 0.88
 ICA_RAW_MIN = 0.75
-#: Measured 0.945 (nilearn's DictLearning: 0.57 on similar data).
-DICT_LEARNING_MIN = 0.90
+#: Measured 0.945 with OpenBLAS's Haswell kernels and 0.892 with its AVX-512
+#: (SkylakeX) kernels, which OpenBLAS picks by CPU: the components beyond the
+#: planted networks depend on rounding (see one_blas_thread). nilearn's
+#: DictLearning: 0.57 on similar data.
+DICT_LEARNING_MIN = 0.85
 
 
 @pytest.fixture(scope="module", autouse=True)

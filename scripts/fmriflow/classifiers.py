@@ -220,6 +220,42 @@ REGISTRY = {
 }
 
 
+def thread_safe(estimator):
+    """Whether fits of ``estimator`` may run in concurrent threads of one process.
+
+    scikit-learn's liblinear (``LinearSVC``, ``LinearSVR``, and
+    ``LogisticRegression(solver="liblinear")``) seeds and draws from one
+    random generator shared by the whole process, so two liblinear fits in
+    concurrent threads interleave their draws and the results change from
+    run to run. Such estimators, alone or inside a pipeline, a search or a
+    one-vs-rest wrapper, must be fitted in separate processes.
+
+    Parameters
+    ----------
+    estimator : sklearn estimator
+        A classifier, pipeline or search, fitted or not.
+
+    Returns
+    -------
+    bool
+    """
+    from sklearn.base import BaseEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC, LinearSVR
+
+    parts = [estimator]
+    if isinstance(estimator, BaseEstimator):
+        parts += [
+            v for v in estimator.get_params(deep=True).values() if isinstance(v, BaseEstimator)
+        ]
+    for part in parts:
+        if isinstance(part, LinearSVC | LinearSVR):
+            return False
+        if isinstance(part, LogisticRegression) and part.solver == "liblinear":
+            return False
+    return True
+
+
 def get(name):
     """The registry entry of ``name``, or an :class:`InputError` listing the names."""
     if name not in REGISTRY:

@@ -236,9 +236,13 @@ def cross_validate(X, y, runs, estimator, cv, search=False, n_jobs=1):
     """
     from joblib import Parallel, delayed
 
+    from fmriflow.classifiers import thread_safe
+
     splits = list(cv.split(X, y, runs))
-    # Threads: libsvm and liblinear release the GIL, and threads share the data.
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(
+    # Threads share the data (libsvm releases the GIL); liblinear's process-wide
+    # random generator needs processes for results that do not vary.
+    prefer = "threads" if thread_safe(estimator) else "processes"
+    results = Parallel(n_jobs=n_jobs, prefer=prefer)(
         delayed(_fit_fold)(estimator, X, y, runs, train, test, search) for train, test in splits
     )
     fold_rows, prediction_rows = [], []
@@ -277,8 +281,11 @@ def permutation_test(X, y, runs, estimator, cv, n_permutations, seed, search=Fal
     from joblib import parallel_config
     from sklearn.model_selection import permutation_test_score
 
+    from fmriflow.classifiers import thread_safe
+
     params = {"groups": runs} if search else None
-    with parallel_config(backend="threading"):
+    backend = "threading" if thread_safe(estimator) else "loky"
+    with parallel_config(backend=backend):
         score, null, p_value = permutation_test_score(
             estimator,
             X,
