@@ -1,5 +1,5 @@
-# fmriflow: fMRI decoding, searchlight, encoding, reconstruction, group ICA and
-# clustering as a workflow.
+# fmriflow: fMRI decoding, searchlight, encoding, reconstruction, group ICA,
+# clustering and connectomes as a workflow.
 #
 #   snakemake --cores 2                         default config (simulated data)
 #   snakemake --cores 2 --configfile config/haxby.yaml
@@ -41,6 +41,7 @@ include: "workflow/rules/searchlight.smk"
 include: "workflow/rules/unsupervised.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/reconstruction.smk"
+include: "workflow/rules/connectomes.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -77,7 +77,6 @@ Run ``.venv/bin/python benchmarks/bench_decomposition.py [--quick]``.
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -88,15 +87,16 @@ import numpy as np
 from measuring import (
     add_run_options,
     cpu_seconds,
+    import_fmriflow,
     measure_call,
     memory_status,
+    print_table,
     spawn_pool,
     thread_environment,
     verdict,
     warm_page_cache,
 )
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 RESOLUTION = 4
 TR = 2.0
 SNR = (1.0, 2.0)
@@ -104,15 +104,6 @@ N_NETWORKS = 5
 BLOB_FWHM = 14.0
 SEED = 0
 MB = 1e6
-
-
-def import_fmriflow():
-    """Make ``fmriflow`` importable in this process."""
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-
-
-# --- data ----------------------------------------------------------------------
 
 
 def prepare_data(folder, n_subjects, n_volumes):
@@ -347,30 +338,6 @@ def clustering_scores(labels, mask, data_paths):
 
 
 # --- report ------------------------------------------------------------------------------
-
-
-def print_table(rows, columns):
-    """Print rows of dicts as an aligned text table (blank where a value is missing)."""
-    cells = [
-        ["" if row.get(key) is None else format(row[key], fmt) for _, key, fmt in columns]
-        for row in rows
-    ]
-    widths = [
-        max([len(title)] + [len(line[i]) for line in cells])
-        for i, (title, _, _) in enumerate(columns)
-    ]
-
-    def line(texts):
-        return "  ".join(
-            f"{t:<{w}}" if i == 0 else f"{t:>{w}}"
-            for i, (t, w) in enumerate(zip(texts, widths, strict=True))
-        )
-
-    header = line([title for title, _, _ in columns])
-    print(header)
-    print("-" * len(header))
-    for texts in cells:
-        print(line(texts))
 
 
 def parse_args(argv=None):

@@ -122,3 +122,43 @@ def best_runs(runs):
         fastest = min(results, key=lambda r: r["seconds"])
         best[name] = {**fastest, "peak": max(r["peak"] for r in results)}
     return best
+
+
+#: The project's node library (``scripts/fmriflow``).
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def import_fmriflow():
+    """Make ``fmriflow`` importable in this process."""
+    import sys
+
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+
+
+def print_table(rows, columns, left=1):
+    """Print rows of dicts as an aligned text table (blank where a value is missing).
+
+    ``columns`` are ``(title, key, format)``; the first ``left`` columns are
+    aligned left, the others right.
+    """
+    cells = [
+        ["" if row.get(key) is None else format(row[key], fmt) for _, key, fmt in columns]
+        for row in rows
+    ]
+    widths = [
+        max([len(title)] + [len(line[i]) for line in cells])
+        for i, (title, _, _) in enumerate(columns)
+    ]
+
+    def line(texts):
+        return "  ".join(
+            f"{t:<{w}}" if i < left else f"{t:>{w}}"
+            for i, (t, w) in enumerate(zip(texts, widths, strict=True))
+        )
+
+    header = line([title for title, _, _ in columns])
+    print(header)
+    print("-" * len(header))
+    for texts in cells:
+        print(line(texts))

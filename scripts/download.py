@@ -3,7 +3,9 @@
 Runs on the machine with internet access (a local rule on clusters). Files
 already in the download folder are re-used after their sha256 is checked;
 ``dataset.json`` records the TR, space, subjects, the fetched files and
-their sha256.
+their sha256, and the dataset's own files (``dataset_files``: ADHD's
+phenotypic table, which ``import_download_participants`` converts), each
+with its sha256.
 """
 
 import nilearn
@@ -30,6 +32,11 @@ def download(inputs, outputs, params, threads):
     subjects = fetch_subjects(fetcher, params.settings["subjects"])
     fetched = fetch_files(fetcher, subjects, params.download_dir, params.settings["url"])
     checksums = record_checksums(fetched["files"], params.download_dir)
+    dataset_checksums = record_checksums(fetched["dataset_files"], params.download_dir)
+    dataset_files = {
+        role: {"path": path, "sha256": dataset_checksums[path]}
+        for role, path in fetched["dataset_files"].items()
+    }
     write_description(
         outputs.description,
         name=params.name,
@@ -39,6 +46,7 @@ def download(inputs, outputs, params, threads):
         subjects=subjects,
         files=fetched["files"],
         sha256=checksums,
+        dataset_files=dataset_files,
         provenance={
             "fetcher": f"nilearn.datasets.fetch_{fetcher}",
             "nilearn": nilearn.__version__,

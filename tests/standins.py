@@ -2,17 +2,21 @@
 
 The workflow fetches Haxby et al. (2001) with
 :func:`nilearn.datasets.fetch_haxby`, the 40-subject ADHD-200 rest sample
-with :func:`nilearn.datasets.fetch_adhd` and Miyawaki et al. (2008) with
-:func:`nilearn.datasets.fetch_miyawaki2008`. These fetchers look for their
-files under ``<data_dir>/<dataset>/`` first and only download what is
+with :func:`nilearn.datasets.fetch_adhd`, Miyawaki et al. (2008) with
+:func:`nilearn.datasets.fetch_miyawaki2008`, and the MSDL and Schaefer
+(2018) atlases with :func:`nilearn.datasets.fetch_atlas_msdl` and
+:func:`nilearn.datasets.fetch_atlas_schaefer_2018`. These fetchers look for
+their files under ``<data_dir>/<dataset>/`` first and only download what is
 missing, so writing small files with the real names into that folder lets
 the real fetchers run offline: nothing is mocked in nilearn or in fmriflow.
+The atlases' stand-ins are described in :func:`make_msdl` and
+:func:`make_schaefer`.
 
 What is real: the folder and file names, the file formats (NIfTI-1 gzip,
 space-separated ``labels.txt`` with its ``labels chunks`` header, the
 ``MD5SUMS`` format nilearn parses, the comma-separated phenotypic table with
-a numeric ``Subject`` column, the tab-separated ADHD regressors with their
-header, Miyawaki's header-less comma-separated label files with one row of
+a numeric ``Subject`` column and phenotype columns, the tab-separated ADHD
+regressors with their header, Miyawaki's header-less comma-separated label files with one row of
 100 integers per volume, -1 on rest, the 10 x 10 image in Fortran order),
 data types (Haxby int16, ADHD float32), the Haxby category names and block
 structure, what differs between subjects (subject 6 of Haxby has no
@@ -32,8 +36,9 @@ that downstream analyses are not degenerate); Miyawaki's blocks are 3
 volumes of image and 3 of rest, its figures are fmriflow's own bitmaps, its
 ROIs are carved out of three simulated areas (V3A and V4v from the V3-like
 one; the ``lag`` masks are bands of pRF eccentricity), its float32 data
-type is an assumption; the phenotypic table has only the ``Subject``
-column; the ``MD5SUMS`` hashes are those of archives of the stand-in files
+type is an assumption; the phenotypic table has a few of the real columns
+(``Subject``, ``MeanFD``, ``site``, ``sex``, ``age``, ``handedness``,
+``adhd``) with synthetic values; the ``MD5SUMS`` hashes are those of archives of the stand-in files
 built in memory (never written), not of the real archives.
 """
 
@@ -47,6 +52,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy.ndimage import binary_dilation
+from scipy.spatial import cKDTree
 
 from fmriflow import retinotopy
 from fmriflow.simulate import grid_affine
@@ -88,6 +94,10 @@ HAXBY_AFFINE = np.array(
 HAXBY_TR = 2.5
 
 ADHD_PHENOTYPIC = "ADHD200_40subs_motion_parameters_and_phenotypics.csv"
+#: Columns of the stand-in phenotypic table (a subset of the real ones).
+ADHD_PHENOTYPE_COLUMNS = ("Subject", "MeanFD", "site", "sex", "age", "handedness", "adhd")
+#: Sites of the stand-in phenotypic table (synthetic assignment to subjects).
+ADHD_SITES = ("NYU", "Peking", "OHSU", "NeuroIMAGE")
 #: Columns of the ADHD ``<id>_regressors.csv`` files, in their order.
 ADHD_REGRESSORS = (
     "csf",
@@ -338,11 +348,17 @@ def make_adhd(download_dir, subjects=2, n_volumes=40, seed=0):
     motion-pitch motion-roll motion-yaw motion-x motion-y motion-z gm
     compcor1 .. compcor5``, one row per volume).
 
+    The phenotypic table (:func:`adhd_phenotypic`) has a row for each of the
+    40 subjects and, besides ``Subject``, the real table's ``MeanFD``,
+    ``site``, ``sex``, ``age``, ``handedness`` and ``adhd`` (the diagnosis,
+    0 or 1) columns, with synthetic values.
+
     Simplified: a 10 x 12 x 10 grid of 20 mm voxels over the MNI152 brain
     instead of 61 x 73 x 61 at 3 mm; ``n_volumes`` volumes instead of 176;
-    the phenotypic table has only the ``Subject`` column; the BOLD signal is
-    noise plus two "networks" with their own time courses and a small
-    contribution of the ``global`` regressor.
+    the phenotypic table has only some of the real columns, and its values
+    are drawn, not the cohort's (``adhd`` is balanced, 20 and 20); the BOLD
+    signal is noise plus two "networks" with their own time courses and a
+    small contribution of the ``global`` regressor.
 
     Parameters
     ----------
@@ -370,7 +386,7 @@ def make_adhd(download_dir, subjects=2, n_volumes=40, seed=0):
         raise ValueError(f"not ADHD subject IDs: {unknown}")
     root = Path(download_dir) / "adhd"
     root.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"Subject": [int(i) for i in ids]}).to_csv(root / ADHD_PHENOTYPIC, index=False)
+    adhd_phenotypic(ids, seed).to_csv(root / ADHD_PHENOTYPIC, index=False, lineterminator="\n")
 
     world = np.einsum(
         "ij,j...->i...",
@@ -406,6 +422,30 @@ def make_adhd(download_dir, subjects=2, n_volumes=40, seed=0):
             tr=ADHD_TR,
         )
     return root
+
+
+def adhd_phenotypic(ids, seed=0):
+    """The stand-in of ADHD's phenotypic table: one row per subject, synthetic values.
+
+    ``Subject`` is the ID as a number (no leading zeros, as in the real
+    file); ``MeanFD`` (mm), ``site``, ``sex`` (``M``/``F``), ``age``
+    (years, 7-21), ``handedness`` (``R``/``L``) and ``adhd`` (0/1, half
+    of the subjects each, in a seeded random order).
+    """
+    rng = np.random.default_rng([seed, 40])
+    n = len(ids)
+    return pd.DataFrame(
+        {
+            "Subject": [int(i) for i in ids],
+            "MeanFD": np.round(rng.uniform(0.04, 0.3, n), 4),
+            "site": [ADHD_SITES[k % len(ADHD_SITES)] for k in range(n)],
+            "sex": rng.choice(["M", "F"], n, p=[0.65, 0.35]),
+            "age": np.round(rng.uniform(7.0, 21.0, n), 2),
+            "handedness": rng.choice(["R", "L"], n, p=[0.9, 0.1]),
+            "adhd": rng.permutation(np.arange(n) % 2),
+        },
+        columns=list(ADHD_PHENOTYPE_COLUMNS),
+    )
 
 
 def miyawaki_truth(seed=0, shape=MIYAWAKI_SHAPE):
@@ -607,3 +647,270 @@ def make_miyawaki(download_dir, n_volumes_random=45, n_volumes_figure=45, seed=0
     affine[:3, 3] -= np.diag(affine)[:3] / 2
     _save(anat, affine, root / "bg.nii.gz")
     return root
+
+
+# --- standard atlases ---------------------------------------------------------------
+
+#: The 39 MSDL regions: name and network (as published), and the stand-in's
+#: own MNI coordinates (mm), not the published ones.
+MSDL_REGIONS = (
+    ("L Aud", "Aud", (-52, -18, 8)),
+    ("R Aud", "Aud", (52, -16, 8)),
+    ("Striate", "Striate", (0, -84, 4)),
+    ("L DMN", "DMN", (-44, -66, 32)),
+    ("Med DMN", "DMN", (0, -56, 28)),
+    ("Front DMN", "DMN", (0, 54, 12)),
+    ("R DMN", "DMN", (48, -64, 32)),
+    ("Occ post", "Occ post", (0, -96, 12)),
+    ("Motor", "Motor", (0, -22, 62)),
+    ("R DLPFC", "R V Att", (44, 32, 30)),
+    ("R Front pol", "R V Att", (28, 56, 4)),
+    ("R Par", "R V Att", (50, -50, 44)),
+    ("R Post Temp", "R V Att", (60, -44, -8)),
+    ("Basal", "Basal", (0, 4, 2)),
+    ("L Par", "L V Att", (-46, -56, 44)),
+    ("L DLPFC", "L V Att", (-44, 30, 30)),
+    ("L Front pol", "L V Att", (-28, 56, 4)),
+    ("L IPS", "D Att", (-30, -60, 50)),
+    ("R IPS", "D Att", (32, -60, 50)),
+    ("L LOC", "Vis Sec", (-44, -76, -2)),
+    ("Vis", "Vis Sec", (0, -78, -10)),
+    ("R LOC", "Vis Sec", (44, -76, -2)),
+    ("D ACC", "Salience", (0, 20, 40)),
+    ("V ACC", "Salience", (0, 34, 0)),
+    ("R A Ins", "Salience", (38, 18, 0)),
+    ("L STS", "Temporal", (-56, -28, -6)),
+    ("R STS", "Temporal", (56, -28, -6)),
+    ("L TPJ", "Language", (-54, -52, 22)),
+    ("Broca", "Language", (-48, 18, 8)),
+    ("Sup Front S", "Language", (-24, 20, 52)),
+    ("R TPJ", "Language", (54, -50, 22)),
+    ("R Pars Op", "Language", (50, 14, 14)),
+    ("Cereb", "Cereb", (0, -62, -36)),
+    ("Dors PCC", "Dors PCC", (0, -32, 40)),
+    ("L Ins", "Cing-Ins", (-38, 0, 6)),
+    ("Cing", "Cing-Ins", (0, 2, 36)),
+    ("R Ins", "Cing-Ins", (38, 0, 6)),
+    ("L Ant IPS", "Ant IPS", (-40, -40, 44)),
+    ("R Ant IPS", "Ant IPS", (40, -40, 44)),
+)
+#: A coarse grid over the MNI152 brain (8 mm voxels, RAS) for the MSDL maps.
+MSDL_SHAPE = (21, 25, 21)
+MSDL_AFFINE = np.array(
+    [
+        [8.0, 0.0, 0.0, -80.0],
+        [0.0, 8.0, 0.0, -116.0],
+        [0.0, 0.0, 8.0, -72.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+#: A coarse grid over the MNI152 brain (6 mm voxels, RAS) for the Schaefer labels.
+SCHAEFER_SHAPE = (28, 33, 28)
+SCHAEFER_AFFINE = np.array(
+    [
+        [6.0, 0.0, 0.0, -81.0],
+        [0.0, 6.0, 0.0, -117.0],
+        [0.0, 0.0, 6.0, -72.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+#: Schaefer's network names, in the order of its labels, for 7 and 17 networks.
+SCHAEFER_NETWORKS = {
+    7: ("Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"),
+    17: (
+        "VisCent",
+        "VisPeri",
+        "SomMotA",
+        "SomMotB",
+        "DorsAttnA",
+        "DorsAttnB",
+        "SalVentAttnA",
+        "SalVentAttnB",
+        "LimbicA",
+        "LimbicB",
+        "ContA",
+        "ContB",
+        "ContC",
+        "DefaultA",
+        "DefaultB",
+        "DefaultC",
+        "TempPar",
+    ),
+}
+#: Parts of a network named between it and the region number (the stand-in's
+#: choice of parts; some networks' regions have none, as in the real names).
+SCHAEFER_PARTS = {
+    "DorsAttn": ("Post", "FEF", "PrCv"),
+    "SalVentAttn": ("ParOper", "FrOperIns", "Med"),
+    "Limbic": ("OFC", "TempPole"),
+    "Cont": ("Par", "PFCl", "pCun"),
+    "Default": ("Temp", "Par", "PFC", "pCunPCC"),
+}
+
+
+def _world(shape, affine):
+    """World coordinates (mm) of every voxel, shape (3,) + shape."""
+    ijk = np.concatenate([np.indices(shape), np.ones((1,) + tuple(shape))])
+    return np.einsum("ij,j...->i...", affine[:3], ijk)
+
+
+def mni_brain(shape, affine, scale=1.0):
+    """A stand-in brain: an ellipsoid roughly the size of the MNI152 brain (times ``scale``)."""
+    world = _world(shape, affine)
+    centre, radii = (0.0, -18.0, 8.0), scale * np.array([72.0, 98.0, 76.0])
+    return sum(((w - c) / r) ** 2 for w, c, r in zip(world, centre, radii, strict=True)) <= 1.0
+
+
+def make_msdl(download_dir, seed=0):
+    """Write a stand-in of the MSDL atlas where ``fetch_atlas_msdl`` looks for it.
+
+    Mimics the layout ``nilearn.datasets.fetch_atlas_msdl`` leaves after
+    extracting ``MSDL_rois.zip``, under ``<download_dir>/msdl_atlas/MSDL_rois/``:
+
+    * ``msdl_rois.nii`` — uncompressed NIfTI-1, 4D, one probabilistic map
+      per region along the 4th axis, float weights that are mostly positive
+      with weaker negative lobes (as the real maps, which come from a
+      dictionary learning, have), zero outside the brain;
+    * ``msdl_rois_labels.csv`` — comma-separated with the header
+      ``x,y,z,name,net name``, one row per map in the order of the 4th axis.
+
+    What is real: the file names and formats, the 39 region names and
+    their 17 networks. Simplified: a 21 x 25 x 21 grid of 8 mm voxels
+    (RAS) instead of 40 x 48 x 35; the maps are Gaussian blobs (8 mm SD)
+    at the stand-in's own coordinates (:data:`MSDL_REGIONS`, not the
+    published ones) minus a third of a wider blob beside them, plus a
+    little noise; the data type is float64 (the real file's float width is
+    an assumption here; the workflow writes float32 whatever it is).
+
+    Parameters
+    ----------
+    download_dir : str or pathlib.Path
+        The folder given to the fetcher as ``data_dir``.
+    seed : int
+        Seed of the noise and of the side of each negative lobe.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<download_dir>/msdl_atlas/MSDL_rois``.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(download_dir) / "msdl_atlas" / "MSDL_rois"
+    folder.mkdir(parents=True, exist_ok=True)
+    world = _world(MSDL_SHAPE, MSDL_AFFINE)
+    brain = mni_brain(MSDL_SHAPE, MSDL_AFFINE)
+
+    def blob(centre, sd):
+        distance = sum((w - c) ** 2 for w, c in zip(world, centre, strict=True))
+        return np.exp(-distance / (2 * sd**2))
+
+    maps = np.zeros(MSDL_SHAPE + (len(MSDL_REGIONS),))
+    for k, (_, _, centre) in enumerate(MSDL_REGIONS):
+        side = rng.choice([-1.0, 1.0], 3) * 16.0
+        weights = blob(centre, 8.0) - blob(np.add(centre, side), 14.0) / 3
+        weights += 0.01 * rng.standard_normal(MSDL_SHAPE)
+        weights[np.abs(weights) < 0.02] = 0.0
+        maps[..., k] = np.where(brain, weights, 0.0)
+    _save(maps.astype(np.float64), MSDL_AFFINE, folder / "msdl_rois.nii")
+    labels = pd.DataFrame(
+        {
+            "x": [float(c[0]) for _, _, c in MSDL_REGIONS],
+            "y": [float(c[1]) for _, _, c in MSDL_REGIONS],
+            "z": [float(c[2]) for _, _, c in MSDL_REGIONS],
+            "name": [name for name, _, _ in MSDL_REGIONS],
+            "net name": [network for _, network, _ in MSDL_REGIONS],
+        }
+    )
+    labels.to_csv(folder / "msdl_rois_labels.csv", index=False, lineterminator="\n")
+    return folder
+
+
+def schaefer_names(n_rois, yeo_networks):
+    """Region names in Schaefer's form, label 1 first: left hemisphere, then right.
+
+    Each hemisphere's ``n_rois / 2`` labels go to the networks in
+    :data:`SCHAEFER_NETWORKS` order, in nearly equal contiguous blocks;
+    names are ``{k}Networks_{LH|RH}_{network}[_{part}]_{number}``.
+    """
+    names = []
+    for hemisphere in ("LH", "RH"):
+        blocks = np.array_split(np.arange(n_rois // 2), len(SCHAEFER_NETWORKS[yeo_networks]))
+        for network, block in zip(SCHAEFER_NETWORKS[yeo_networks], blocks, strict=True):
+            parts = SCHAEFER_PARTS.get(network.rstrip("ABC"), (None,))
+            counts = {}
+            for k in range(block.size):
+                part = parts[k * len(parts) // block.size]
+                counts[part] = counts.get(part, 0) + 1
+                middle = f"{network}_{part}" if part else network
+                names.append(f"{yeo_networks}Networks_{hemisphere}_{middle}_{counts[part]}")
+    return names
+
+
+def make_schaefer(download_dir, n_rois=400, yeo_networks=7, resolution_mm=2, seed=0):
+    """Write a stand-in of a Schaefer (2018) parcellation where nilearn's fetcher looks.
+
+    Mimics the files ``nilearn.datasets.fetch_atlas_schaefer_2018`` leaves
+    in ``<download_dir>/schaefer_2018/``:
+
+    * ``Schaefer2018_{n_rois}Parcels_{yeo_networks}Networks_order.txt`` —
+      tab-separated, no header, one row per region: label (1..n_rois),
+      name (``7Networks_LH_Vis_1``, ``7Networks_RH_Default_PFC_3``: the
+      third ``_``-field is the network), r, g, b and 0;
+    * ``..._order_FSLMNI152_{resolution_mm}mm.nii.gz`` — gzip NIfTI-1, 3D,
+      int32 labels (the data type of the released files as we know them;
+      not checked against a download), 0 outside the regions.
+
+    What is real: the names of the files and the form of their contents,
+    labels 1..n_rois all present (so there are labels above 127 and 255
+    from 300 regions on), the left hemisphere's labels first, the network
+    names (the 7 in their order).  Simplified: a 28 x 33 x 28 grid of 6 mm voxels
+    (RAS) whatever ``resolution_mm`` says, instead of 91 x 109 x 91 at
+    2 mm; the regions are the Voronoi cells of random seeds within a shell
+    of an ellipsoid "brain" (a stand-in cortex), numbered from posterior to
+    anterior in each hemisphere; parts of names and colours are the
+    stand-in's own.
+
+    Parameters
+    ----------
+    download_dir : str or pathlib.Path
+        The folder given to the fetcher as ``data_dir``.
+    n_rois : int
+        Regions (100 to 1000 by 100).
+    yeo_networks : {7, 17}
+        Network annotation.
+    resolution_mm : {1, 2}
+        Only names the image file.
+    seed : int
+        Seed of the regions' seeds.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<download_dir>/schaefer_2018``.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(download_dir) / "schaefer_2018"
+    folder.mkdir(parents=True, exist_ok=True)
+    world = _world(SCHAEFER_SHAPE, SCHAEFER_AFFINE)
+    outer = mni_brain(SCHAEFER_SHAPE, SCHAEFER_AFFINE)
+    inner = mni_brain(SCHAEFER_SHAPE, SCHAEFER_AFFINE, scale=0.7)
+    cortex = outer & ~inner
+    labels = np.zeros(SCHAEFER_SHAPE, dtype=np.int32)
+    half = n_rois // 2
+    for h, hemisphere in enumerate((world[0] < 0, world[0] >= 0)):
+        voxels = np.flatnonzero(cortex & hemisphere)
+        points = world.reshape(3, -1)[:, voxels].T
+        seeds = rng.choice(voxels.size, half, replace=False)
+        seeds = seeds[np.argsort(points[seeds, 1], kind="stable")]
+        _, nearest = cKDTree(points[seeds]).query(points)
+        labels.flat[voxels] = 1 + h * half + nearest
+    stem = f"Schaefer2018_{n_rois}Parcels_{yeo_networks}Networks_order"
+    _save(labels, SCHAEFER_AFFINE, folder / f"{stem}_FSLMNI152_{resolution_mm}mm.nii.gz")
+    names = schaefer_names(n_rois, yeo_networks)
+    colours = rng.integers(0, 256, (n_rois, 3))
+    rows = [
+        f"{k}\t{name}\t{r}\t{g}\t{b}\t0\n"
+        for k, (name, (r, g, b)) in enumerate(zip(names, colours, strict=True), start=1)
+    ]
+    (folder / f"{stem}.txt").write_text("".join(rows))
+    return folder

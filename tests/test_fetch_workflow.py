@@ -121,7 +121,30 @@ def analysis_rules(config):
         rules.add("encode")
     if config.get("reconstruction"):
         rules |= {"reconstruct", "reconstruct_models"}
+    for entry in connectome_entries(config):
+        rules |= {"connectome_regions", "connectome_group"}
+        if entry["sparse"]:
+            rules |= {"connectome_subject_sparse", "connectome_sparse"}
+        else:
+            rules.add("connectome_subject")
+        rules |= {"connectome_compare"} if entry["compare"] else set()
+        rules |= {"connectome_predict"} if entry["predict"] else set()
     return rules | ({"provenance_table"} if rules else set())
+
+
+def connectome_entries(config):
+    """A config's connectome entries, with the schema's defaults."""
+    from fmriflow.schema import validate
+
+    return [validate(dict(entry), "connectome") for entry in config.get("connectomes", [])]
+
+
+def config_atlases(config):
+    """The ids of the standard atlases a config's connectome entries name."""
+    from fmriflow.atlases import atlas_id
+
+    entries = connectome_entries(config)
+    return sorted({atlas_id(e["regions"]) for e in entries if e["regions"]["source"] == "atlas"})
 
 
 @pytest.mark.parametrize(
@@ -171,10 +194,21 @@ def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, sub
     }[dataset]
     for rule, files_of in optional.items():
         assert sorted(s for r, d, s in jobs if r == rule) == sorted(files_of), rule
+    # ADHD's phenotypic table becomes the dataset's participants.tsv; every standard
+    # atlas the connectome entries name is downloaded once.
+    dataset_rules = {"adhd": ["import_download_participants"]}.get(dataset, [])
+    for rule in dataset_rules:
+        assert [(r, d) for r, d, _ in jobs if r == rule] == [(rule, dataset)], rule
+    parsed = yaml.safe_load(configfile.read_text())
+    atlases = re.findall(
+        r"^rule download_atlas:\n(?:.*\n)*?\s*wildcards: atlas=(\S+)", output, re.M
+    )
+    assert sorted(atlases) == config_atlases(parsed)
     rules = {r for r, _, _ in jobs}
     acquisition = {"download", "import_download", "mask", "clean", "all", *optional}
+    acquisition |= set(dataset_rules) | ({"download_atlas"} if atlases else set())
     assert acquisition <= rules
-    assert rules - acquisition == analysis_rules(yaml.safe_load(configfile.read_text()))
+    assert rules - acquisition == analysis_rules(parsed)
     assert not list(workdir.glob("data/*/dataset.json")), "a dry run must not download"
 
 

@@ -158,7 +158,12 @@ def run_group_ica(tiny_run, tmp_path, second_mask, drop_voxel=None):
     tmp_path.mkdir(parents=True, exist_ok=True)
     mask_path = tmp_path / "sub-02_mask.nii.gz"
     nib.save(second_mask, mask_path)
-    matrices = {name: [results / s / name for s in ("sub-01", "sub-02")] for name in NAMES}
+    subjects = json.loads((tiny_run / "data" / REST / "dataset.json").read_text())["subjects"]
+    folders = [f"sub-{s}" for s in subjects]
+    assert folders[:2] == ["sub-01", "sub-02"]
+    matrices = {name: [results / folder / name for folder in folders] for name in NAMES}
+    masks = [results / folder / "mask.nii.gz" for folder in folders]
+    masks[1] = mask_path
     if drop_voxel is not None:
         for name, paths in matrices.items():
             paths[1] = tmp_path / name
@@ -172,7 +177,7 @@ def run_group_ica(tiny_run, tmp_path, second_mask, drop_voxel=None):
         SCRIPTS / "group_ica.py",
         "--data", *matrices["pca_9.npy"],
         "--clean", *matrices["clean.npy"],
-        "--masks", results / "sub-01" / "mask.nii.gz", mask_path,
+        "--masks", *masks,
         "--mean", results / "sub-01" / "mean.nii.gz",
         "--description", tiny_run / "data" / REST / "dataset.json",
         "--components", out / "components.nii.gz",

@@ -121,9 +121,12 @@ def slurm_cluster():
 
 
 @pytest.fixture(scope="module")
-def runs(slurm_cluster, tmp_path_factory):
-    """A dry run, a local reference run and a SLURM run of the tiny config."""
-    return run_local_and_on_slurm(slurm_cluster, tmp_path_factory.mktemp("slurm"))
+def runs(slurm_cluster, tiny_run, tmp_path_factory):
+    """A dry run and a SLURM run of the tiny config, and the session's local run of it
+    (``tiny_run``) as the reference."""
+    return run_local_and_on_slurm(
+        slurm_cluster, tmp_path_factory.mktemp("slurm"), reference=tiny_run
+    )
 
 
 # --- tests on the SLURM run -------------------------------------------------------

@@ -177,6 +177,22 @@ WORKFLOW_ERRORS = [
         lambda c: c["datasets"]["simtask"]["preprocess"].update(clean={"confounds": ["csf"]}),
         ["datasets.simtask.preprocess.clean.confounds", "confounds"],
     ),
+    (
+        lambda c: c["connectomes"][0].update(dataset="simtask"),
+        ["connectomes[0].dataset", "'simtask' is task data", "resting-state"],
+    ),
+    (
+        lambda c: c["connectomes"][0]["regions"].update(ica="nope"),
+        ["connectomes[0].regions.ica", "no ica entry 'nope'", "['canica']"],
+    ),
+    (
+        lambda c: c["connectomes"][1]["regions"].update(n_clusters=7),
+        ["connectomes[1].regions", "computes ward with 7 clusters", "ward 10"],
+    ),
+    (
+        lambda c: c["connectomes"][0]["compare"].update(column="age"),
+        ["connectomes[0]", "column(s) ['age'] not in dataset 'simrest'", "'group'"],
+    ),
 ]
 
 

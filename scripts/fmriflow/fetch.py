@@ -26,7 +26,14 @@ nilearn checks the archives it knows checksums for and downloads into a
 temporary folder before moving files into place. On top of that, every
 fetched file's sha256 is recorded in ``dataset.json`` and in a registry in
 the download folder, and checked again whenever the file is re-used, so a
-file altered or corrupted after its download is caught.
+file altered or corrupted after its download is caught. Besides its
+subjects' files, a dataset may have files of its own (``dataset_files`` in
+``dataset.json``, each with its sha256): ADHD's phenotypic table, which
+becomes ``participants.tsv``.
+
+The registry and the error messages (:func:`record_checksums`,
+:func:`network_error`, :func:`checksum_error`) serve every download of the
+workflow, the standard atlases (:mod:`fmriflow.atlases`) included.
 """
 
 import hashlib
@@ -52,6 +59,8 @@ FETCHED_ROLES = {
     "adhd": ("confounds",),
     "miyawaki2008": ("roi", "anat", "stimuli"),
 }
+#: Fetchers whose download has a phenotypic table (the dataset's participants.tsv).
+FETCHED_PARTICIPANTS = ("adhd",)
 #: Miyawaki et al. (2008): TR in seconds (the archive's headers are not
 #: relied upon), the stimulus grid, and the runs in nilearn's order.
 MIYAWAKI_TR = 2.0
@@ -59,6 +68,8 @@ MIYAWAKI_SHAPE = (10, 10)
 MIYAWAKI_RUNS = (("figure", "test", 12), ("random", "train", 20))
 #: Haxby subjects whose archive has no anatomical image.
 HAXBY_WITHOUT_ANAT = ("6",)
+#: ADHD's phenotypic table, at the top of nilearn's ``adhd`` folder.
+ADHD_PHENOTYPIC = "ADHD200_40subs_motion_parameters_and_phenotypics.csv"
 
 
 def subject_roles(fetcher, subject):
@@ -125,13 +136,55 @@ def fetch_subjects(fetcher, subjects):
     return labels
 
 
-def _network_error(dataset, exc, url_option):
-    url = getattr(getattr(exc, "request", None), "url", None) or "the dataset server"
+def network_error(what, exc, advice, server="the dataset server"):
+    """The one message of a download that could not reach its server.
+
+    Parameters
+    ----------
+    what : str
+        What was being downloaded (``"the haxby dataset"``).
+    exc : requests.RequestException
+        The error; its request names the URL.
+    advice : str
+        What to do besides retrying (a mirror's config key, a local copy).
+    server : str
+        Named instead of the URL when the error carries none.
+
+    Returns
+    -------
+    InputError
+    """
+    url = getattr(getattr(exc, "request", None), "url", None) or server
     return InputError(
-        f"download of the {dataset} dataset from {url}",
+        f"download of {what} from {url}",
         f"the server could not be reached or refused the request ({type(exc).__name__}: {exc})",
-        "Check the internet connection and retry later; set "
-        f"fetch.url to a mirror{url_option}; or, if you already have the "
+        f"Check the internet connection and retry later; {advice}",
+    )
+
+
+def is_checksum_error(exc):
+    """Whether a ``ValueError`` of nilearn's downloader is a failed archive checksum."""
+    return "checksum" in str(exc).lower() or "md5" in str(exc).lower()
+
+
+def checksum_error(what, data_dir, exc, url_key):
+    """The one message of a downloaded archive that failed nilearn's checksum.
+
+    ``url_key`` is the config key of a mirror (``fetch.url``).
+    """
+    return InputError(
+        f"download of {what} into {data_dir}",
+        f"a downloaded archive failed its checksum ({exc})",
+        "Delete the partial download and retry; if it fails again the "
+        f"server's copy may be damaged: use {url_key} to point at a mirror",
+    )
+
+
+def _network_error(dataset, exc, url_option):
+    return network_error(
+        f"the {dataset} dataset",
+        exc,
+        f"set fetch.url to a mirror{url_option}; or, if you already have the "
         "files, describe them as a 'local' dataset",
     )
 
@@ -153,11 +206,13 @@ def download(fetcher, subjects, data_dir, url=None):
     Returns
     -------
     dict
-        ``{"tr": float, "files": {subject: {role: path}}}`` with roles
-        ``bold``, ``labels`` (haxby, miyawaki2008), ``roi`` (haxby,
-        miyawaki2008), ``anat`` (haxby, not subject 6; miyawaki2008) and
-        ``confounds`` (adhd). Miyawaki's ``bold`` and ``labels`` are lists
-        of the 32 runs' files, figure runs first, as nilearn orders them.
+        ``{"tr": float, "files": {subject: {role: path}}, "dataset_files":
+        {role: path}}`` with roles ``bold``, ``labels`` (haxby,
+        miyawaki2008), ``roi`` (haxby, miyawaki2008), ``anat`` (haxby, not
+        subject 6; miyawaki2008) and ``confounds`` (adhd). Miyawaki's
+        ``bold`` and ``labels`` are lists of the 32 runs' files, figure runs
+        first, as nilearn orders them. The dataset's own files are ADHD's
+        ``phenotypic`` table (none for the others).
     """
     import requests
     from nilearn import datasets
@@ -165,6 +220,7 @@ def download(fetcher, subjects, data_dir, url=None):
     subjects = fetch_subjects(fetcher, subjects)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    dataset_files = {}
     try:
         if fetcher == "haxby":
             # fetch_haxby's lists are only aligned with the subjects when
@@ -186,6 +242,8 @@ def download(fetcher, subjects, data_dir, url=None):
                 }
                 for s in subjects
             }
+            # <adhd>/data/<id>/<file>: the phenotypic table is at the top of <adhd>.
+            dataset_files["phenotypic"] = str(Path(bunch.func[0]).parents[2] / ADHD_PHENOTYPIC)
     except requests.RequestException as exc:
         hint = " (the url of a copy of the dataset)"
         if fetcher == "haxby":
@@ -196,17 +254,12 @@ def download(fetcher, subjects, data_dir, url=None):
             )
         raise _network_error(fetcher, exc, hint) from exc
     except ValueError as exc:
-        if "checksum" in str(exc).lower() or "md5" in str(exc).lower():
-            raise InputError(
-                f"download of the {fetcher} dataset into {data_dir}",
-                f"a downloaded archive failed its checksum ({exc})",
-                "Delete the partial download and retry; if it fails again the "
-                "server's copy may be damaged: use fetch.url to point at a mirror",
-            ) from exc
+        if is_checksum_error(exc):
+            raise checksum_error(f"the {fetcher} dataset", data_dir, exc, "fetch.url") from exc
         raise
     files = {s: {k: _as_text(v) for k, v in f.items() if v is not None} for s, f in files.items()}
     tr = MIYAWAKI_TR if fetcher == "miyawaki2008" else float(bunch.t_r)
-    return {"tr": tr, "files": files}
+    return {"tr": tr, "files": files, "dataset_files": dataset_files}
 
 
 def _as_text(paths):
@@ -236,6 +289,15 @@ def _haxby_files(bunch, k):
     }
 
 
+def file_paths(files):
+    """Every path of a nested structure of files (mappings and lists of paths), in order."""
+    if isinstance(files, dict):
+        return [p for value in files.values() for p in file_paths(value)]
+    if isinstance(files, list | tuple):
+        return [p for value in files for p in file_paths(value)]
+    return [str(files)]
+
+
 def record_checksums(files, data_dir):
     """Hash every fetched file and check them against the download registry.
 
@@ -246,7 +308,9 @@ def record_checksums(files, data_dir):
     Parameters
     ----------
     files : dict
-        ``{subject: {role: path}}`` from :func:`download`.
+        ``{subject: {role: path}}`` from :func:`download`, or any nesting of
+        mappings and lists of paths (``{role: path}`` of a dataset's own
+        files or of an atlas).
     data_dir : str or pathlib.Path
         The download folder.
 
@@ -258,23 +322,42 @@ def record_checksums(files, data_dir):
     registry_path = Path(data_dir) / REGISTRY
     registry = json.loads(registry_path.read_text()) if registry_path.exists() else {}
     checksums = {}
-    for roles in files.values():
-        for path in (p for paths in roles.values() for p in role_paths(paths)):
+    for path in file_paths(files):
+        if path not in checksums:
             digest = sha256sum(path)
             key = str(Path(path).resolve())
             if key in registry and registry[key] != digest:
-                raise InputError(
-                    path,
-                    "file changed since it was downloaded (its sha256 differs from "
-                    f"the one recorded in {registry_path})",
-                    "Delete the file (and its entry in the registry) and re-run "
-                    "to download it again",
-                )
+                raise _changed_error(path, registry_path)
             registry[key] = digest
             checksums[path] = digest
     with atomic_output(registry_path) as tmp:
         tmp.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n")
     return checksums
+
+
+def _changed_error(path, registry_path):
+    return InputError(
+        path,
+        "file changed since it was downloaded (its sha256 differs from "
+        f"the one recorded in {registry_path})",
+        "Delete the file (and its entry in the registry) and re-run to download it again",
+    )
+
+
+def check_registry(paths, data_dir):
+    """Check files already in the download folder against the registry, before they are read.
+
+    For a fetcher that parses its files itself (a changed file would make
+    it fail with its own error): every one of ``paths`` that exists and is
+    in the registry must still have its recorded sha256. Nothing is
+    recorded.
+    """
+    registry_path = Path(data_dir) / REGISTRY
+    registry = json.loads(registry_path.read_text()) if registry_path.exists() else {}
+    for path in paths:
+        key = str(Path(path).resolve())
+        if key in registry and Path(path).is_file() and sha256sum(path) != registry[key]:
+            raise _changed_error(str(path), registry_path)
 
 
 def verify_checksum(path, expected):
@@ -333,6 +416,35 @@ def checked_download(description, description_path, subject, role):
     for path in role_paths(paths):
         verify_checksum(path, description["sha256"][path])
     return paths
+
+
+def checked_dataset_file(description, description_path, role):
+    """A downloaded file of the dataset itself (``dataset_files``), after checking its sha256.
+
+    Parameters
+    ----------
+    description : dict
+        The dataset's ``dataset.json`` (written by the download node).
+    description_path : str or pathlib.Path
+        Its path, for messages.
+    role : str
+        ``phenotypic`` (ADHD's phenotypic table).
+
+    Returns
+    -------
+    str
+        The path of the file in the download folder.
+    """
+    dataset_files = description.get("dataset_files", {})
+    entry = dataset_files.get(role)
+    if entry is None:
+        raise InputError(
+            description_path,
+            f"the download has no {role} file (it has {sorted(dataset_files)})",
+            "Re-run the download rule (delete dataset.json to force it)",
+        )
+    verify_checksum(entry["path"], entry["sha256"])
+    return entry["path"]
 
 
 def haxby_events(labels_path):

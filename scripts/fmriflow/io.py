@@ -300,6 +300,43 @@ def read_table(path, role="table", required=()):
     return frame
 
 
+def write_matrix(matrix, names, path):
+    """Write a square matrix as a table with region names as header and first column.
+
+    Values keep full float64 precision (``repr``-exact round trip).
+    """
+    frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), columns=list(names))
+    frame.insert(0, "region", list(names))
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, lineterminator="\n", float_format="%.17g")
+    return Path(path)
+
+
+def read_matrix(path, names=None, role="connectivity matrix"):
+    """Read a matrix written by :func:`write_matrix`, checking its region names.
+
+    Returns
+    -------
+    matrix : numpy.ndarray, shape (n, n)
+    names : list of str
+    """
+    frame = read_table(path, role, required=("region",))
+    found = [str(n) for n in frame["region"]]
+    if list(frame.columns[1:]) != found:
+        raise InputError(
+            path,
+            f"{role} is not square with matching row and column names",
+            "Regenerate it (delete the file and re-run the workflow)",
+        )
+    if names is not None and found != [str(n) for n in names]:
+        raise InputError(
+            path,
+            f"{role} has regions {found[:3]}… where {list(names)[:3]}… were expected",
+            "Every subject's matrices must come from the same regions: re-run the workflow",
+        )
+    return frame.iloc[:, 1:].to_numpy(dtype=np.float64), found
+
+
 def check_columns(frame, columns, path, role, fix):
     """Raise :class:`InputError` naming the columns of ``columns`` that ``frame`` lacks."""
     missing = [c for c in columns if c not in frame.columns]

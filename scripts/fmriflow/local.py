@@ -127,6 +127,9 @@ def missing_files(settings, subjects):
                         f"subject {subject}: {key} file {path} not found "
                         f"(from template local.{key}: {settings[key]!r})"
                     )
+    participants = settings.get("participants")
+    if participants and not Path(participants).is_file():
+        problems.append(f"participants table {participants} not found (local.participants)")
     return problems
 
 

@@ -467,6 +467,73 @@ def band_limited(n_volumes, n_series, tr, rng, band=(0.01, 0.1)):
     return (series - series.mean(0)) / series.std(0)
 
 
+#: The two groups of a simulated rest cohort, and the null grouping's labels.
+REST_GROUPS = ("control", "coupled")
+NULL_GROUPS = ("A", "B")
+#: The phenotype columns of a simulated rest cohort's participants table.
+PARTICIPANT_COLUMNS = ("group", "null_group")
+
+
+def rest_groups(n_subjects, seed):
+    """The planted and the null grouping of a simulated rest cohort.
+
+    Subjects alternate between ``control`` (even positions) and ``coupled``
+    (odd positions), so the groups are balanced. The null grouping splits
+    each planted group in two halves at random (seeded), so it is balanced
+    against the planted one and carries no information about it.
+
+    Parameters
+    ----------
+    n_subjects : int
+        Cohort size.
+    seed : int
+        Dataset seed.
+
+    Returns
+    -------
+    group, null_group : list of str
+        One label per subject, in subject order.
+    """
+    group = [REST_GROUPS[i % 2] for i in range(n_subjects)]
+    rng = np.random.default_rng([seed, 7919])
+    null_group = [""] * n_subjects
+    for name in REST_GROUPS:
+        members = [i for i in range(n_subjects) if group[i] == name]
+        halves = rng.permutation(len(members)) % 2
+        for member, half in zip(members, halves, strict=True):
+            null_group[member] = NULL_GROUPS[half]
+    return group, null_group
+
+
+def couple_time_courses(time_courses, pairs, coupling):
+    """Mix network time courses so that each named pair correlates by ``coupling``.
+
+    The second network of a pair becomes ``coupling * first + sqrt(1 -
+    coupling**2) * second``: unit variance kept, correlation ``coupling``
+    with the first (in expectation).
+
+    Parameters
+    ----------
+    time_courses : numpy.ndarray, shape (n_volumes, n_networks)
+        Independent unit-variance time courses.
+    pairs : list of (int, int)
+        Network indices to couple.
+    coupling : float
+        Correlation to plant, in [-1, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        A coupled copy.
+    """
+    coupled = time_courses.copy()
+    for first, second in pairs:
+        coupled[:, second] = (
+            coupling * coupled[:, first] + np.sqrt(1 - coupling**2) * coupled[:, second]
+        )
+    return coupled
+
+
 def simulate_rest_subject(
     subject_index,
     seed,
@@ -476,6 +543,8 @@ def simulate_rest_subject(
     tr,
     snr_range,
     n_confounds=2,
+    coupled_pairs=(),
+    coupling=0.0,
     noise_smoothness=0.8,
     ar_coefficient=0.3,
     drift_amplitude=2.0,
@@ -506,6 +575,10 @@ def simulate_rest_subject(
         Lag-1 autocorrelation of the noise.
     drift_amplitude : float
         Scale of the slow drift, in noise units.
+    coupled_pairs : sequence of (int, int)
+        Pairs of networks whose time courses are coupled in this subject.
+    coupling : float
+        Their planted correlation (see :func:`couple_time_courses`).
 
     Returns
     -------
@@ -516,6 +589,8 @@ def simulate_rest_subject(
     rng = subject_rng(seed, subject_index)
     snr = float(rng.uniform(*snr_range))
     time_courses = band_limited(n_volumes, maps.shape[0], tr, rng)
+    if coupled_pairs and coupling:
+        time_courses = couple_time_courses(time_courses, coupled_pairs, coupling)
     amplitude = snr * rng.uniform(0.8, 1.2, maps.shape[0])
     on_brain = maps[:, brain]
     signal = (time_courses * amplitude) @ on_brain
@@ -592,13 +667,44 @@ def describe_simulation(name, settings):
     rest = settings["rest"]
     brain, grey, affine = rest_grid(rest["resolution"])
     maps, names = network_maps(grey, affine, rest["n_networks"], rest["blob_fwhm"])
+    coupled = rest["groups"]["coupled_networks"]
+    check_coupled_networks(coupled, names)
     description = common | {
         "tr": rest["tr"],
         "space": "MNI152",
         "labels": [],
-        "ground_truth": {"networks": "networks.nii.gz", "names": names},
+        "ground_truth": {
+            "networks": "networks.nii.gz",
+            "names": names,
+            "groups": "participants.tsv",
+            "coupled_group": REST_GROUPS[1],
+            "coupled_networks": list(coupled),
+            "coupling": rest["groups"]["coupling"],
+        },
     }
     return description, brain, affine, maps
+
+
+def check_coupled_networks(coupled, names):
+    """The networks whose coupling differs between groups are planted ones."""
+    unknown = [name for name in coupled if name not in names]
+    if unknown or len(coupled) % 2:
+        raise InputError(
+            "config key simulate.rest.groups.coupled_networks",
+            f"unknown network(s) {unknown}"
+            if unknown
+            else f"{len(coupled)} names, which do not make pairs",
+            f"Give pairs of the planted networks {names} (raise n_networks to plant more)",
+        )
+
+
+def rest_participants(settings):
+    """The participants table of a simulated rest cohort (see :func:`rest_groups`)."""
+    from fmriflow.participants import participants_frame
+
+    group, null_group = rest_groups(settings["n_subjects"], settings["seed"])
+    columns = dict(zip(PARTICIPANT_COLUMNS, (group, null_group), strict=True))
+    return participants_frame(subject_labels(settings["n_subjects"]), columns)
 
 
 def _describe_stimulus_simulation(common, stimulus):
@@ -680,6 +786,12 @@ def simulate_subject(settings, subject_index, maps=None, brain=None):
             density=task["density"],
         )
     rest = settings["rest"]
+    group, _ = rest_groups(settings["n_subjects"], settings["seed"])
+    names = [name for name, _ in REST_NETWORKS[: rest["n_networks"]]]
+    coupled = rest["groups"]["coupled_networks"]
+    pairs = [
+        (names.index(coupled[k]), names.index(coupled[k + 1])) for k in range(0, len(coupled), 2)
+    ]
     return simulate_rest_subject(
         subject_index,
         settings["seed"],
@@ -689,4 +801,6 @@ def simulate_subject(settings, subject_index, maps=None, brain=None):
         rest["tr"],
         settings["snr"],
         n_confounds=rest["n_confounds"],
+        coupled_pairs=pairs if group[subject_index] == REST_GROUPS[1] else (),
+        coupling=rest["groups"]["coupling"],
     )

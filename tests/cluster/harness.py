@@ -231,11 +231,14 @@ def started_cluster():
                 raise RuntimeError(stopped.stderr)
 
 
-def run_local_and_on_slurm(cluster_info, root):
-    """A dry run, a local reference run and a SLURM run of the tiny config, in ``root``."""
+def run_local_and_on_slurm(cluster_info, root, reference=None):
+    """A dry run, a local reference run and a SLURM run of the tiny config, in ``root``.
+
+    ``reference``: the working directory of a local run of the tiny config made
+    already (the test session's), used instead of running it again.
+    """
     env = cluster_info.env
     local, cluster = Path(root) / "local", Path(root) / "cluster"
-    local.mkdir(parents=True)
     cluster.mkdir(parents=True)
     profile = local_cluster_profile(
         Path(root) / "profile", cluster_info.partition, cluster / "logs" / "slurm"
@@ -244,11 +247,15 @@ def run_local_and_on_slurm(cluster_info, root):
     dry, _ = snakemake(cluster, "--profile", profile, "--dry-run", env=env, timeout=300)
     if dry.returncode != 0:
         raise RuntimeError(dry.stderr[-3000:])
-    reference, local_seconds = snakemake(
-        local, "--profile", LOCAL_PROFILE.parent, "--cores", "2", env=env, timeout=900
-    )
-    if reference.returncode != 0:
-        raise RuntimeError(reference.stderr[-3000:])
+    if reference is None:
+        local.mkdir(parents=True)
+        completed, local_seconds = snakemake(
+            local, "--profile", LOCAL_PROFILE.parent, "--cores", "2", env=env, timeout=900
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(completed.stderr[-3000:])
+    else:
+        local, local_seconds = Path(reference), None
     poller = MemoryPoller(env)
     poller.start()
     try:

@@ -1,5 +1,6 @@
 # Acquire: every source (simulate, fetch, local) ends in the canonical layout
 #   data/{dataset}/dataset.json, data/{dataset}/sub-{subject}/{bold.nii.gz, events.tsv, …}
+#   [data/{dataset}/participants.tsv], and standard atlases in data/atlases/{atlas}/
 # Which rule produces a dataset is decided by its source (and kind) in the
 # config, through wildcard constraints. A rule's outputs are fixed: the
 # optional files of a subject (ROI, anatomy, confounds) each have a rule of
@@ -9,6 +10,7 @@
 
 localrules:
     download,
+    download_atlas,
     describe_local,
 
 
@@ -44,6 +46,7 @@ use rule simulate_dataset as simulate_rest_dataset with:
         description="data/{dataset}/dataset.json",
         brain_mask="data/{dataset}/brainmask.nii.gz",
         networks="data/{dataset}/networks.nii.gz",
+        participants="data/{dataset}/participants.tsv",
         provenance="data/{dataset}/simulate_dataset.provenance.json",
     log:
         "logs/simulate_rest_dataset/{dataset}.log",
@@ -247,6 +250,54 @@ use rule import_download_roi as import_download_stimuli with:
         role="stimuli",
 
 
+rule import_download_participants:
+    input:
+        description="data/{dataset}/dataset.json",
+    output:
+        participants="data/{dataset}/participants.tsv",
+        provenance="data/{dataset}/import_download_participants.provenance.json",
+    log:
+        "logs/import_download_participants/{dataset}.log",
+    benchmark:
+        "logs/benchmark/import_download_participants/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_with_participants("fetch")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(500),
+        runtime=10,
+    script:
+        "../../scripts/import_download_participants.py"
+
+
+# --- standard atlases: nilearn's atlas fetchers, one folder per atlas ---------------
+
+
+rule download_atlas:
+    output:
+        image="data/atlases/{atlas}/atlas.nii.gz",
+        regions="data/atlases/{atlas}/regions.tsv",
+        description="data/atlases/{atlas}/atlas.json",
+        provenance="data/atlases/{atlas}/download_atlas.provenance.json",
+    log:
+        "logs/download_atlas/{atlas}.log",
+    benchmark:
+        "logs/benchmark/download_atlas/{atlas}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(1500),
+        runtime=60,
+    params:
+        settings=atlas_download_settings,
+        download_dir=config["download_dir"],
+    script:
+        "../../scripts/download_atlas.py"
+
+
 # --- local: a lab's own files, by path templates ------------------------------
 
 
@@ -293,6 +344,30 @@ rule import_local_brain_mask:
         runtime=10,
     script:
         "../../scripts/import_local_brain_mask.py"
+
+
+rule import_local_participants:
+    input:
+        source=local_participants_source,
+    output:
+        participants="data/{dataset}/participants.tsv",
+        provenance="data/{dataset}/import_local_participants.provenance.json",
+    log:
+        "logs/import_local_participants/{dataset}.log",
+    benchmark:
+        "logs/benchmark/import_local_participants/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(datasets_with_participants("local")),
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_fixed(500),
+        runtime=10,
+    params:
+        subjects=dataset_subject_list,
+    script:
+        "../../scripts/import_local_participants.py"
 
 
 rule import_local:

@@ -80,6 +80,24 @@ def dataset_has_networks(name):
     return config["datasets"][name]["source"] == "simulate" and dataset_kind(name) == "rest"
 
 
+def dataset_has_participants(name):
+    """Whether ``data/{name}/participants.tsv`` exists in the canonical layout: simulated
+    rest (the planted groups), a fetcher with a phenotypic table (ADHD), local.participants."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "simulate":
+        return dataset_kind(name) == "rest"
+    if dataset["source"] == "fetch":
+        from fmriflow.fetch import FETCHED_PARTICIPANTS
+
+        return dataset["fetch"]["fetcher"] in FETCHED_PARTICIPANTS
+    return dataset["local"]["participants"] is not None
+
+
+def datasets_with_participants(source):
+    """Names of the datasets from ``source`` that have a participants table."""
+    return [name for name in datasets_where(source) if dataset_has_participants(name)]
+
+
 #: The optional canonical files of a subject, by the config key of a local
 #: dataset that provides them.
 LOCAL_FILES = {
@@ -172,6 +190,31 @@ def clustering_jobs():
     ]
 
 
+def atlas_entries():
+    """The standard atlases the connectome entries ask for: atlas id -> the settings of its
+    download (those of the first entry that names it)."""
+    from fmriflow.atlases import atlas_id, atlas_settings
+
+    atlases = {}
+    for entry in config["connectomes"]:
+        if entry["regions"]["source"] == "atlas":
+            atlases.setdefault(atlas_id(entry["regions"]), atlas_settings(entry["regions"]))
+    return atlases
+
+
+def atlas_jobs():
+    """Wildcards of every atlas download (one per distinct atlas of the connectome entries)."""
+    return [{"atlas": atlas} for atlas in sorted(atlas_entries())]
+
+
+def atlas_files(settings):
+    """The canonical files of the atlas a ``regions`` section (source atlas) names."""
+    from fmriflow.atlases import atlas_id
+
+    folder = f"data/atlases/{atlas_id(settings)}"
+    return {"atlas_image": f"{folder}/atlas.nii.gz", "atlas_regions": f"{folder}/regions.tsv"}
+
+
 def rule_jobs():
     """Every job the config asks for: rule name -> list of its wildcards."""
     simulated, fetched, local = (datasets_where(s) for s in ("simulate", "fetch", "local"))
@@ -198,6 +241,11 @@ def rule_jobs():
         "import_local_confounds": subject_jobs(local, "confounds.tsv"),
         "import_local_stimuli": subject_jobs(local, "stimuli.tsv"),
         "import_local_brain_mask": [{"dataset": d} for d in local if dataset_has_brain_mask(d)],
+        "import_download_participants": [
+            {"dataset": d} for d in datasets_with_participants("fetch")
+        ],
+        "import_local_participants": [{"dataset": d} for d in datasets_with_participants("local")],
+        "download_atlas": atlas_jobs(),
         "mask": subject_jobs(everyone),
         "clean": subject_jobs(everyone),
         "decode": analysis_jobs("decoding"),
@@ -213,6 +261,7 @@ def rule_jobs():
         "encode": analysis_jobs("encoding"),
         "reconstruct": analysis_jobs("reconstruction"),
         "reconstruct_models": analysis_jobs("reconstruction"),
+        **connectome_rule_jobs(),
     }
 
 
@@ -276,6 +325,10 @@ def encoding_entry(wildcards):
 
 def reconstruction_entry(wildcards):
     return config_entry("reconstruction", wildcards)
+
+
+def connectome_entry(wildcards):
+    return config_entry("connectomes", wildcards)
 
 
 def clustering_entry(wildcards):
@@ -424,6 +477,159 @@ def clustering_inputs(wildcards):
     return group_inputs(wildcards, clustering_entry(wildcards)["n_features"])
 
 
+# --- connectomes ---------------------------------------------------------------------
+
+CONNECTOME_RESULTS = "results/{dataset}/group/connectomes/{analysis}"
+
+
+def connectome_option(entry, option):
+    """Whether a connectome entry asks for ``sparse`` models, a ``compare`` or a ``predict``."""
+    return bool(entry[option])
+
+
+def connectomes_where(option, value):
+    """A wildcard constraint matching the connectome analyses with (or without) an option."""
+    return names_pattern(
+        [e["name"] for e in config["connectomes"] if connectome_option(e, option) == value]
+    )
+
+
+def connectome_rule_jobs():
+    """The jobs of the connectome stage, by rule."""
+    entries = config["connectomes"]
+
+    def group(option=None):
+        return [
+            {"dataset": e["dataset"], "analysis": e["name"]}
+            for e in entries
+            if option is None or connectome_option(e, option)
+        ]
+
+    def subjects(sparse):
+        return [
+            job | {"analysis": e["name"]}
+            for e in entries
+            if e["sparse"] == sparse
+            for job in subject_jobs([e["dataset"]])
+        ]
+
+    return {
+        "connectome_regions": group(),
+        "connectome_subject": subjects(False),
+        "connectome_subject_sparse": subjects(True),
+        "connectome_group": group(),
+        "connectome_compare": group("compare"),
+        "connectome_sparse": group("sparse"),
+        "connectome_predict": [
+            {"dataset": e["dataset"], "analysis": e["name"], "target": target}
+            for e in entries
+            if e["predict"]
+            for target in e["predict"]["targets"]
+        ],
+    }
+
+
+def participant_columns(name):
+    """The phenotype columns of a dataset's participants table, where known before any
+    job runs (simulated groups; a local file's header), else None (a fetched table)."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "simulate":
+        from fmriflow.simulate import PARTICIPANT_COLUMNS
+
+        return list(PARTICIPANT_COLUMNS)
+    if dataset["source"] == "local":
+        from fmriflow.io import read_table
+
+        table = read_table(dataset["local"]["participants"], "participants table")
+        return [str(c) for c in table.columns if c != "participant_id"]
+    return None
+
+
+def connectome_subjects(wildcards):
+    """The subjects of a connectome analysis, in the order of its per-subject inputs."""
+    return dataset_subjects(wildcards.dataset)
+
+
+def connectome_regions_inputs(wildcards):
+    """The subjects' masks and the source of the regions: ICA maps, parcels or an atlas."""
+    entry = connectome_entry(wildcards)
+    settings = entry["regions"]
+    group_folder = f"results/{wildcards.dataset}/group"
+    files = {
+        "masks": [
+            f"results/{wildcards.dataset}/sub-{s}/mask.nii.gz"
+            for s in dataset_subjects(wildcards.dataset)
+        ],
+        "description": f"data/{wildcards.dataset}/dataset.json",
+    }
+    if settings["source"] == "ica":
+        files["components"] = f"{group_folder}/ica/{settings['ica']}/components.nii.gz"
+    elif settings["source"] == "clustering":
+        parcellation = f"{settings['method']}_{settings['n_clusters']}"
+        files["labels"] = f"{group_folder}/clustering/{parcellation}/labels.nii.gz"
+    else:
+        files |= atlas_files(settings)
+    if dataset_has_networks(wildcards.dataset):
+        files["networks"] = f"data/{wildcards.dataset}/networks.nii.gz"
+    return files
+
+
+def connectome_subject_files(wildcards, *names):
+    """Every subject's per-subject connectome files of an analysis, by name."""
+    folder = "results/{dataset}/sub-{subject}/connectomes/{analysis}"
+    return {
+        name: [
+            f"{folder}/{name}.tsv".format(
+                dataset=wildcards.dataset, subject=s, analysis=wildcards.analysis
+            )
+            for s in dataset_subjects(wildcards.dataset)
+        ]
+        for name in names
+    }
+
+
+def connectome_group_file(wildcards, file):
+    return f"{CONNECTOME_RESULTS}/{file}".format(
+        dataset=wildcards.dataset, analysis=wildcards.analysis
+    )
+
+
+def connectome_subject_inputs(wildcards):
+    return {
+        "clean": subject_path(wildcards, "clean.npy", SUBJECT_RESULTS),
+        "mask": subject_path(wildcards, "mask.nii.gz", SUBJECT_RESULTS),
+        "regions": connectome_group_file(wildcards, "regions.nii.gz"),
+        "table": connectome_group_file(wildcards, "regions.tsv"),
+    }
+
+
+def connectome_group_inputs(wildcards):
+    files = connectome_subject_files(wildcards, "covariance", "correlation", "partial_correlation")
+    return files | {"table": connectome_group_file(wildcards, "regions.tsv")}
+
+
+def connectome_compare_inputs(wildcards):
+    files = connectome_subject_files(wildcards, "correlation", "partial_correlation")
+    return files | {
+        "tangent": connectome_group_file(wildcards, "tangent.npy"),
+        "table": connectome_group_file(wildcards, "regions.tsv"),
+        "participants": f"data/{wildcards.dataset}/participants.tsv",
+    }
+
+
+def connectome_sparse_inputs(wildcards):
+    files = connectome_subject_files(wildcards, "signals", "graphical_lasso")
+    return files | {"table": connectome_group_file(wildcards, "regions.tsv")}
+
+
+def connectome_predict_inputs(wildcards):
+    files = connectome_subject_files(wildcards, "covariance", "correlation", "partial_correlation")
+    return files | {
+        "table": connectome_group_file(wildcards, "regions.tsv"),
+        "participants": f"data/{wildcards.dataset}/participants.tsv",
+    }
+
+
 def local_sources(*keys):
     """An input function: a local subject's source files (``source_<key>``) from the templates."""
 
@@ -443,6 +649,11 @@ def local_brain_mask_source(wildcards):
     return config["datasets"][wildcards.dataset]["local"]["brain_mask"]
 
 
+def local_participants_source(wildcards):
+    """The participants table a local dataset's config names."""
+    return config["datasets"][wildcards.dataset]["local"]["participants"]
+
+
 # --- parameters handed to nodes: plain values from the config, never lambdas ----------
 
 
@@ -454,6 +665,16 @@ def dataset_section(section):
 
     get.__name__ = f"{section}_settings"
     return get
+
+
+def atlas_download_settings(wildcards):
+    """The settings of an atlas download (see atlas_entries)."""
+    return atlas_entries()[wildcards.atlas]
+
+
+def dataset_subject_list(wildcards):
+    """The subject labels of the dataset, in order."""
+    return dataset_subjects(wildcards.dataset)
 
 
 def local_setting(key):
@@ -514,3 +735,5 @@ wildcard_constraints:
     method=r"ward|kmeans|rena",
     n_clusters=r"[0-9]+",
     n_components=r"[0-9]+",
+    atlas=r"[A-Za-z0-9_]+",
+    target=r"[A-Za-z0-9_]+",

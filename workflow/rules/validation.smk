@@ -38,6 +38,7 @@ def validate_config(config):
     check_datasets(config)
     check_analyses(config)
     check_clustering_requests(config)
+    check_connectomes(config)
 
 
 def sorted_keys(value):
@@ -56,7 +57,7 @@ def config_error(where, problem, fix):
 
 def check_names_unique(config):
     """Analysis names name result folders: each is used once within its section."""
-    for section in ("decoding", "searchlight", "ica", "encoding", "reconstruction"):
+    for section in ("decoding", "searchlight", "ica", "encoding", "reconstruction", "connectomes"):
         names = [entry["name"] for entry in config[section]]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -213,3 +214,75 @@ def check_clustering_requests(config):
                     "Ask for each parcellation once",
                 )
             seen.add(key)
+
+
+def check_connectomes(config):
+    """Connectome analyses use rest data, regions that the config computes, and
+    participants columns the dataset has."""
+    for index, entry in enumerate(config["connectomes"]):
+        where = f"connectomes[{index}]"
+        dataset = entry["dataset"]
+        check_dataset_reference(config, where, dataset)
+        if dataset_kind(dataset) != "rest":
+            raise config_error(
+                f"{where}.dataset",
+                f"'{dataset}' is {dataset_kind(dataset)} data; connectomes are computed "
+                "from resting-state data",
+                "Choose a rest dataset",
+            )
+        check_connectome_regions(config, f"{where}.regions", dataset, entry["regions"])
+        columns = [entry["compare"]["column"]] if entry["compare"] else []
+        columns += entry["predict"]["targets"] if entry["predict"] else []
+        if columns:
+            check_participant_columns(f"{where}", dataset, columns)
+
+
+def check_connectome_regions(config, where, dataset, settings):
+    """The ICA entry or the parcellation a connectome's regions come from is in the config."""
+    if settings["source"] == "ica":
+        names = [e["name"] for e in config["ica"] if e["dataset"] == dataset]
+        if settings["ica"] not in names:
+            raise config_error(
+                f"{where}.ica",
+                f"no ica entry '{settings['ica']}' of dataset '{dataset}'",
+                f"Name one of {names}, or add that ica entry" if names else "Add an ica entry",
+            )
+    elif settings["source"] == "clustering":
+        offered = sorted(
+            (e["method"], n)
+            for e in config["clustering"]
+            if e["dataset"] == dataset
+            for n in e["n_clusters"]
+        )
+        if (settings["method"], settings["n_clusters"]) not in offered:
+            raise config_error(
+                where,
+                f"no clustering entry of dataset '{dataset}' computes {settings['method']} "
+                f"with {settings['n_clusters']} clusters",
+                f"Choose one of {[f'{m} {n}' for m, n in offered]}, or add it to 'clustering'",
+            )
+
+
+def check_participant_columns(where, dataset, columns):
+    """The dataset has a participants table, with the columns named (when known up front)."""
+    from fmriflow.errors import InputError
+
+    if not dataset_has_participants(dataset):
+        raise config_error(
+            where,
+            f"comparing or predicting phenotypes needs a participants table, which dataset "
+            f"'{dataset}' does not have",
+            f"Give datasets.{dataset}.local.participants (a BIDS participants.tsv)",
+        )
+    try:
+        known = participant_columns(dataset)
+    except InputError as exc:
+        raise WorkflowError(f"Invalid config at '{where}': {exc}") from None
+    unknown = [c for c in columns if known is not None and c not in known]
+    if unknown:
+        raise config_error(
+            where,
+            f"participants column(s) {unknown} not in dataset '{dataset}' "
+            f"(it has {sorted(known)})",
+            "Name columns of its participants table in compare.column and predict.targets",
+        )

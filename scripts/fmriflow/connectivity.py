@@ -1,0 +1,703 @@
+"""Region signals and functional connectivity matrices.
+
+The steps of nilearn's connectivity chapter, on the workflow's cached data:
+
+* region signals from a subject's cleaned ``(time, voxel)`` matrix — the
+  mean over each region of a labels image (as
+  :class:`nilearn.maskers.NiftiLabelsMasker` computes it) or the
+  least-squares fit of a set of maps (as
+  :class:`nilearn.maskers.NiftiMapsMasker` does, on every voxel with a
+  weight of either sign); the cleaning (detrending, filtering, confounds,
+  all per run) already happened in the ``clean`` step, and these
+  extractions are linear, so extracting after cleaning gives what cleaning
+  after extracting gives (except for the voxel-wise standardisation, which
+  weighs voxels equally);
+* per-subject covariance (Ledoit–Wolf shrinkage), correlation and partial
+  correlation exactly as :class:`nilearn.connectome.ConnectivityMeasure`
+  computes them, and a sparse inverse covariance
+  (:class:`sklearn.covariance.GraphicalLassoCV`);
+* the tangent space of a group (Varoquaux et al. 2010): each covariance
+  whitened by the group's geometric mean and mapped through the matrix
+  logarithm, as a scikit-learn transformer so that the reference mean is
+  fitted on training subjects only;
+* edge-wise comparison of two groups with a multiple-comparison correction.
+
+Written here rather than taken from nilearn: the tangent reference as a
+transformer fitted on covariances (nilearn's fits on signals, so a group
+job would have to read every subject's time series) and the geometric mean
+behind it (nilearn's is private); both work on stacks of matrices at once
+(one batched eigendecomposition per step), since prediction refits them
+for every fold of every label permutation.
+"""
+
+import contextlib
+import logging
+import warnings
+
+import numpy as np
+from scipy import linalg, stats
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from fmriflow.errors import InputError
+
+logger = logging.getLogger("fmriflow")
+
+#: Per-subject measures (one matrix per subject, no group needed).
+SUBJECT_MEASURES = ("covariance", "correlation", "partial_correlation")
+#: The measures compared and used for prediction (Dadi et al. 2019).
+PREDICTION_MEASURES = ("correlation", "partial_correlation", "tangent")
+#: Region signal extractions.
+SIGNAL_KINDS = ("labels", "maps")
+#: Volumes converted to float64 at a time by the maps' least squares.
+VOLUME_BLOCK = 64
+
+
+# --- region signals ------------------------------------------------------------------
+
+
+def labels_signals(data, labels, region_values):
+    """Mean signal of each labelled region.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_volumes, n_voxels)
+        Cleaned signals of the voxels of a mask.
+    labels : numpy.ndarray of int, shape (n_voxels,)
+        Region label of each of those voxels (0 outside every region), of
+        any integer width.
+    region_values : sequence of int
+        The labels of the regions, in output order.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_volumes, n_regions)
+        Float64 means, whatever the type of ``data``.
+
+    Raises
+    ------
+    InputError
+        If ``labels`` does not give one label per column of ``data``, or a
+        region has no voxel.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != (data.shape[1],):
+        raise InputError(
+            "region labels",
+            f"give {labels.shape} labels for data with {data.shape[1]} voxels",
+            "Give one label per voxel of the data's mask",
+        )
+    signals = np.empty((data.shape[0], len(region_values)), dtype=np.float64)
+    for k, value in enumerate(region_values):
+        inside = labels == value
+        if not inside.any():
+            raise InputError(
+                f"region {value}",
+                "has no voxel in the data's mask",
+                "Rebuild the regions on the group's common mask",
+            )
+        signals[:, k] = data[:, inside].mean(axis=1, dtype=np.float64)
+    return signals
+
+
+def maps_signals(data, maps):
+    """Least-squares fit of region maps to every volume.
+
+    Every voxel counts, whatever the sign of its weights (nilearn 0.13.1's
+    :class:`~nilearn.maskers.NiftiMapsMasker` kept only voxels where some map
+    is positive; voxels where every map is zero do not change the fit).
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_volumes, n_voxels)
+        Cleaned signals of the voxels of a mask.
+    maps : numpy.ndarray, shape (n_voxels, n_regions)
+        Region weights (signed) on the same voxels.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_volumes, n_regions)
+        ``argmin_S || data - S maps.T ||``, one row per volume.
+
+    Raises
+    ------
+    InputError
+        If the maps are not on the data's voxels, or a map has no weight.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 2 or maps.shape[0] != data.shape[1]:
+        raise InputError(
+            "region maps",
+            f"have shape {maps.shape} for data with {data.shape[1]} voxels",
+            "Give one row of weights per voxel of the data's mask",
+        )
+    empty = np.flatnonzero(~np.any(maps != 0, axis=0))
+    if empty.size:
+        raise InputError(
+            f"region map(s) {(empty + 1).tolist()[:5]}",
+            "have no weight in the data's mask",
+            "Rebuild the regions on the group's common mask",
+        )
+    # The least-squares solution is the pseudo-inverse's projection (the same as
+    # lstsq's minimum-norm solution); volumes are projected a block at a time, so
+    # the data are never copied whole to float64.
+    projection = linalg.pinv(maps)
+    signals = np.empty((data.shape[0], maps.shape[1]), dtype=np.float64)
+    for start in range(0, data.shape[0], VOLUME_BLOCK):
+        block = np.asarray(data[start : start + VOLUME_BLOCK], dtype=np.float64)
+        signals[start : start + VOLUME_BLOCK] = block @ projection.T
+    return signals
+
+
+def region_signals(data, kind, values, region_index=None):
+    """Signals of every region: labels means or least-squares fits of maps.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_volumes, n_voxels)
+        Cleaned signals of the voxels of a mask.
+    kind : {"labels", "maps"}
+        How the regions are defined.
+    values : numpy.ndarray
+        Labels of the voxels ``(n_voxels,)``, or maps ``(n_voxels, n_regions)``.
+    region_index : sequence of int, optional
+        For labels: the label of each region, in output order (required).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_volumes, n_regions)
+        See :func:`labels_signals` and :func:`maps_signals`.
+    """
+    if kind == "labels":
+        if region_index is None:
+            raise InputError(
+                "labels regions", "no region labels given", "Pass the region table's index"
+            )
+        return labels_signals(data, values, region_index)
+    if kind == "maps":
+        return maps_signals(data, values)
+    raise InputError("regions", f"unknown kind {kind!r}", f"Choose one of {SIGNAL_KINDS}")
+
+
+# --- per-subject matrices ----------------------------------------------------------
+
+
+def _zscore(signals):
+    """Signals centred and divided by their (population) standard deviation.
+
+    As nilearn 0.13.1's ``standardize="zscore"``; a constant signal is only
+    centred.
+    """
+    centred = signals - signals.mean(axis=0)
+    scale = centred.std(axis=0)
+    scale[scale < np.finfo(np.float64).eps] = 1.0
+    return centred / scale
+
+
+def _ledoit_wolf(signals):
+    """Ledoit–Wolf shrunk covariance, nilearn's default estimator."""
+    from sklearn.covariance import LedoitWolf
+
+    return LedoitWolf(store_precision=False).fit(signals).covariance_
+
+
+def check_signals(signals, where="region signals"):
+    """Check that region signals can give a connectome.
+
+    Parameters
+    ----------
+    signals : numpy.ndarray, shape (n_volumes, n_regions)
+        Region signals of one subject.
+    where : str
+        What the signals are (a file, a subject), for the message.
+
+    Raises
+    ------
+    InputError
+        If the signals are not a finite 2D array, have fewer than 3 volumes
+        or 2 regions, or a region's signal is constant.
+    """
+    signals = np.asarray(signals)
+    if signals.ndim != 2:
+        raise InputError(
+            where, f"is {signals.ndim}D", "Give a (volumes x regions) matrix of signals"
+        )
+    n_volumes, n_regions = signals.shape
+    if n_volumes < 3:
+        raise InputError(
+            where,
+            f"only {n_volumes} volumes",
+            "Connectivity needs a time series of at least 3 volumes per region",
+        )
+    if n_regions < 2:
+        raise InputError(
+            where, f"only {n_regions} region", "A connectome needs at least 2 regions"
+        )
+    if not np.isfinite(signals).all():
+        raise InputError(where, "has NaN or infinite values", "Check the cleaning")
+    flat = np.flatnonzero(np.ptp(signals, axis=0) == 0)
+    if flat.size:
+        raise InputError(
+            where,
+            f"region(s) {flat.tolist()[:5]} have a constant signal",
+            "Drop regions outside the data, or check the cleaning",
+        )
+
+
+def subject_matrices(signals):
+    """Covariance, correlation and partial correlation of one subject.
+
+    As :class:`nilearn.connectome.ConnectivityMeasure` with its default
+    Ledoit–Wolf estimator computes them: the covariance (and the partial
+    correlation, from its inverse) of the signals as they are, the
+    correlation from the covariance of the signals standardised per region.
+
+    Parameters
+    ----------
+    signals : numpy.ndarray, shape (n_volumes, n_regions)
+        Region signals of one subject (checked by :func:`check_signals`).
+
+    Returns
+    -------
+    dict
+        ``covariance``, ``correlation``, ``partial_correlation``: arrays of
+        shape ``(n_regions, n_regions)``.
+    """
+    from nilearn.connectome import cov_to_corr, prec_to_partial
+
+    check_signals(signals)
+    signals = np.asarray(signals, dtype=np.float64)
+    covariance = _ledoit_wolf(signals)
+    return {
+        "covariance": covariance,
+        "correlation": cov_to_corr(_ledoit_wolf(_zscore(signals))),
+        "partial_correlation": prec_to_partial(linalg.inv(covariance)),
+    }
+
+
+@contextlib.contextmanager
+def _warnings_to_log(what):
+    """Log the warnings of a solver (convergence, ill-conditioning) instead of raising them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in {str(w.message) for w in caught}:
+        logger.warning("%s: %s", what, message)
+
+
+def sparse_inverse_covariance(signals, n_folds=3, seed=0):
+    """Sparse inverse covariance of one subject by cross-validated graphical lasso.
+
+    Parameters
+    ----------
+    signals : numpy.ndarray, shape (n_volumes, n_regions)
+        Standardised per region (population standard deviation) before the
+        fit, as nilearn's example fits the signals of a standardising masker.
+    n_folds : int
+        Folds of the (contiguous, unshuffled) cross-validation choosing alpha.
+    seed : int
+        Unused by the solver (deterministic); kept for a uniform signature.
+
+    Returns
+    -------
+    partial : numpy.ndarray, shape (n_regions, n_regions)
+        Partial correlations of the sparse precision (zeros off its support).
+    alpha : float
+        The penalty chosen.
+    """
+    from nilearn.connectome import prec_to_partial
+    from sklearn.covariance import GraphicalLassoCV
+
+    check_signals(signals)
+    estimator = GraphicalLassoCV(cv=n_folds, max_iter=500)
+    with _warnings_to_log("GraphicalLassoCV"):
+        estimator.fit(_zscore(np.asarray(signals, dtype=np.float64)))
+    return prec_to_partial(estimator.precision_), float(estimator.alpha_)
+
+
+# --- tangent space -----------------------------------------------------------------
+
+
+def _eigen_function(function, matrices):
+    """``function`` applied to the eigenvalues of symmetric matrices ``(..., n, n)``."""
+    values, vectors = np.linalg.eigh(matrices)
+    return (vectors * function(values)[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+
+
+def _check_spd(matrices, what):
+    """Stop unless ``matrices`` is a stack of symmetric positive definite matrices."""
+    if matrices.ndim != 3 or matrices.shape[1] != matrices.shape[2]:
+        raise InputError(what, f"have shape {matrices.shape}", "Give a stack of square matrices")
+    asymmetry = np.abs(matrices - np.swapaxes(matrices, 1, 2)).max(axis=(1, 2))
+    if np.any(asymmetry > 1e-7 * np.abs(matrices).max(axis=(1, 2))):
+        raise InputError(what, "are not symmetric", "Give covariance matrices")
+    smallest = np.linalg.eigvalsh(matrices)[:, 0]
+    if not np.all(smallest > 0):
+        bad = np.flatnonzero(~(smallest > 0))
+        raise InputError(
+            f"{what} {bad.tolist()[:5]}",
+            "are not positive definite",
+            "Give covariance matrices (Ledoit-Wolf estimates are positive definite)",
+        )
+
+
+def geometric_mean(matrices, max_iter=30, tol=1e-7):
+    """Riemannian (affine-invariant) mean of symmetric positive definite matrices.
+
+    The minimiser of the summed squared distances ``|| log(G^-1/2 M G^-1/2) ||``
+    to the matrices, by gradient descent from the arithmetic mean along
+    geodesics, halving the step when the gradient grows (Fletcher & Joshi
+    2007, algorithm 3; the iteration of nilearn's private ``_geometric_mean``
+    with the settings of ``ConnectivityMeasure``).
+
+    Parameters
+    ----------
+    matrices : numpy.ndarray, shape (n_matrices, n, n)
+        Symmetric positive definite matrices.
+    max_iter : int
+        Largest number of gradient steps.
+    tol : float
+        Stop when the gradient's norm per entry falls below it.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n)
+
+    Raises
+    ------
+    InputError
+        If the matrices are not symmetric positive definite.
+    """
+    matrices = np.asarray(matrices, dtype=np.float64)
+    _check_spd(matrices, "matrices")
+    mean = matrices.mean(axis=0)
+    step, best = 1.0, np.inf
+    for _ in range(max_iter):
+        values, vectors = np.linalg.eigh(mean)
+        inverse_root = (vectors / np.sqrt(values)) @ vectors.T
+        root = (vectors * np.sqrt(values)) @ vectors.T
+        gradient = _eigen_function(np.log, inverse_root @ matrices @ inverse_root).mean(axis=0)
+        norm = np.linalg.norm(gradient)
+        mean = root @ _eigen_function(np.exp, step * gradient) @ root
+        if norm < best:
+            best = norm
+        elif norm > best:
+            step /= 2.0
+            norm = best
+        if norm / mean.size < tol:
+            break
+    else:
+        logger.warning(
+            "geometric mean: %d iterations without reaching the tolerance %g", max_iter, tol
+        )
+    return mean
+
+
+def vectorize(matrices, discard_diagonal=False):
+    """Symmetric matrices as vectors, as nilearn's ``sym_matrix_to_vec`` makes them.
+
+    The lower triangle row by row; with the diagonal, its entries are
+    divided by sqrt(2) (so the vector's norm is the matrix norm over
+    sqrt(2), and the vector is proportional to the off-diagonal entries
+    times sqrt(2) with the diagonal kept).
+
+    Parameters
+    ----------
+    matrices : numpy.ndarray, shape (..., n, n)
+        Symmetric matrices.
+    discard_diagonal : bool
+        Leave the diagonal out (and the other entries unscaled).
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., n * (n + 1) / 2) or (..., n * (n - 1) / 2)
+    """
+    from nilearn.connectome import sym_matrix_to_vec
+
+    return sym_matrix_to_vec(np.asarray(matrices), discard_diagonal=discard_diagonal)
+
+
+def _square(X, n_regions, what):
+    """Rows of flattened ``n_regions`` x ``n_regions`` matrices back as matrices."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != n_regions * n_regions:
+        raise InputError(
+            what,
+            f"has shape {X.shape}, not (n_subjects, {n_regions * n_regions})",
+            f"Give one flattened {n_regions} x {n_regions} matrix per row",
+        )
+    return X.reshape(len(X), n_regions, n_regions)
+
+
+class TangentSpace(TransformerMixin, BaseEstimator):
+    """Tangent-space connectomes, the reference mean fitted on the subjects seen by ``fit``.
+
+    Takes the subjects' covariance matrices (flattened, ``n_regions**2``
+    values per row, so that scikit-learn's cross-validation can slice
+    them) and returns the vectorised (:func:`vectorize`, diagonal kept)
+    matrix logarithm of each covariance whitened by the geometric mean of
+    the *training* covariances: on the same covariances, what
+    ``ConnectivityMeasure(kind="tangent", vectorize=True)`` fitted on the
+    training subjects' signals gives.
+
+    Parameters
+    ----------
+    n_regions : int
+        Side of the matrices.
+
+    Attributes
+    ----------
+    mean_ : numpy.ndarray, shape (n_regions, n_regions)
+        Geometric mean of the training covariances.
+    whitening_ : numpy.ndarray, shape (n_regions, n_regions)
+        Its inverse square root.
+    n_fitted_ : int
+        Number of training subjects.
+    """
+
+    def __init__(self, n_regions):
+        self.n_regions = n_regions
+
+    def fit(self, X, y=None):
+        """Fit the reference mean on the training subjects.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened covariance matrices.
+        y : None
+            Ignored (the tangent space does not see the labels).
+
+        Returns
+        -------
+        TangentSpace
+            The fitted transformer.
+        """
+        self.mean_ = geometric_mean(_square(X, self.n_regions, "covariances"))
+        self.whitening_ = _eigen_function(lambda v: 1.0 / np.sqrt(v), self.mean_)
+        self.n_fitted_ = len(X)
+        return self
+
+    def transform(self, X):
+        """Tangent vectors of subjects around the fitted reference.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened covariance matrices.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_subjects, n_regions * (n_regions + 1) / 2)
+        """
+        matrices = _square(X, self.n_regions, "covariances")
+        return vectorize(_eigen_function(np.log, self.whitening_ @ matrices @ self.whitening_))
+
+
+class EdgeVectors(TransformerMixin, BaseEstimator):
+    """Lower-triangle edges (no diagonal) of flattened symmetric matrices; no fitted state.
+
+    Parameters
+    ----------
+    n_regions : int
+        Side of the matrices.
+    """
+
+    def __init__(self, n_regions):
+        self.n_regions = n_regions
+
+    def fit(self, X, y=None):
+        """Nothing to fit.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened matrices (checked only).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        EdgeVectors
+        """
+        _square(X, self.n_regions, "matrices")
+        return self
+
+    def transform(self, X):
+        """The edges of each matrix, as :func:`vectorize` without the diagonal.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened symmetric matrices.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_subjects, n_regions * (n_regions - 1) / 2)
+        """
+        return vectorize(_square(X, self.n_regions, "matrices"), discard_diagonal=True)
+
+
+def tangent_matrices(covariances, reference=None):
+    """Tangent-space matrices of every subject, for description (not for prediction).
+
+    Parameters
+    ----------
+    covariances : numpy.ndarray, shape (n_subjects, n_regions, n_regions)
+        The subjects' covariance matrices.
+    reference : numpy.ndarray, shape (n_regions, n_regions), optional
+        The point of tangency; the group's geometric mean by default.
+
+    Returns
+    -------
+    tangent : numpy.ndarray, shape (n_subjects, n_regions, n_regions)
+        ``log(reference^-1/2 C reference^-1/2)`` of each covariance ``C``.
+    reference : numpy.ndarray, shape (n_regions, n_regions)
+    """
+    covariances = np.asarray(covariances, dtype=np.float64)
+    reference = geometric_mean(covariances) if reference is None else np.asarray(reference)
+    whitening = _eigen_function(lambda v: 1.0 / np.sqrt(v), reference)
+    return _eigen_function(np.log, whitening @ covariances @ whitening), reference
+
+
+# --- group sparse ----------------------------------------------------------------------
+
+
+def group_sparse_partial_correlations(signals, n_folds=3, seed=0):
+    """Group-sparse precision matrices (Varoquaux et al. 2010) as partial correlations.
+
+    Parameters
+    ----------
+    signals : list of numpy.ndarray, each (n_volumes, n_regions)
+        One subject each, standardised per region (as for
+        :func:`sparse_inverse_covariance`) before the fit.
+    n_folds : int
+        Folds of the cross-validation choosing alpha.
+    seed : int
+        Unused (the estimator is deterministic); kept for a uniform signature.
+
+    Returns
+    -------
+    partials : numpy.ndarray, shape (n_subjects, n_regions, n_regions)
+    alpha : float
+        The penalty chosen by :class:`nilearn.connectome.GroupSparseCovarianceCV`.
+    """
+    from nilearn.connectome import GroupSparseCovarianceCV, prec_to_partial
+
+    for k, subject in enumerate(signals):
+        check_signals(subject, f"region signals of subject {k + 1}")
+    estimator = GroupSparseCovarianceCV(cv=n_folds, verbose=0)
+    with _warnings_to_log("GroupSparseCovarianceCV"):
+        estimator.fit([_zscore(np.asarray(s, dtype=np.float64)) for s in signals])
+    precisions = np.moveaxis(estimator.precisions_, -1, 0)
+    return np.array([prec_to_partial(p) for p in precisions]), float(estimator.alpha_)
+
+
+# --- group comparison --------------------------------------------------------------------
+
+#: Multiple-comparison corrections of the edge-wise tests.
+CORRECTIONS = ("fdr_bh", "bonferroni")
+
+
+def fisher_z(matrices):
+    """Fisher's z transform of correlations.
+
+    Parameters
+    ----------
+    matrices : numpy.ndarray
+        Correlations, clipped to ±0.999999 (so the unit diagonal stays finite).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``arctanh`` of the clipped values.
+    """
+    return np.arctanh(np.clip(matrices, -0.999999, 0.999999))
+
+
+def compare_groups(matrices, groups, correction="fdr_bh", alpha=0.05):
+    """Edge-wise Welch t-test between two groups, corrected for the number of edges.
+
+    Parameters
+    ----------
+    matrices : numpy.ndarray, shape (n_subjects, n_regions, n_regions)
+        One symmetric matrix per subject (Fisher-z for correlations).
+    groups : sequence of str
+        Group of each subject; exactly two distinct values, each with at
+        least 2 subjects.
+    correction : {"fdr_bh", "bonferroni"}
+        Benjamini–Hochberg false discovery rate, or Bonferroni family-wise.
+    alpha : float
+        Level of the corrected test.
+
+    Returns
+    -------
+    dict
+        ``names`` (the two groups, sorted), ``i``, ``j`` (edge indices,
+        upper triangle), ``means`` (2 x n_edges), ``t`` (second group minus
+        first; 0 where both groups are constant), ``p`` (two-sided; 1 where
+        undefined), ``p_corrected``, ``significant``.
+    """
+    matrices = np.asarray(matrices, dtype=np.float64)
+    groups = np.asarray(groups).astype(str)
+    if matrices.ndim != 3 or len(matrices) != len(groups):
+        raise InputError(
+            "group comparison",
+            f"{len(groups)} group labels for matrices of shape {matrices.shape}",
+            "Give one square matrix and one group per subject",
+        )
+    names, counts = np.unique(groups, return_counts=True)
+    names = names.tolist()
+    if len(names) != 2:
+        raise InputError(
+            "group comparison",
+            f"needs exactly two groups, found {len(names)}: {names}",
+            "Compare a column with two values",
+        )
+    if counts.min() < 2:
+        raise InputError(
+            "group comparison",
+            f"group sizes {dict(zip(names, counts.tolist(), strict=True))}",
+            "A t-test needs at least 2 subjects in each group",
+        )
+    i, j = np.triu_indices(matrices.shape[1], k=1)
+    edges = matrices[:, i, j]
+    first, second = edges[groups == names[0]], edges[groups == names[1]]
+    t, p = stats.ttest_ind(second, first, axis=0, equal_var=False)
+    p = np.where(np.isfinite(p), p, 1.0)
+    p_corrected = correct_pvalues(p, correction)
+    return {
+        "names": names,
+        "i": i,
+        "j": j,
+        "means": np.vstack([first.mean(axis=0), second.mean(axis=0)]),
+        "t": np.nan_to_num(t),
+        "p": p,
+        "p_corrected": p_corrected,
+        "significant": p_corrected < alpha,
+    }
+
+
+def correct_pvalues(p, correction):
+    """Adjusted p-values for a family of tests.
+
+    Parameters
+    ----------
+    p : numpy.ndarray, shape (n_tests,)
+        Uncorrected p-values.
+    correction : {"fdr_bh", "bonferroni"}
+        Benjamini–Hochberg (step-up) or Bonferroni.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_tests,)
+        Adjusted p-values (at most 1): a test is significant at level
+        ``alpha`` when its adjusted p-value is below ``alpha``.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if correction == "fdr_bh":
+        return stats.false_discovery_control(p, method="bh")
+    if correction == "bonferroni":
+        return np.minimum(p * p.size, 1.0)
+    raise InputError(
+        "correction", f"unknown correction {correction!r}", f"Choose one of {CORRECTIONS}"
+    )
