@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut, cross_val_score
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC, LinearSVC
 
@@ -27,6 +28,7 @@ REFERENCES = {
     "logreg_l2": lambda: LogisticRegression(max_iter=5000),
     "ridge": lambda: RidgeClassifier(),
     "gnb": lambda: GaussianNB(),
+    "nearest_centroid": lambda: NearestCentroid(),
     "anova_svc": lambda: make_pipeline(SelectKBest(f_classif, k=50), SVC(kernel="linear")),
 }
 

@@ -131,7 +131,7 @@ SCHEMA_ERRORS = [
     ),
     (
         lambda c: c["searchlight"][1].update(permutations=10),
-        ["searchlight[1].permutations", "fast naive Bayes path only"],
+        ["searchlight[1].permutations", "exact fast paths only"],
     ),
     (
         lambda c: c["datasets"].update(lab={"source": "local", "local": {"bold": "b.nii"}}),

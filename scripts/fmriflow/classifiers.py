@@ -9,7 +9,8 @@ Each :class:`Classifier` entry knows everything the workflow needs of it:
 * which parameter a nested search tunes, and where it sits in the pipeline;
 * how to read per-voxel weights from a fitted model, for display;
 * which searchlight engine serves it (the exact naive Bayes path, the
-  general sphere-by-sphere path, or none), and whether that engine gives
+  exact closed-form path of ridge and nearest centroid, the general
+  sphere-by-sphere path, or none), and whether that engine gives
   permutation maps.
 
 :func:`make_classifier`, :func:`with_search`, :func:`display_weights`, the
@@ -25,9 +26,10 @@ import numpy as np
 
 from fmriflow.errors import InputError
 
-#: Searchlight engines: the exact all-spheres-at-once naive Bayes path, and
-#: scikit-learn fitted sphere by sphere.
-SEARCHLIGHT_ENGINES = ("gnb", "sklearn")
+#: Searchlight engines: the exact all-spheres-at-once naive Bayes path, the
+#: exact closed-form path (ridge, nearest centroid), and scikit-learn fitted
+#: sphere by sphere.
+SEARCHLIGHT_ENGINES = ("gnb", "closed_form", "sklearn")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,13 @@ def _ridge(seed, class_weight, n_classes, balance):
     return RidgeClassifier(alpha=1.0, class_weight=class_weight)
 
 
+def _nearest_centroid(seed, class_weight, n_classes, balance):
+    from sklearn.neighbors import NearestCentroid
+
+    # Uniform priors: the nearest class mean, balanced or not.
+    return NearestCentroid()
+
+
 def _naive_bayes(seed, class_weight, n_classes, balance):
     from sklearn.naive_bayes import GaussianNB
 
@@ -149,6 +158,17 @@ def naive_bayes_weights(clf, classes):
     if len(classes) == 2:
         return ((clf.theta_[1] - clf.theta_[0]) / pooled)[None]
     return (clf.theta_ - clf.theta_.mean(axis=0)) / pooled
+
+
+def centroid_weights(clf, classes):
+    """Differences of class means (centroids).
+
+    Binary: the second class's centroid minus the first's; multiclass: each
+    centroid minus the mean of the centroids.
+    """
+    if len(classes) == 2:
+        return (clf.centroids_[1] - clf.centroids_[0])[None]
+    return clf.centroids_ - clf.centroids_.mean(axis=0)
 
 
 REGISTRY = {
@@ -192,10 +212,21 @@ REGISTRY = {
         ),
         Classifier(
             "ridge",
-            "ridge classifier",
+            "ridge classifier (penalised least squares on ±1 targets)",
             _ridge,
             "clf__alpha",
             coefficient_weights,
+            searchlight="closed_form",
+            permutation_maps=True,
+        ),
+        Classifier(
+            "nearest_centroid",
+            "nearest class mean (Euclidean), Haxby et al. (2001)'s minimum-distance rule",
+            _nearest_centroid,
+            "clf__shrink_threshold",
+            centroid_weights,
+            searchlight="closed_form",
+            permutation_maps=True,
         ),
         Classifier(
             "gnb",

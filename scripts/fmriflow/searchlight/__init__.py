@@ -10,6 +10,8 @@ The package, by what it holds:
   with ``GaussianNB``, predictions too close to call made by scikit-learn);
 * :mod:`~fmriflow.searchlight.permutations` — its permutation maps (labels
   permuted within runs) with a max-statistic family-wise threshold;
+* :mod:`~fmriflow.searchlight.closed_form` — ridge and nearest centroid in
+  every sphere from per-fold sums, exactly, with permutation maps;
 * :mod:`~fmriflow.searchlight.estimator` — any scikit-learn classifier
   fitted sphere by sphere (nilearn's scores);
 * :mod:`~fmriflow.searchlight.outputs` — maps and tables of the results.
@@ -21,6 +23,7 @@ The package, by what it holds:
 import numpy as np
 
 from fmriflow.errors import InputError
+from fmriflow.searchlight.closed_form import closed_form_searchlight
 from fmriflow.searchlight.estimator import searchlight
 from fmriflow.searchlight.gnb import gnb_searchlight
 from fmriflow.searchlight.outputs import best_spheres, to_volume
@@ -43,6 +46,7 @@ __all__ = [
     "SearchlightResult",
     "Spheres",
     "best_spheres",
+    "closed_form_searchlight",
     "check_radius",
     "gnb_permutation_test",
     "gnb_searchlight",
@@ -79,10 +83,14 @@ def searchlight_scores(
     classifier : str
         A name of :data:`fmriflow.classifiers.REGISTRY`. Its entry says which
         engine serves it: ``"gnb"``, the exact all-spheres naive Bayes path
-        (:func:`gnb_searchlight`, :func:`gnb_permutation_test`), or
-        ``"sklearn"``, scikit-learn fitted sphere by sphere (:func:`searchlight`).
+        (:func:`gnb_searchlight`, :func:`gnb_permutation_test`),
+        ``"closed_form"``, ridge and nearest centroid from per-fold sums
+        (:func:`closed_form_searchlight`), or ``"sklearn"``, scikit-learn
+        fitted sphere by sphere (:func:`searchlight`).
     balance : bool
-        As in :func:`fmriflow.classifiers.make_classifier`.
+        As in :func:`fmriflow.classifiers.make_classifier`. Ridge with class
+        weights has no closed-form path: it is fitted sphere by sphere, and
+        offers no permutation maps.
     seed : int
         Random state of estimators that use one, and of the permutations.
     n_permutations : int
@@ -112,8 +120,31 @@ def searchlight_scores(
         n_classes=n_classes,
         n_features=int(spheres.sizes.min()),
     )
-    if entry.searchlight == "sklearn":
+    weighted = classifier == "ridge" and balance
+    if weighted and n_permutations:
+        raise InputError(
+            "searchlight classifier 'ridge' with balance: true",
+            "class weights change ridge's fit with every permutation, so it has no permutation "
+            "maps",
+            "Set balance: false (ridge is unweighted; chance is still each fold's majority), or "
+            "drop permutations",
+        )
+    if entry.searchlight == "sklearn" or weighted:
         return searchlight(X, y, runs, spheres, pipeline, cv, n_jobs=n_jobs)
+    if entry.searchlight == "closed_form":
+        return closed_form_searchlight(
+            X,
+            y,
+            runs,
+            spheres,
+            classifier,
+            cv=cv,
+            alpha=getattr(pipeline.named_steps["clf"], "alpha", 1.0),
+            n_permutations=n_permutations,
+            seed=seed,
+            fwe_alpha=alpha,
+            n_jobs=n_jobs,
+        )
     gnb = pipeline.named_steps["clf"]
     if n_permutations:
         return gnb_permutation_test(

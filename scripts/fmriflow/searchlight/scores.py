@@ -49,7 +49,7 @@ class SearchlightResult:
         Test volumes per fold.
     n_rechecked : int
         (Sphere, fold) pairs re-predicted by scikit-learn because a margin
-        was within rounding (fast naive Bayes path only).
+        was within rounding (exact fast paths only).
     """
 
     scores: np.ndarray

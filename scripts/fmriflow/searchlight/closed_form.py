@@ -1,0 +1,449 @@
+"""Searchlights of classifiers whose fit is a closed form in sums: ridge and nearest centroid.
+
+Both classifiers predict the class of largest score, and every score of a
+test volume is a function of the training fold's sums, so every sphere of a
+fold is scored from small per-sphere matrices instead of one scikit-learn
+fit per sphere:
+
+* **ridge** (``RidgeClassifier``, penalised least squares with an
+  intercept on ±1 targets): the fold's centred Gram matrix is the sphere's
+  full Gram matrix minus its test block, corrected for the training mean;
+  one eigendecomposition per sphere and fold gives the solution for every
+  target column at once, so the classes (one-vs-rest) and every label
+  permutation share it.
+* **nearest centroid** (``NearestCentroid``, Euclidean, uniform priors —
+  Haxby et al. 2001's minimum distance to the class mean pattern): the
+  score of class ``c`` is ``2 x.mu_c - |mu_c|^2`` summed over the sphere's
+  voxels, from per-voxel class means shared by every sphere.
+
+Spheres are processed in chunks of equal size (no padding), each chunk a
+``(volume, sphere, voxel)`` gather of the data in float64, centred by the
+voxels' means over all volumes (neither classifier's predictions depend on
+that shift in exact arithmetic, and it keeps the sums well conditioned).
+
+Why the predictions are scikit-learn's. Every score difference carries a
+computable bound on its rounding error, ours and the reference's:
+
+* ridge is referred to scikit-learn on the data in float64 (its float32
+  solver rounds at 1e-7 relative, times the condition number: a bound on
+  that would send most predictions back to scikit-learn, and float64 is the
+  more accurate answer); the bound is the perturbation bound of a symmetric
+  positive definite solve (the condition number from the eigenvalues, Gram
+  and right-hand side sums of ``n`` terms, the intercept).
+* nearest centroid is referred to scikit-learn on the data as given: the
+  true labels' class means are computed with the numpy reduction
+  scikit-learn uses (``X[y == c].mean(axis=0)`` on the C-ordered training
+  matrix, the same bits as on the sphere's own columns, except for
+  one-voxel spheres, which always go to scikit-learn), and the distances
+  are float64 on both sides; permuted labels' means are float64 sums,
+  referred to float64 data.
+
+A prediction whose winning margin exceeds twice the bound is the one
+scikit-learn makes; every (sphere, fold, labelling) with a test volume
+inside the bound is refitted by scikit-learn on that sphere, so the scores
+are scikit-learn's sphere by sphere, ties included.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmriflow.errors import InputError
+from fmriflow.searchlight.permutations import (
+    check_folds_survive_permutation,
+    permute_within_runs,
+    summarize_permutations,
+)
+from fmriflow.searchlight.scores import (
+    SearchlightResult,
+    blas_limit,
+    check_data,
+    fold_accuracies,
+    make_splits,
+    map_in_threads,
+    worker_count,
+)
+
+#: Working memory (bytes) aimed at for one chunk of spheres and labellings.
+CHUNK_BYTES = 32e6
+#: Safety factor on the rounding-error bounds.
+SAFETY = 8.0
+U64 = float(np.finfo(np.float64).eps) / 2
+
+#: Engines of this module, by registry searchlight name.
+ENGINES = ("ridge", "nearest_centroid")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Data, labels, folds and spheres shared by every labelling.
+
+    Attributes
+    ----------
+    X : numpy.ndarray
+        The data as given (for scikit-learn refits).
+    centred : numpy.ndarray of float64, shape (n_samples, n_voxels)
+        The data minus each voxel's mean over all volumes.
+    scale : numpy.ndarray of float64, shape (n_voxels,)
+        Largest absolute raw value per voxel (bounds the rounding of means).
+    classes : numpy.ndarray
+        Sorted labels.
+    codes : numpy.ndarray of int
+        Class code of every sample.
+    splits : list of (train, test)
+    present : list of numpy.ndarray
+        Per fold, the codes of the classes present in training.
+    observed_means : list of numpy.ndarray
+        Per fold, scikit-learn's class means of the true labels (float64,
+        shape (n_present, n_voxels)) minus the voxels' means.
+    spheres : Spheres
+    """
+
+    X: np.ndarray
+    runs: np.ndarray
+    centred: np.ndarray
+    scale: np.ndarray
+    classes: np.ndarray
+    codes: np.ndarray
+    splits: list
+    present: list
+    observed_means: list
+    spheres: object
+
+
+def make_problem(X, y, runs, spheres, cv):
+    """The checked inputs of a closed-form searchlight."""
+    y, runs = check_data(X, y, runs, spheres)
+    cv, splits = make_splits(cv, X, y, runs)
+    classes, codes = np.unique(y, return_inverse=True)
+    centred = np.empty(X.shape)
+    for start in range(0, X.shape[0], 256):
+        centred[start : start + 256] = X[start : start + 256]
+    scale = np.abs(centred).max(axis=0)
+    centre = centred.mean(axis=0)
+    centred -= centre
+    present = [np.unique(codes[train]) for train, _ in splits]
+    observed_means = [
+        class_means(X, codes, train, classes, centre)
+        for (train, _), classes in zip(splits, present, strict=True)
+    ]
+    problem = Problem(
+        X=X,
+        runs=runs,
+        centred=centred,
+        scale=scale,
+        classes=classes,
+        codes=codes,
+        splits=splits,
+        present=present,
+        observed_means=observed_means,
+        spheres=spheres,
+    )
+    return problem, cv, y, runs
+
+
+def class_means(X, codes, train, classes, centre):
+    """``NearestCentroid``'s centroids of the training rows, minus ``centre`` (float64)."""
+    x_train = np.ascontiguousarray(X[train])
+    if x_train.dtype.kind != "f":
+        x_train = x_train.astype(np.float64)
+    labels = codes[train]
+    return np.stack([x_train[labels == c].mean(axis=0) for c in classes]).astype(float) - centre
+
+
+def size_chunks(spheres, n_samples, n_columns):
+    """Spheres grouped by size, in chunks that fit :data:`CHUNK_BYTES`.
+
+    Returns
+    -------
+    list of numpy.ndarray of int
+        Sphere rows of each chunk; all spheres of a chunk have the same size.
+    """
+    sizes = spheres.sizes
+    order = np.argsort(sizes, kind="stable")
+    chunks = []
+    for size in np.unique(sizes):
+        rows = order[sizes[order] == size]
+        per_sphere = 8.0 * (n_samples * size + size * size * 3 + (size + n_samples) * n_columns)
+        step = int(max(1, CHUNK_BYTES // per_sphere))
+        chunks += [rows[start : start + step] for start in range(0, len(rows), step)]
+    return chunks
+
+
+def sphere_columns(spheres, rows):
+    """Data columns of equal-size spheres, shape (n_spheres, size)."""
+    matrix = spheres.matrix
+    size = int(matrix.indptr[rows[0] + 1] - matrix.indptr[rows[0]])
+    starts = matrix.indptr[rows]
+    return matrix.indices[starts[:, None] + np.arange(size)[None]]
+
+
+# --- scores of the two classifiers ------------------------------------------------
+
+
+def ridge_targets(codes, present):
+    """scikit-learn's ±1 targets: one column for two classes, one per class otherwise."""
+    if len(present) == 2:
+        return np.where(codes == present[1], 1.0, -1.0)[:, None, :]
+    return np.where(codes[:, None, :] == present[None, :, None], 1.0, -1.0)
+
+
+def ridge_scores(problem, fold, block, columns, labels, alpha):
+    """Class scores of ridge for a chunk of spheres and a batch of labellings.
+
+    Parameters
+    ----------
+    problem : Problem
+    fold : int
+    block : numpy.ndarray, shape (n_samples, n_spheres, size)
+        The centred data of the chunk's spheres.
+    columns : numpy.ndarray of int, shape (n_spheres, size)
+    labels : numpy.ndarray of int, shape (n_labellings, n_samples)
+        Class codes of every labelling.
+    alpha : float
+        The ridge penalty.
+
+    Returns
+    -------
+    scores : numpy.ndarray, shape (n_spheres, n_test, n_labellings, n_present)
+        Decision values; two classes give ``[0, d]`` (scikit-learn predicts
+        the second class when ``d > 0``).
+    bound : numpy.ndarray, shape (n_spheres, n_test, n_labellings)
+        Bound on the rounding error of every score difference.
+    """
+    train, test = problem.splits[fold]
+    present = problem.present[fold]
+    x_train, x_test = block[train], block[test]  # (n_rows, n_spheres, size)
+    n_train, _, size = x_train.shape
+    targets = ridge_targets(labels[:, train], present)  # (n_lab, n_targets, n_train)
+    n_lab, n_targets = targets.shape[:2]
+    flat_targets = targets.reshape(-1, n_train)
+    mean = x_train.mean(axis=0)  # (n_spheres, size)
+    mean_target = flat_targets.mean(axis=1)  # (n_lab * n_targets,)
+    stacked = np.ascontiguousarray(np.moveaxis(x_train, 1, 0))  # (n_spheres, n_train, size)
+    stacked -= mean[:, None, :]
+    gram = np.matmul(np.swapaxes(stacked, 1, 2), stacked)
+    values, vectors = np.linalg.eigh(gram)
+    values = np.maximum(values, 0.0)
+    # Right-hand sides: the centred data against every target column.
+    rhs = np.matmul(np.swapaxes(stacked, 1, 2), flat_targets.T)  # (n_spheres, size, n_cols)
+    rotated = np.matmul(np.swapaxes(vectors, 1, 2), rhs)
+    rotated /= (values + alpha)[:, :, None]
+    coef = np.matmul(vectors, rotated)  # (n_spheres, size, n_cols)
+    centred_test = np.moveaxis(x_test, 1, 0) - mean[:, None, :]  # (n_spheres, n_test, size)
+    decision = np.matmul(centred_test, coef) + mean_target
+    decision = decision.reshape(decision.shape[:2] + (n_lab, n_targets))
+    if n_targets == 1:
+        scores = np.concatenate([np.zeros_like(decision), decision], axis=3)
+    else:
+        scores = decision
+    # Error bound of the decisions (see the module docstring).
+    condition = (values[:, -1] + alpha) / (values[:, 0] + alpha)
+    coef_norm = np.linalg.norm(coef, axis=1).reshape(-1, n_lab, n_targets).max(axis=2)
+    scale = problem.scale[columns]  # (n_spheres, size)
+    rhs_error = (
+        (n_train + 2) * np.sqrt(gram.trace(axis1=1, axis2=2) * n_train) / (values[:, 0] + alpha)
+    )
+    relative = (n_train + size + 2) * min(size, n_train) * condition
+    test_norm = np.linalg.norm(centred_test, axis=2)  # (n_spheres, n_test)
+    mean_error = (n_train + 2) * np.linalg.norm(scale, axis=1)
+    u = 2.0 * U64  # the reference's rounding and ours
+    coef_error = u * (relative[:, None] * coef_norm + rhs_error[:, None])
+    bound = (
+        test_norm[:, :, None] * coef_error[:, None, :]
+        + (u * mean_error[:, None] * coef_norm)[:, None, :]
+        + u * (n_train + 2)
+        + u * (size + 2) * test_norm[:, :, None] * coef_norm[:, None, :]
+    )
+    return scores, SAFETY * bound
+
+
+def centroid_scores(problem, fold, block, columns, labels):
+    """Class scores of nearest centroid: ``2 x.mu_c - |mu_c|^2`` (larger is nearer).
+
+    Parameters and returns as :func:`ridge_scores`, with one score per
+    present class; the first labelling is the true one (its class means are
+    scikit-learn's).
+    """
+    train, test = problem.splits[fold]
+    present = problem.present[fold]
+    x_train = block[train]  # (n_train, n_spheres, size)
+    x_test = np.moveaxis(block[test], 1, 0)  # (n_spheres, n_test, size)
+    one_hot = labels[:, train][:, None, :] == present[None, :, None]  # (n_lab, n_cls, n_train)
+    counts = one_hot.sum(axis=2)
+    flat = one_hot.reshape(-1, len(train)).astype(float)
+    n_spheres, size = columns.shape
+    sums = flat @ x_train.reshape(len(train), -1)
+    means = sums.reshape(len(flat), n_spheres, size) / counts.reshape(-1)[:, None, None]
+    means = np.moveaxis(means, 0, 2)  # (n_spheres, size, n_lab * n_cls)
+    means[:, :, : len(present)] = np.moveaxis(problem.observed_means[fold][:, columns], 0, 2)
+    scores = 2.0 * np.matmul(x_test, means) - np.sum(means**2, axis=1)[:, None, :]
+    scores = scores.reshape(n_spheres, len(test), len(labels), len(present))
+    # The reference expands |x - mu|^2 in float64 too; both roundings, and the
+    # permuted means' (float64 sums of n terms), are bounded by these magnitudes.
+    raw_scale = np.linalg.norm(problem.scale[columns], axis=1)  # bounds |x| and |mu|
+    magnitude = 4.0 * raw_scale**2
+    bound = (size + 4 + 2 * len(train)) * 2.0 * U64 * magnitude
+    bound = np.broadcast_to(bound[:, None, None], scores.shape[:3]).copy()
+    if size == 1:
+        # numpy sums a one-column matrix in another order: scikit-learn decides.
+        bound[:, :, 0] = np.inf
+    return scores, SAFETY * bound
+
+
+# --- scoring, certification and refits --------------------------------------------
+
+
+def classify(scores, bound):
+    """Predicted class positions (first on ties) and where the margin is within the bound."""
+    predicted = np.argmax(scores, axis=3)
+    if scores.shape[3] == 1:
+        return predicted, np.zeros(predicted.shape, dtype=bool)
+    top = -np.partition(-scores, 1, axis=3)
+    uncertain = ~(top[..., 0] - top[..., 1] > 2.0 * bound)
+    return predicted, uncertain
+
+
+def make_estimator(name, alpha):
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.neighbors import NearestCentroid
+
+    if name == "ridge":
+        return RidgeClassifier(alpha=alpha)
+    return NearestCentroid()
+
+
+def refit(problem, estimator, sphere, fold, labels, float64):
+    """Correct test predictions of scikit-learn fitted on one sphere, fold and labelling."""
+    from sklearn.base import clone
+
+    train, test = problem.splits[fold]
+    matrix = problem.spheres.matrix
+    columns = matrix.indices[matrix.indptr[sphere] : matrix.indptr[sphere + 1]]
+    x = np.asarray(problem.X[:, columns])
+    if float64 or x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    y = problem.classes[labels]
+    model = clone(estimator).fit(x[train], y[train])
+    return int(np.sum(model.predict(x[test]) == y[test]))
+
+
+def score_chunk(problem, engine, rows, labels):
+    """Correct predictions (n_folds, n_labellings, n_spheres) of a chunk, and the refits.
+
+    The first labelling is the true one: its reference is scikit-learn in
+    the data's precision; permutations are referred to float64.
+    """
+    name, alpha = engine
+    columns = sphere_columns(problem.spheres, rows)
+    block = problem.centred[:, columns]  # (n_samples, n_spheres, size)
+    estimator = make_estimator(name, alpha)
+    correct = np.zeros((len(problem.splits), len(labels), len(rows)), dtype=np.int32)
+    n_refits = 0
+    for fold, (_, test) in enumerate(problem.splits):
+        if name == "ridge":
+            scores, bound = ridge_scores(problem, fold, block, columns, labels, alpha)
+        else:
+            scores, bound = centroid_scores(problem, fold, block, columns, labels)
+        predicted, uncertain = classify(scores, bound)
+        present = problem.present[fold]
+        truth = np.searchsorted(present, labels[:, test])
+        truth[~np.isin(labels[:, test], present)] = -1
+        correct[fold] = np.sum(predicted == truth.T[None], axis=1).T
+        for s, lab in zip(*np.nonzero(uncertain.any(axis=1)), strict=True):
+            float64 = name == "ridge" or lab > 0
+            correct[fold, lab, s] = refit(problem, estimator, rows[s], fold, labels[lab], float64)
+            n_refits += 1
+    return correct, n_refits
+
+
+def all_correct(problem, engine, labels, n_jobs):
+    """Correct predictions (n_folds, n_labellings, n_centres) of every sphere, and refits."""
+    n_columns = len(labels) * max(2, len(problem.classes))
+    chunks = size_chunks(problem.spheres, problem.centred.shape[0], n_columns)
+    parts = map_in_threads(lambda rows: score_chunk(problem, engine, rows, labels), chunks, n_jobs)
+    correct = np.zeros((len(problem.splits), len(labels), problem.spheres.n_centres), np.int32)
+    for rows, (part, _) in zip(chunks, parts, strict=True):
+        correct[:, :, rows] = part
+    return correct, sum(n for _, n in parts)
+
+
+def closed_form_searchlight(
+    X,
+    y,
+    runs,
+    spheres,
+    classifier="ridge",
+    cv=None,
+    alpha=1.0,
+    n_permutations=0,
+    seed=0,
+    fwe_alpha=0.05,
+    n_jobs=1,
+):
+    """Searchlight accuracies of ridge or nearest centroid, every sphere from per-fold sums.
+
+    The scores are those of ``nilearn.decoding.SearchLight`` with
+    ``RidgeClassifier(alpha=alpha)`` or ``NearestCentroid()``,
+    ``scoring="accuracy"`` and the same cross-validation (see the module
+    docstring for why).
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n_samples, n_voxels)
+        Data matrix (may be a memory-mapped ``.npy``).
+    y : array-like, shape (n_samples,)
+        Labels.
+    runs : array-like, shape (n_samples,)
+        Run of each sample (the CV groups).
+    spheres : Spheres
+        From :func:`fmriflow.searchlight.make_spheres`.
+    classifier : {"ridge", "nearest_centroid"}
+        The classifier.
+    cv : splitter, optional
+        From :func:`fmriflow.decoding.make_cv`; default leave-one-run-out.
+    alpha : float
+        Ridge penalty (``RidgeClassifier``'s ``alpha``).
+    n_permutations : int
+        Labels permuted within runs, in the order of
+        ``permutation_test_score(groups=runs, random_state=seed)``; 0 for
+        none. The cross-validation must then split by run.
+    seed : int
+        Seed of the permutations.
+    fwe_alpha : float
+        Family-wise error rate of the max-statistic threshold.
+    n_jobs : int
+        Threads (over chunks of spheres); results do not depend on it.
+
+    Returns
+    -------
+    SearchlightResult, or PermutationResult with permutations
+        Null accuracies are those of scikit-learn on float64 data.
+    """
+    if classifier not in ENGINES:
+        raise InputError(
+            f"closed-form searchlight classifier {classifier!r}",
+            "has no closed-form path",
+            f"Choose one of {list(ENGINES)}",
+        )
+    if classifier == "ridge" and not alpha > 0:
+        raise InputError(f"ridge alpha {alpha}", "must be positive", "Use e.g. alpha: 1.0")
+    n_jobs = worker_count(n_jobs)
+    with blas_limit(n_jobs):
+        problem, cv, y, runs = make_problem(X, y, runs, spheres, cv)
+        engine = (classifier, float(alpha))
+        labels = problem.codes[None]
+        if n_permutations:
+            permuted = permute_within_runs(y, runs, int(n_permutations), seed)
+            check_folds_survive_permutation(problem, cv, permuted)
+            codes = np.searchsorted(problem.classes, permuted)
+            labels = np.vstack([labels, codes])
+        correct, n_refits = all_correct(problem, engine, labels, n_jobs)
+    n_test = np.array([len(test) for _, test in problem.splits])
+    scores, fold_scores = fold_accuracies(correct[:, 0], n_test)
+    if not n_permutations:
+        return SearchlightResult(scores, fold_scores, n_test, n_refits)
+    null = np.empty((int(n_permutations), spheres.n_centres))
+    for p in range(int(n_permutations)):
+        null[p], _ = fold_accuracies(correct[:, p + 1], n_test)
+    return summarize_permutations(scores, null, fwe_alpha, n_refits)
