@@ -1,11 +1,12 @@
 """Node searchlight: a cross-validated accuracy map of one subject for one analysis.
 
-Builds nilearn's spheres (radius in mm, from the affine) around every voxel
-of the preprocessing mask or of the subject ROI, decodes the analysis'
-labels in each with cross-validation by run (by the registry classifier's
-searchlight engine: the exact naive Bayes path, or scikit-learn sphere by
-sphere), and writes the accuracy map (float32), the best spheres, a summary
-and a figure; with permutations, per-voxel and family-wise p-values.
+Gathers the parts (node ``searchlight_part``: nilearn's spheres around
+every voxel of the preprocessing mask or of the subject ROI, the analysis'
+labels decoded in each with cross-validation by run by the registry
+classifier's searchlight engine) into the accuracy map (float32), the best
+spheres, a summary and a figure; with permutations, per-voxel and
+family-wise p-values and the null accuracy maps (one volume per
+permutation, for the group stage).
 """
 
 import logging
@@ -17,7 +18,6 @@ from fmriflow import decoding, entries, figures
 from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
 from fmriflow.io import save_nifti, write_json, write_table
-from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
 
 logger = logging.getLogger("fmriflow.searchlight")
@@ -25,35 +25,39 @@ logger = logging.getLogger("fmriflow.searchlight")
 
 def searchlight(inputs, outputs, params, threads):
     analysis = params.analysis
-    if bool(analysis["permutations"]) != ("pvalues" in outputs):
+    if bool(analysis["permutations"]) != ("pvalues" in outputs) or ("pvalues" in outputs) != (
+        "null" in outputs
+    ):
         raise InputError(
             "searchlight outputs",
             "an analysis with permutations writes p-values, one without does not",
-            "Give --pvalues PATH exactly when permutations > 0",
+            "Give --pvalues PATH and --null PATH exactly when permutations > 0",
         )
     data = entries.subject_analysis(inputs, analysis)
-    centres = unmask(data.columns, data.mask) if "roi" in inputs else data.mask
-    spheres = sl.make_spheres(data.mask, data.affine, analysis["radius"], centres)
+    spheres = entries.searchlight_spheres(data, analysis, "roi" in inputs)
     cv = entries.cross_validation(analysis)
-    X, y, runs = data.matrix[data.rows], data.y, data.runs
-    splits = list(cv.split(X, y, runs))
+    y, runs = data.y, data.runs
+    splits = list(cv.split(np.zeros((len(y), 1)), y, runs))
     chance = float(np.mean([decoding.chance_accuracy(y[tr], y[te]) for tr, te in splits]))
-    result = sl.searchlight_scores(
-        X,
-        y,
-        runs,
-        spheres,
-        analysis["classifier"],
-        cv=cv,
-        balance=analysis["balance"],
-        seed=analysis["seed"],
-        n_permutations=analysis["permutations"],
-        alpha=analysis["fwe_alpha"],
-        n_jobs=threads,
-    )
+    if len(inputs.parts) != analysis["chunks"]:
+        raise InputError(
+            "searchlight parts",
+            f"{len(inputs.parts)} given for an analysis with chunks: {analysis['chunks']}",
+            "Give every part-<i>.npz of the analysis, in order",
+        )
+    result = sl.gather_parts(inputs.parts, analysis["fwe_alpha"])
+    if result.scores.shape != (spheres.n_centres,):
+        raise InputError(
+            str(inputs.parts[0]),
+            f"holds {len(result.scores)} centres but the analysis has {spheres.n_centres}",
+            "Re-run the searchlight parts of this analysis",
+        )
     extra = {}
     if analysis["permutations"]:
         save_nifti(sl.to_volume(result.p_values, spheres, fill=1.0), data.affine, outputs.pvalues)
+        null = np.zeros(spheres.mask.shape + (result.null.shape[0],), dtype=np.float32)
+        null[spheres.centre_mask] = result.null.T
+        save_nifti(null, data.affine, outputs.null)
         extra = {"p_value": result.p_values, "fwe_p_value": result.fwe_p_values}
     save_nifti(sl.to_volume(result.scores, spheres), data.affine, outputs.accuracy)
     write_table(sl.best_spheres(result.scores, spheres, n=20, **extra), outputs.spheres)
@@ -63,13 +67,24 @@ def searchlight(inputs, outputs, params, threads):
 
 
 def draw(summary, chance, subject, inputs, outputs):
-    """The accuracy map above the FWE threshold, or above chance without permutations."""
-    threshold = summary.get("fwe_threshold", chance)
-    above = "FWE threshold" if "fwe_threshold" in summary else "chance"
+    """The accuracy map above the FWE threshold, or, untested, above chance."""
+    if "fwe_threshold" in summary:
+        threshold = summary["fwe_threshold"]
+        title = (
+            f"sub-{subject}, {summary['analysis']}: accuracy > FWE threshold {threshold:.2f} "
+            f"(p < {summary['fwe_alpha']:g}, {summary['n_permutations']} permutations; "
+            f"chance {chance:.2f})"
+        )
+    else:
+        threshold = chance
+        title = (
+            f"sub-{subject}, {summary['analysis']}: accuracy above chance {chance:.2f} — "
+            "not tested (no permutations)"
+        )
     figures.plot_maps(
         nib.load(outputs.accuracy),
         nib.load(inputs.background),
-        [f"sub-{subject}, {summary['analysis']}: accuracy > {above} {threshold:.2f}"],
+        [title],
         outputs.figure,
         symmetric=False,
         threshold=threshold,
@@ -114,6 +129,7 @@ NODE = Node(
     "analysis.",
     function=searchlight,
     inputs={
+        "parts": "the analysis' part-<i>.npz files, in order (node searchlight_part)",
         "clean": "clean.npy (time x voxel)",
         "mask": "the preprocessing mask.nii.gz (matrix columns)",
         "events": "the subject's events.tsv",
@@ -123,6 +139,8 @@ NODE = Node(
     outputs={
         "accuracy": "accuracy.nii.gz to write",
         "pvalues": "pvalues.nii.gz to write (analyses with permutations)",
+        "null": "null.nii.gz to write: the null accuracy maps, one volume per permutation "
+        "(analyses with permutations)",
         "spheres": "spheres.tsv to write (best spheres)",
         "summary": "summary.json to write",
         "figure": "map.png to write",
@@ -135,8 +153,9 @@ NODE = Node(
         ),
         "subject": Param("01", "subject label", type=str),
     },
+    lists=("parts",),
     optional_inputs=("roi",),
-    optional_outputs=("pvalues",),
+    optional_outputs=("pvalues", "null"),
 )
 
 if __name__ == "__main__":

@@ -182,3 +182,45 @@ def test_bad_input_messages(subject):
     weighted = sl.searchlight_scores(X, y, runs, spheres, "ridge", balance=True)
     reference = sl.searchlight(X, y, runs, spheres, RidgeClassifier(class_weight="balanced"))
     np.testing.assert_array_equal(weighted.scores, reference.scores)
+
+
+@pytest.mark.parametrize("name", ["gnb", "ridge", "svc"])
+def test_parts_gather_into_the_same_map_bit_for_bit(subject, tmp_path, name):
+    _, _, brain, roi = subject
+    X, y, runs = contrast(subject, ["face", "house"])
+    spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(brain, 40) | roi)
+    n_permutations = 0 if name == "svc" else 10
+    if name == "svc":
+        spheres = spheres.select(np.arange(12))
+    whole = sl.searchlight_scores(X, y, runs, spheres, name, n_permutations=n_permutations)
+    for n_parts in (1, 3, 7):
+        paths = []
+        for part in range(n_parts):
+            rows = sl.part_rows(spheres.n_centres, n_parts, part)
+            result = sl.searchlight_scores(
+                X, y, runs, spheres.select(rows), name, n_permutations=n_permutations
+            )
+            paths.append(tmp_path / f"{name}-{n_parts}-{part}.npz")
+            sl.save_part(result, rows, spheres.n_centres, paths[-1])
+        gathered = sl.gather_parts(paths)
+        assert gathered.scores.tobytes() == whole.scores.tobytes()
+        if not n_permutations:
+            assert gathered.fold_scores.tobytes() == whole.fold_scores.tobytes()
+        else:
+            assert gathered.null.tobytes() == whole.null.tobytes()
+            assert gathered.p_values.tobytes() == whole.p_values.tobytes()
+            assert gathered.fwe_threshold == whole.fwe_threshold
+    with pytest.raises(InputError, match="not the map's"):
+        sl.gather_parts(paths[:2])
+
+
+def test_progress_is_logged(subject, caplog):
+    _, _, brain, roi = subject
+    X, y, runs = contrast(subject, ["face", "house"])
+    spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, roi)
+    progress = sl.Progress(spheres.n_centres, every=0.0)
+    with caplog.at_level("INFO", logger="fmriflow.searchlight"):
+        sl.searchlight_scores(X, y, runs, spheres, "ridge", progress=progress)
+    lines = [r.getMessage() for r in caplog.records if "centres" in r.getMessage()]
+    assert lines and lines[-1].startswith(f"searchlight: {spheres.n_centres} of ")
+    assert progress.done == spheres.n_centres

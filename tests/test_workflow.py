@@ -130,8 +130,8 @@ SCHEMA_ERRORS = [
         ["reconstruction[0].scales", "4 is greater than the maximum"],
     ),
     (
-        lambda c: c["searchlight"][1].update(permutations=10),
-        ["searchlight[1].permutations", "exact fast paths only"],
+        lambda c: c["searchlight"][2].update(permutations=10),
+        ["searchlight[2].permutations", "exact fast paths only"],
     ),
     (
         lambda c: c["datasets"].update(lab={"source": "local", "local": {"bold": "b.nii"}}),
@@ -141,6 +141,10 @@ SCHEMA_ERRORS = [
 
 #: Config errors across entries, or about the data, that the workflow catches at parse time.
 WORKFLOW_ERRORS = [
+    (
+        lambda c: c["searchlight"][1].update(permutations=0),
+        ["searchlight[1].group", "every subject's permutation maps", "group: null"],
+    ),
     (
         lambda c: c["datasets"].update(
             haxby={"source": "fetch", "fetch": {"fetcher": "haxby", "subjects": [7]}}
@@ -167,7 +171,7 @@ WORKFLOW_ERRORS = [
         lambda c: c["searchlight"].append(
             {"name": "x", "dataset": "nowhere", "labels": ["face", "house"]}
         ),
-        ["searchlight[2].dataset", "unknown dataset 'nowhere'"],
+        ["searchlight[3].dataset", "unknown dataset 'nowhere'"],
     ),
     (
         lambda c: c["datasets"]["simrest"]["preprocess"].update(mask="roi"),
@@ -324,6 +328,19 @@ def test_decoding_results_equal_scikit_learn_on_the_cached_data(tiny_run):
     reference = stats.ttest_1samp(np.subtract(accuracies, chances), 0, alternative="greater")
     assert summary["t"] == pytest.approx(reference.statistic)
     assert summary["p_value"] == pytest.approx(reference.pvalue)
+    # Prevalence of the ROI accuracy: the minimum statistic's p-value against every
+    # combination of one map per subject (observed or permuted), enumerated.
+    maps = []
+    for subject, accuracy in zip(("01", "02"), accuracies, strict=True):
+        folder = tiny_run / "results" / "simtask" / f"sub-{subject}" / "decoding" / "face_vs_house"
+        null = json.loads((folder / "summary.json").read_text())["permutation"]["null"]
+        maps.append(np.r_[accuracy, null])
+    minima = np.minimum.outer(maps[0], maps[1]).ravel()
+    exact = np.mean(minima >= min(accuracies))
+    prevalence = summary["prevalence"]
+    assert prevalence["min_accuracy"] == pytest.approx(min(accuracies))
+    assert abs(prevalence["p"] - exact) < 0.02
+    assert 0 <= prevalence["gamma0"] <= prevalence["gamma_max"] < 1
 
 
 def test_searchlight_maps_equal_nilearn_on_the_cached_data(tiny_run):
@@ -376,6 +393,53 @@ def test_searchlight_maps_equal_nilearn_on_the_cached_data(tiny_run):
     assert summary["n_centres"] == mask.sum() and summary["n_permutations"] == 20
     roi_map = nib.load(results / "searchlight" / "fh_svc_roi" / "accuracy.nii.gz").get_fdata()
     assert not roi_map[~roi].any() and roi_map[roi & mask].min() > 0
+    # Ridge in 2 parts, with permutations: the gathered null maps give the p-values.
+    folder = results / "searchlight" / "fh_ridge"
+    null = nib.load(folder / "null.nii.gz").get_fdata()[mask]
+    observed = nib.load(folder / "accuracy.nii.gz").get_fdata()[mask]
+    assert null.shape == (mask.sum(), 20)
+    # The maps are float32: a null accuracy equal to the observed one up to float64
+    # rounding (as scikit-learn's permutation_test_score compares them) may go either way.
+    p_values = nib.load(folder / "pvalues.nii.gz").get_fdata()[mask]
+    at_least = (1.0 + np.sum(null >= observed[:, None] - 1e-6, axis=1)) / 21.0
+    above = (1.0 + np.sum(null > observed[:, None] + 1e-6, axis=1)) / 21.0
+    assert np.all(above - 1e-6 <= p_values) and np.all(p_values <= at_least + 1e-6)
+
+
+def test_searchlight_group_finds_the_planted_region(tiny_run):
+    """The group stage of the tiny ridge searchlight: its mean map is the subjects' mean,
+    its significant cluster sits on the planted ROI, prevalence bounds stay below the
+    largest bound two subjects can give."""
+    import json
+
+    import nibabel as nib
+    import pandas as pd
+
+    group = tiny_run / "results" / "simtask" / "group" / "searchlight" / "fh_ridge"
+    subjects = [tiny_run / "results" / "simtask" / f"sub-{s}" for s in ("01", "02")]
+    masks = [nib.load(s / "mask.nii.gz").get_fdata() > 0 for s in subjects]
+    common = masks[0] & masks[1]
+    maps = [nib.load(s / "searchlight" / "fh_ridge" / "accuracy.nii.gz") for s in subjects]
+    mean = nib.load(group / "mean_accuracy.nii.gz")
+    np.testing.assert_array_equal(mean.affine, maps[0].affine)
+    expected = np.mean([m.get_fdata()[common] for m in maps], axis=0)
+    np.testing.assert_allclose(mean.get_fdata()[common], expected, rtol=1e-6)
+    summary = json.loads((group / "summary.json").read_text())
+    assert summary["n_subjects"] == 2 and summary["n_voxels"] == common.sum()
+    table = pd.read_csv(group / "clusters.tsv", sep="\t")
+    significant = table[table["significant"]]
+    assert len(significant) >= 1 and (significant["fwe_p"] <= 0.05).all()
+    roi = nib.load(tiny_run / "data" / "simtask" / "sub-01" / "roi.nii.gz")
+    roi_mm = nib.affines.apply_affine(roi.affine, np.argwhere(roi.get_fdata() > 0))
+    peak = significant[["x", "y", "z"]].to_numpy()[0]
+    assert np.linalg.norm(roi_mm - peak, axis=1).min() <= 5.6
+    labels = nib.load(group / "clusters.nii.gz").get_fdata()
+    assert (labels == significant["cluster"].iloc[0]).sum() == significant["size_voxels"].iloc[0]
+    prevalence = nib.load(group / "prevalence.nii.gz").get_fdata()
+    gamma_max = summary["prevalence_inference"]["gamma_max"]
+    assert 0 < prevalence.max() <= gamma_max + 1e-6
+    i, j, k = significant[["i", "j", "k"]].to_numpy()[0]
+    assert prevalence[i, j, k] > 0
 
 
 def _stimulus_samples(tiny_run, voxels, lag, split, include_rest):

@@ -325,6 +325,8 @@ def summarize(folds, classes, permutation=None):
             "n_permutations": int(len(null)),
             "null_mean": float(np.mean(null)),
             "null_std": float(np.std(null)),
+            # The null accuracies themselves, for prevalence inference across subjects.
+            "null": [float(value) for value in null],
         }
     return summary
 

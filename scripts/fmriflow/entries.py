@@ -39,6 +39,29 @@ def subject_analysis(inputs, entry):
     )
 
 
+def searchlight_spheres(data, entry, uses_roi):
+    """The spheres of a searchlight entry: around every mask voxel, or every ROI voxel.
+
+    Parameters
+    ----------
+    data : fmriflow.decoding.SubjectAnalysis
+        From :func:`subject_analysis`.
+    entry : dict
+        The searchlight entry (``radius``).
+    uses_roi : bool
+        Centres in the subject ROI (the data's columns) rather than the mask.
+
+    Returns
+    -------
+    fmriflow.searchlight.Spheres
+    """
+    from fmriflow.masking import unmask
+    from fmriflow.searchlight import make_spheres
+
+    centres = unmask(data.columns, data.mask) if uses_roi else data.mask
+    return make_spheres(data.mask, data.affine, entry["radius"], centres)
+
+
 def cross_validation(entry):
     """The splitter of an entry's ``cv`` section and ``seed`` (see ``decoding.make_cv``)."""
     return decoding.make_cv(**entry["cv"], seed=entry["seed"])

@@ -61,7 +61,7 @@ def plot_maps(
     from nilearn import image, plotting
 
     maps = list(image.iter_img(maps_img)) if len(maps_img.shape) == 4 else [maps_img]
-    figure = plt.figure(figsize=(9, 2.6 * len(maps)))
+    figure = plt.figure(figsize=(9, 3.0 * len(maps)))
     for row, (volume, title) in enumerate(zip(maps, titles, strict=True)):
         axes = figure.add_subplot(len(maps), 1, row + 1)
         data = np.asanyarray(volume.dataobj)
@@ -72,7 +72,6 @@ def plot_maps(
             volume,
             **background,
             axes=axes,
-            title=title,
             display_mode="ortho",
             cut_coords=_peak_coords(volume),
             symmetric_cbar=symmetric,
@@ -83,6 +82,8 @@ def plot_maps(
             draw_cross=False,
             black_bg=False,
         )
+        # Above the slices, wrapped: nilearn's own title is cut at the figure's edge.
+        axes.set_title(textwrap.fill(title, 100), fontsize=9, loc="left")
         colorbar = getattr(display, "_cbar", None)
         if colorbar_label and colorbar is not None:
             colorbar.set_label(colorbar_label)

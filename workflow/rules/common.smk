@@ -9,6 +9,7 @@
 # includes.
 
 import re
+from types import SimpleNamespace
 
 from snakemake.io import apply_wildcards
 
@@ -171,6 +172,17 @@ def analysis_jobs(section, permutations=None):
     ]
 
 
+def searchlight_part_jobs():
+    """Wildcards of every part of every subject's searchlight map."""
+    return [
+        {"dataset": entry["dataset"], "subject": subject, "analysis": entry["name"]}
+        | {"part": str(part)}
+        for entry in config["searchlight"]
+        for subject in dataset_subjects(entry["dataset"])
+        for part in range(entry["chunks"])
+    ]
+
+
 def reduction_jobs():
     """Wildcards of every per-subject PCA that group ICA and clustering read."""
     sizes = {(entry["dataset"], n) for entry in config["ica"] for n in ica_reductions(entry)}
@@ -252,6 +264,12 @@ def rule_jobs():
         "decode_group": [
             {"dataset": entry["dataset"], "analysis": entry["name"]}
             for entry in config["decoding"]
+        ],
+        "searchlight_part": searchlight_part_jobs(),
+        "searchlight_group": [
+            {"dataset": entry["dataset"], "analysis": entry["name"]}
+            for entry in config["searchlight"]
+            if entry["group"] is not None
         ],
         "searchlight": analysis_jobs("searchlight", permutations=False),
         "searchlight_permutations": analysis_jobs("searchlight", permutations=True),
@@ -413,8 +431,43 @@ def decode_inputs(wildcards):
     return analysis_inputs(wildcards, decoding_entry(wildcards)["voxels"] == "roi")
 
 
+def searchlight_part_inputs(wildcards):
+    """A subject's data for one part of a searchlight map (no figure background)."""
+    files = analysis_inputs(wildcards, searchlight_entry(wildcards)["centres"] == "roi")
+    del files["background"]
+    return files
+
+
+def searchlight_group_inputs(wildcards):
+    """Every subject's searchlight maps, null maps, summary, mask (and ROI) and background."""
+    entry = searchlight_entry(wildcards)
+    subjects = dataset_subjects(wildcards.dataset)
+    files = {"accuracy": [], "null": [], "summaries": [], "masks": [], "backgrounds": []}
+    if entry["centres"] == "roi":
+        files["rois"] = []
+    for subject in subjects:
+        each = SimpleNamespace(dataset=wildcards.dataset, subject=subject)
+        folder = f"results/{wildcards.dataset}/sub-{subject}/searchlight/{wildcards.analysis}"
+        files["accuracy"].append(f"{folder}/accuracy.nii.gz")
+        files["null"].append(f"{folder}/null.nii.gz")
+        files["summaries"].append(f"{folder}/summary.json")
+        files["masks"].append(subject_path(each, "mask.nii.gz", SUBJECT_RESULTS))
+        if "rois" in files:
+            files["rois"].append(subject_path(each, "roi.nii.gz"))
+        background = analysis_inputs(each, False)["background"]
+        files["backgrounds"].append(background)
+    return files
+
+
 def searchlight_inputs(wildcards):
-    return analysis_inputs(wildcards, searchlight_entry(wildcards)["centres"] == "roi")
+    """Every part of a subject's searchlight map, in order, and its data and background."""
+    pattern = rules.searchlight_part.output.scores
+    parts = [
+        apply_wildcards(pattern, {**wildcards, "part": str(part)})
+        for part in range(searchlight_entry(wildcards)["chunks"])
+    ]
+    files = analysis_inputs(wildcards, searchlight_entry(wildcards)["centres"] == "roi")
+    return files | {"parts": parts}
 
 
 def stimulus_inputs(wildcards, uses_roi):

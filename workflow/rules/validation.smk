@@ -37,6 +37,7 @@ def validate_config(config):
     check_names_unique(config)
     check_datasets(config)
     check_analyses(config)
+    check_searchlight_groups(config)
     check_clustering_requests(config)
     check_connectomes(config)
 
@@ -179,6 +180,28 @@ def check_analyses(config):
                 "confounds.tsv",
                 "confounds",
                 "Set it to false, or give the dataset confounds",
+            )
+
+
+def check_searchlight_groups(config):
+    """Group inference on searchlight maps needs permutation maps and several subjects."""
+    for index, entry in enumerate(config["searchlight"]):
+        if entry["group"] is None:
+            continue
+        where = f"searchlight[{index}].group"
+        if not entry["permutations"]:
+            raise config_error(
+                where,
+                "group inference draws from every subject's permutation maps, and this "
+                "analysis has none",
+                "Set permutations (e.g. 100), or group: null",
+            )
+        n_subjects = len(dataset_subjects(entry["dataset"]))
+        if n_subjects < 2:
+            raise config_error(
+                where,
+                f"dataset '{entry['dataset']}' has {n_subjects} subject",
+                "Group inference needs at least 2 subjects; set group: null",
             )
 
 

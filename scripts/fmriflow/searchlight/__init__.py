@@ -14,7 +14,12 @@ The package, by what it holds:
   every sphere from per-fold sums, exactly, with permutation maps;
 * :mod:`~fmriflow.searchlight.estimator` — any scikit-learn classifier
   fitted sphere by sphere (nilearn's scores);
-* :mod:`~fmriflow.searchlight.outputs` — maps and tables of the results.
+* :mod:`~fmriflow.searchlight.outputs` — maps and tables of the results;
+* :mod:`~fmriflow.searchlight.parts` — a map split into parts of centres
+  (one job each) and gathered, and progress in the log;
+* :mod:`~fmriflow.searchlight.group` — group inference on subjects' maps:
+  permutation-based clusters (Stelzer et al. 2013) and prevalence
+  (Allefeld et al. 2016).
 
 :func:`searchlight_scores` picks the engine a registry classifier names
 (:mod:`fmriflow.classifiers`).
@@ -26,7 +31,16 @@ from fmriflow.errors import InputError
 from fmriflow.searchlight.closed_form import closed_form_searchlight
 from fmriflow.searchlight.estimator import searchlight
 from fmriflow.searchlight.gnb import gnb_searchlight
+from fmriflow.searchlight.group import (
+    ClusterResult,
+    PrevalenceResult,
+    cluster_test,
+    peaks_mm,
+    prevalence_bound,
+    prevalence_test,
+)
 from fmriflow.searchlight.outputs import best_spheres, to_volume
+from fmriflow.searchlight.parts import Progress, gather_parts, part_rows, save_part
 from fmriflow.searchlight.permutations import (
     gnb_permutation_test,
     permute_within_runs,
@@ -42,17 +56,27 @@ from fmriflow.searchlight.spheres import (
 )
 
 __all__ = [
+    "ClusterResult",
     "PermutationResult",
+    "PrevalenceResult",
+    "Progress",
     "SearchlightResult",
     "Spheres",
     "best_spheres",
     "closed_form_searchlight",
+    "cluster_test",
     "check_radius",
     "gnb_permutation_test",
+    "gather_parts",
     "gnb_searchlight",
     "make_spheres",
+    "part_rows",
+    "peaks_mm",
     "permute_within_runs",
+    "prevalence_bound",
+    "prevalence_test",
     "searchlight",
+    "save_part",
     "searchlight_scores",
     "summarize_permutations",
     "to_volume",
@@ -73,6 +97,7 @@ def searchlight_scores(
     n_permutations=0,
     alpha=0.05,
     n_jobs=1,
+    progress=None,
 ):
     """Searchlight accuracies of a registry classifier, by its searchlight engine.
 
@@ -97,6 +122,9 @@ def searchlight_scores(
         Label permutations within runs (engines with permutation maps only).
     alpha : float
         Family-wise error rate of the permutation threshold.
+    progress : callable, optional
+        Called with the number of centres done, as they are done (the
+        closed-form and general engines; see :class:`Progress`).
 
     Returns
     -------
@@ -130,7 +158,7 @@ def searchlight_scores(
             "drop permutations",
         )
     if entry.searchlight == "sklearn" or weighted:
-        return searchlight(X, y, runs, spheres, pipeline, cv, n_jobs=n_jobs)
+        return searchlight(X, y, runs, spheres, pipeline, cv, n_jobs=n_jobs, progress=progress)
     if entry.searchlight == "closed_form":
         return closed_form_searchlight(
             X,
@@ -144,6 +172,7 @@ def searchlight_scores(
             seed=seed,
             fwe_alpha=alpha,
             n_jobs=n_jobs,
+            progress=progress,
         )
     gnb = pipeline.named_steps["clf"]
     if n_permutations:

@@ -8,9 +8,9 @@ fit per sphere:
 * **ridge** (``RidgeClassifier``, penalised least squares with an
   intercept on ±1 targets): the fold's centred Gram matrix is the sphere's
   full Gram matrix minus its test block, corrected for the training mean;
-  one eigendecomposition per sphere and fold gives the solution for every
-  target column at once, so the classes (one-vs-rest) and every label
-  permutation share it.
+  one solve per sphere and fold gives the solution for every target column
+  at once, so the classes (one-vs-rest) and every label permutation share
+  it.
 * **nearest centroid** (``NearestCentroid``, Euclidean, uniform priors —
   Haxby et al. 2001's minimum distance to the class mean pattern): the
   score of class ``c`` is ``2 x.mu_c - |mu_c|^2`` summed over the sphere's
@@ -28,8 +28,9 @@ computable bound on its rounding error, ours and the reference's:
   solver rounds at 1e-7 relative, times the condition number: a bound on
   that would send most predictions back to scikit-learn, and float64 is the
   more accurate answer); the bound is the perturbation bound of a symmetric
-  positive definite solve (the condition number from the eigenvalues, Gram
-  and right-hand side sums of ``n`` terms, the intercept).
+  positive definite solve (the condition number, at most ``(trace +
+  alpha) / alpha``; Gram and right-hand side sums of ``n`` terms; the
+  intercept).
 * nearest centroid is referred to scikit-learn on the data as given: the
   true labels' class means are computed with the numpy reduction
   scikit-learn uses (``X[y == c].mean(axis=0)`` on the C-ordered training
@@ -182,24 +183,55 @@ def sphere_columns(spheres, rows):
 
 
 def ridge_targets(codes, present):
-    """scikit-learn's ±1 targets: one column for two classes, one per class otherwise."""
+    """scikit-learn's ±1 targets, (n_labellings, n_targets, n_samples).
+
+    One column for two classes, one per class otherwise.
+    """
     if len(present) == 2:
         return np.where(codes == present[1], 1.0, -1.0)[:, None, :]
     return np.where(codes[:, None, :] == present[None, :, None], 1.0, -1.0)
 
 
-def ridge_scores(problem, fold, block, columns, labels, alpha):
-    """Class scores of ridge for a chunk of spheres and a batch of labellings.
+class Chunk:
+    """Sums over all volumes of a chunk of equal-size spheres, shared by the folds.
+
+    A fold's training sums are these minus its test volumes' (few), so the
+    chunk's data is multiplied out once rather than once per fold.
 
     Parameters
     ----------
     problem : Problem
-    fold : int
-    block : numpy.ndarray, shape (n_samples, n_spheres, size)
-        The centred data of the chunk's spheres.
-    columns : numpy.ndarray of int, shape (n_spheres, size)
+    rows : numpy.ndarray of int
+        Sphere rows of the chunk (all of one size).
     labels : numpy.ndarray of int, shape (n_labellings, n_samples)
-        Class codes of every labelling.
+        Class codes of every labelling; the first is the true one.
+    """
+
+    def __init__(self, problem, rows, labels):
+        self.problem, self.rows, self.labels = problem, rows, labels
+        self.columns = sphere_columns(problem.spheres, rows)
+        # (n_spheres, n_samples, size): each sphere's (volume x voxel) matrix.
+        self.data = np.ascontiguousarray(np.moveaxis(problem.centred[:, self.columns], 1, 0))
+        self.size = self.columns.shape[1]
+        self.gram = np.matmul(np.swapaxes(self.data, 1, 2), self.data)
+        self.sums = self.data.sum(axis=1)
+        self._products = {}
+
+    def products(self, weights):
+        """``data.T @ weights.T`` per sphere, for (n_columns, n_samples) weights (cached)."""
+        key = weights.tobytes()
+        if key not in self._products:
+            self._products[key] = np.matmul(np.swapaxes(self.data, 1, 2), weights.T)
+        return self._products[key]
+
+
+def ridge_scores(chunk, fold, alpha):
+    """Class scores of ridge for a chunk of spheres and every labelling.
+
+    Parameters
+    ----------
+    chunk : Chunk
+    fold : int
     alpha : float
         The ridge penalty.
 
@@ -211,39 +243,36 @@ def ridge_scores(problem, fold, block, columns, labels, alpha):
     bound : numpy.ndarray, shape (n_spheres, n_test, n_labellings)
         Bound on the rounding error of every score difference.
     """
+    problem = chunk.problem
     train, test = problem.splits[fold]
-    present = problem.present[fold]
-    x_train, x_test = block[train], block[test]  # (n_rows, n_spheres, size)
-    n_train, _, size = x_train.shape
-    targets = ridge_targets(labels[:, train], present)  # (n_lab, n_targets, n_train)
+    n_train, size = len(train), chunk.size
+    targets = ridge_targets(chunk.labels, problem.present[fold])  # (n_lab, n_t, n_samples)
     n_lab, n_targets = targets.shape[:2]
-    flat_targets = targets.reshape(-1, n_train)
-    mean = x_train.mean(axis=0)  # (n_spheres, size)
-    mean_target = flat_targets.mean(axis=1)  # (n_lab * n_targets,)
-    stacked = np.ascontiguousarray(np.moveaxis(x_train, 1, 0))  # (n_spheres, n_train, size)
-    stacked -= mean[:, None, :]
-    gram = np.matmul(np.swapaxes(stacked, 1, 2), stacked)
-    values, vectors = np.linalg.eigh(gram)
-    values = np.maximum(values, 0.0)
-    # Right-hand sides: the centred data against every target column.
-    rhs = np.matmul(np.swapaxes(stacked, 1, 2), flat_targets.T)  # (n_spheres, size, n_cols)
-    rotated = np.matmul(np.swapaxes(vectors, 1, 2), rhs)
-    rotated /= (values + alpha)[:, :, None]
-    coef = np.matmul(vectors, rotated)  # (n_spheres, size, n_cols)
-    centred_test = np.moveaxis(x_test, 1, 0) - mean[:, None, :]  # (n_spheres, n_test, size)
-    decision = np.matmul(centred_test, coef) + mean_target
+    flat = targets.reshape(-1, targets.shape[2])
+    x_test = chunk.data[:, test]  # (n_spheres, n_test, size)
+    test_t = np.swapaxes(x_test, 1, 2)
+    mean = (chunk.sums - x_test.sum(axis=1)) / n_train
+    gram = chunk.gram - np.matmul(test_t, x_test)
+    gram -= n_train * mean[:, :, None] * mean[:, None, :]
+    target_sums = flat[:, train].sum(axis=1)  # (n_cols,)
+    rhs = chunk.products(flat) - np.matmul(test_t, flat[:, test].T)
+    rhs -= mean[:, :, None] * target_sums[None, None, :]
+    trace = np.maximum(np.trace(gram, axis1=1, axis2=2), 0.0)
+    gram[:, np.arange(size), np.arange(size)] += alpha
+    coef = np.linalg.solve(gram, rhs)  # (n_spheres, size, n_cols)
+    centred_test = x_test - mean[:, None, :]
+    decision = np.matmul(centred_test, coef) + target_sums / n_train
     decision = decision.reshape(decision.shape[:2] + (n_lab, n_targets))
     if n_targets == 1:
         scores = np.concatenate([np.zeros_like(decision), decision], axis=3)
     else:
         scores = decision
-    # Error bound of the decisions (see the module docstring).
-    condition = (values[:, -1] + alpha) / (values[:, 0] + alpha)
+    # Error bound of the decisions (see the module docstring): the condition
+    # number is at most (trace + alpha) / alpha.
+    condition = (trace + alpha) / alpha
     coef_norm = np.linalg.norm(coef, axis=1).reshape(-1, n_lab, n_targets).max(axis=2)
-    scale = problem.scale[columns]  # (n_spheres, size)
-    rhs_error = (
-        (n_train + 2) * np.sqrt(gram.trace(axis1=1, axis2=2) * n_train) / (values[:, 0] + alpha)
-    )
+    scale = problem.scale[chunk.columns]  # (n_spheres, size)
+    rhs_error = (n_train + 2) * np.sqrt(trace * n_train) / alpha
     relative = (n_train + size + 2) * min(size, n_train) * condition
     test_norm = np.linalg.norm(centred_test, axis=2)  # (n_spheres, n_test)
     mean_error = (n_train + 2) * np.linalg.norm(scale, axis=1)
@@ -258,30 +287,31 @@ def ridge_scores(problem, fold, block, columns, labels, alpha):
     return scores, SAFETY * bound
 
 
-def centroid_scores(problem, fold, block, columns, labels):
+def centroid_scores(chunk, fold):
     """Class scores of nearest centroid: ``2 x.mu_c - |mu_c|^2`` (larger is nearer).
 
     Parameters and returns as :func:`ridge_scores`, with one score per
     present class; the first labelling is the true one (its class means are
     scikit-learn's).
     """
+    problem = chunk.problem
     train, test = problem.splits[fold]
     present = problem.present[fold]
-    x_train = block[train]  # (n_train, n_spheres, size)
-    x_test = np.moveaxis(block[test], 1, 0)  # (n_spheres, n_test, size)
-    one_hot = labels[:, train][:, None, :] == present[None, :, None]  # (n_lab, n_cls, n_train)
-    counts = one_hot.sum(axis=2)
-    flat = one_hot.reshape(-1, len(train)).astype(float)
-    n_spheres, size = columns.shape
-    sums = flat @ x_train.reshape(len(train), -1)
-    means = sums.reshape(len(flat), n_spheres, size) / counts.reshape(-1)[:, None, None]
-    means = np.moveaxis(means, 0, 2)  # (n_spheres, size, n_lab * n_cls)
-    means[:, :, : len(present)] = np.moveaxis(problem.observed_means[fold][:, columns], 0, 2)
+    n_lab, size = len(chunk.labels), chunk.size
+    one_hot = (chunk.labels[:, None, :] == present[None, :, None]).reshape(
+        -1, chunk.labels.shape[1]
+    )
+    one_hot = one_hot.astype(float)  # (n_lab * n_cls, n_samples)
+    counts = one_hot[:, train].sum(axis=1)
+    x_test = chunk.data[:, test]  # (n_spheres, n_test, size)
+    sums = chunk.products(one_hot) - np.matmul(np.swapaxes(x_test, 1, 2), one_hot[:, test].T)
+    means = sums / counts  # (n_spheres, size, n_lab * n_cls)
+    means[:, :, : len(present)] = np.moveaxis(problem.observed_means[fold][:, chunk.columns], 0, 2)
     scores = 2.0 * np.matmul(x_test, means) - np.sum(means**2, axis=1)[:, None, :]
-    scores = scores.reshape(n_spheres, len(test), len(labels), len(present))
+    scores = scores.reshape(len(chunk.rows), len(test), n_lab, len(present))
     # The reference expands |x - mu|^2 in float64 too; both roundings, and the
     # permuted means' (float64 sums of n terms), are bounded by these magnitudes.
-    raw_scale = np.linalg.norm(problem.scale[columns], axis=1)  # bounds |x| and |mu|
+    raw_scale = np.linalg.norm(problem.scale[chunk.columns], axis=1)  # bounds |x| and |mu|
     magnitude = 4.0 * raw_scale**2
     bound = (size + 4 + 2 * len(train)) * 2.0 * U64 * magnitude
     bound = np.broadcast_to(bound[:, None, None], scores.shape[:3]).copy()
@@ -331,20 +361,18 @@ def refit(problem, estimator, sphere, fold, labels, float64):
 def score_chunk(problem, engine, rows, labels):
     """Correct predictions (n_folds, n_labellings, n_spheres) of a chunk, and the refits.
 
-    The first labelling is the true one: its reference is scikit-learn in
-    the data's precision; permutations are referred to float64.
+    The first labelling is the true one.
     """
     name, alpha = engine
-    columns = sphere_columns(problem.spheres, rows)
-    block = problem.centred[:, columns]  # (n_samples, n_spheres, size)
+    chunk = Chunk(problem, rows, labels)
     estimator = make_estimator(name, alpha)
     correct = np.zeros((len(problem.splits), len(labels), len(rows)), dtype=np.int32)
     n_refits = 0
     for fold, (_, test) in enumerate(problem.splits):
         if name == "ridge":
-            scores, bound = ridge_scores(problem, fold, block, columns, labels, alpha)
+            scores, bound = ridge_scores(chunk, fold, alpha)
         else:
-            scores, bound = centroid_scores(problem, fold, block, columns, labels)
+            scores, bound = centroid_scores(chunk, fold)
         predicted, uncertain = classify(scores, bound)
         present = problem.present[fold]
         truth = np.searchsorted(present, labels[:, test])
@@ -357,11 +385,18 @@ def score_chunk(problem, engine, rows, labels):
     return correct, n_refits
 
 
-def all_correct(problem, engine, labels, n_jobs):
+def all_correct(problem, engine, labels, n_jobs, progress=None):
     """Correct predictions (n_folds, n_labellings, n_centres) of every sphere, and refits."""
     n_columns = len(labels) * max(2, len(problem.classes))
     chunks = size_chunks(problem.spheres, problem.centred.shape[0], n_columns)
-    parts = map_in_threads(lambda rows: score_chunk(problem, engine, rows, labels), chunks, n_jobs)
+
+    def score(rows):
+        result = score_chunk(problem, engine, rows, labels)
+        if progress is not None:
+            progress(len(rows))
+        return result
+
+    parts = map_in_threads(score, chunks, n_jobs)
     correct = np.zeros((len(problem.splits), len(labels), problem.spheres.n_centres), np.int32)
     for rows, (part, _) in zip(chunks, parts, strict=True):
         correct[:, :, rows] = part
@@ -380,6 +415,7 @@ def closed_form_searchlight(
     seed=0,
     fwe_alpha=0.05,
     n_jobs=1,
+    progress=None,
 ):
     """Searchlight accuracies of ridge or nearest centroid, every sphere from per-fold sums.
 
@@ -414,6 +450,8 @@ def closed_form_searchlight(
         Family-wise error rate of the max-statistic threshold.
     n_jobs : int
         Threads (over chunks of spheres); results do not depend on it.
+    progress : callable, optional
+        Called with the number of centres of every chunk scored.
 
     Returns
     -------
@@ -438,7 +476,7 @@ def closed_form_searchlight(
             check_folds_survive_permutation(problem, cv, permuted)
             codes = np.searchsorted(problem.classes, permuted)
             labels = np.vstack([labels, codes])
-        correct, n_refits = all_correct(problem, engine, labels, n_jobs)
+        correct, n_refits = all_correct(problem, engine, labels, n_jobs, progress)
     n_test = np.array([len(test) for _, test in problem.splits])
     scores, fold_scores = fold_accuracies(correct[:, 0], n_test)
     if not n_permutations:

@@ -19,7 +19,16 @@ from fmriflow.searchlight.scores import (
 
 
 def searchlight(
-    X, y, runs, spheres, estimator, cv=None, n_jobs=1, chunk_size=None, backend="processes"
+    X,
+    y,
+    runs,
+    spheres,
+    estimator,
+    cv=None,
+    n_jobs=1,
+    chunk_size=None,
+    backend="processes",
+    progress=None,
 ):
     """Cross-validated accuracy of any classifier in every sphere.
 
@@ -54,6 +63,8 @@ def searchlight(
     backend : {"processes", "threads"}
         joblib's ``loky`` processes (fitting is mostly Python, which threads
         would run one at a time) or threads.
+    progress : callable, optional
+        Called with the number of centres of every task done.
 
     Returns
     -------
@@ -75,16 +86,24 @@ def searchlight(
     if n_jobs > 1 and len(tasks) > 1 and backend == "processes":
         from joblib import Parallel, delayed
 
-        parts = Parallel(n_jobs=n_jobs, backend="loky")(
+        results = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
             delayed(fit_spheres)(X, y, splits, matrix.indices, indptr, estimator)
             for indptr, _ in tasks
         )
+        parts = []
+        for part in results:  # in task order
+            parts.append(part)
+            if progress is not None:
+                progress(part.shape[1])
     else:
-        parts = map_in_threads(
-            lambda task: fit_spheres(X, y, splits, matrix.indices, task[0], estimator),
-            tasks,
-            n_jobs,
-        )
+
+        def fit(task):
+            part = fit_spheres(X, y, splits, matrix.indices, task[0], estimator)
+            if progress is not None:
+                progress(part.shape[1])
+            return part
+
+        parts = map_in_threads(fit, tasks, n_jobs)
     n_test = np.array([len(test) for _, test in splits])
     scores, fold_scores = fold_accuracies(np.concatenate(parts, axis=1), n_test)
     return SearchlightResult(scores, fold_scores, n_test)

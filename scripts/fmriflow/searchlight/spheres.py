@@ -68,6 +68,32 @@ class Spheres:
         """World coordinates (mm) of the centres, shape (n_centres, 3)."""
         return world_coordinates(self.centres, self.affine)
 
+    def select(self, rows):
+        """The spheres of some centres (rows), on the same data columns.
+
+        Parameters
+        ----------
+        rows : numpy.ndarray of int
+            Sphere rows, increasing.
+
+        Returns
+        -------
+        Spheres
+            Its ``centre_mask`` holds the selected centres only.
+        """
+        rows = np.asarray(rows)
+        centre_mask = np.zeros_like(self.centre_mask)
+        centre_mask[tuple(self.centres[rows].T)] = True
+        return Spheres(
+            matrix=self.matrix[rows],
+            centres=self.centres[rows],
+            centre_columns=self.centre_columns[rows],
+            mask=self.mask,
+            centre_mask=centre_mask,
+            affine=self.affine,
+            radius=self.radius,
+        )
+
     def padded_indices(self):
         """Sphere voxels as a dense index array.
 

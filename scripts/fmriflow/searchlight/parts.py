@@ -1,0 +1,151 @@
+"""A searchlight split into parts of centres, each a job of its own, and gathered again.
+
+Every engine scores a sphere from the sphere's own columns and the folds
+(and labellings), whatever other spheres are scored with it, so a part's
+accuracies are those of the same centres in the whole map: gathering the
+parts in order gives the same map, bit for bit, whatever the number of
+parts. The family-wise statistics, which need every centre, are computed
+once the parts are gathered.
+"""
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from fmriflow.errors import InputError
+from fmriflow.io import atomic_output
+from fmriflow.searchlight.permutations import summarize_permutations
+from fmriflow.searchlight.scores import SearchlightResult
+
+logger = logging.getLogger("fmriflow.searchlight")
+
+
+def part_rows(n_centres, n_parts, part):
+    """Sphere rows of one part: consecutive, as equal in number as possible.
+
+    Parameters
+    ----------
+    n_centres : int
+        Spheres of the whole map.
+    n_parts : int
+        Parts the map is split into (at most ``n_centres`` are used).
+    part : int
+        Which part, from 0.
+
+    Returns
+    -------
+    numpy.ndarray of int
+    """
+    if not 0 <= part < n_parts:
+        raise InputError(
+            f"searchlight part {part}", f"is not one of the {n_parts} parts", "Check 'chunks'"
+        )
+    return np.array_split(np.arange(n_centres), n_parts)[part]
+
+
+def save_part(result, rows, n_centres, path):
+    """Write one part's accuracies (and null accuracies) as ``.npz``, atomically."""
+    arrays = {
+        "rows": rows,
+        "n_centres": np.array(n_centres),
+        "scores": result.scores,
+        "n_rechecked": np.array(result.n_rechecked),
+    }
+    if hasattr(result, "null"):
+        arrays["null"] = result.null
+    else:
+        arrays |= {"fold_scores": result.fold_scores, "n_test": result.n_test}
+    with atomic_output(path) as tmp:
+        write_npz(arrays, tmp)
+
+
+def write_npz(arrays, path):
+    """An uncompressed ``.npz`` whose bytes depend on the arrays only.
+
+    ``numpy.savez`` stamps every member with the time of writing, so two
+    runs that compute the same arrays would write different files; here
+    every member has the zip format's earliest date.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(member, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+
+
+def gather_parts(paths, alpha=0.05):
+    """The whole map from its parts, in order.
+
+    Parameters
+    ----------
+    paths : list of path
+        Every part's ``.npz``, in part order.
+    alpha : float
+        Family-wise error rate of the permutation threshold.
+
+    Returns
+    -------
+    SearchlightResult, or PermutationResult when the parts hold null accuracies
+    """
+    parts = []
+    for path in paths:
+        with np.load(path) as data:
+            parts.append({key: data[key] for key in data.files})
+    n_centres = int(parts[0]["n_centres"])
+    rows = np.concatenate([part["rows"] for part in parts])
+    if not np.array_equal(rows, np.arange(n_centres)):
+        raise InputError(
+            "searchlight parts",
+            f"cover {len(rows)} centres, not the map's {n_centres} in order",
+            "Re-run the searchlight parts of this analysis (snakemake --forcerun "
+            "searchlight_part)",
+        )
+    scores = np.concatenate([part["scores"] for part in parts])
+    n_rechecked = sum(int(part["n_rechecked"]) for part in parts)
+    if "null" not in parts[0]:
+        fold_scores = np.concatenate([part["fold_scores"] for part in parts], axis=1)
+        return SearchlightResult(scores, fold_scores, parts[0]["n_test"], n_rechecked)
+    null = np.concatenate([part["null"] for part in parts], axis=1)
+    return summarize_permutations(scores, null, alpha, n_rechecked)
+
+
+class Progress:
+    """Centres done and the time left, logged every ``every`` seconds (and at the end).
+
+    Parameters
+    ----------
+    n_centres : int
+        Centres to score.
+    every : float
+        Seconds between log lines.
+    """
+
+    def __init__(self, n_centres, every=30.0):
+        self.n_centres, self.every = n_centres, every
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, n_done):
+        """Record ``n_done`` more centres (from any thread)."""
+        with self._lock:
+            self.done += n_done
+            now = time.perf_counter()
+            if now - self.last < self.every and self.done < self.n_centres:
+                return
+            self.last = now
+            elapsed = now - self.start
+            done = self.done
+        left = elapsed / done * (self.n_centres - done) if done else float("nan")
+        logger.info(
+            "searchlight: %d of %d centres (%.0f%%) in %.0f s, about %.0f s left",
+            done,
+            self.n_centres,
+            100.0 * done / self.n_centres,
+            elapsed,
+            left,
+        )

@@ -1,0 +1,93 @@
+"""Node searchlight_part: the accuracies (and null accuracies) of one part of a searchlight map.
+
+A searchlight analysis with ``chunks: N`` is N jobs of this node, each
+scoring a consecutive part of the centres (nilearn's spheres around every
+voxel of the preprocessing mask or of the subject ROI) with the registry
+classifier's searchlight engine, and logging its progress; the node
+``searchlight`` gathers the parts into the map.
+"""
+
+import logging
+
+import numpy as np
+
+from fmriflow import entries
+from fmriflow import searchlight as sl
+from fmriflow.node import Node, Param, run
+from fmriflow.searchlight.scores import PermutationResult, SearchlightResult
+
+logger = logging.getLogger("fmriflow.searchlight")
+
+
+def searchlight_part(inputs, outputs, params, threads):
+    analysis = params.analysis
+    data = entries.subject_analysis(inputs, analysis)
+    spheres = entries.searchlight_spheres(data, analysis, "roi" in inputs)
+    part = int(params.part)
+    rows = sl.part_rows(spheres.n_centres, analysis["chunks"], part)
+    cv = entries.cross_validation(analysis)
+    X, y, runs = data.matrix[data.rows], data.y, data.runs
+    logger.info(
+        "part %d of %d: centres %s of %d, classifier %s, %d permutations, %d threads",
+        part + 1,
+        analysis["chunks"],
+        f"{rows[0]}-{rows[-1]}" if len(rows) else "none",
+        spheres.n_centres,
+        analysis["classifier"],
+        analysis["permutations"],
+        threads,
+    )
+    if len(rows):
+        result = sl.searchlight_scores(
+            X,
+            y,
+            runs,
+            spheres.select(rows),
+            analysis["classifier"],
+            cv=cv,
+            balance=analysis["balance"],
+            seed=analysis["seed"],
+            n_permutations=analysis["permutations"],
+            alpha=analysis["fwe_alpha"],
+            n_jobs=threads,
+            progress=sl.Progress(len(rows)),
+        )
+    else:
+        result = empty_result(cv, X, y, runs, analysis["permutations"])
+    sl.save_part(result, rows, spheres.n_centres, outputs.scores)
+
+
+def empty_result(cv, X, y, runs, n_permutations):
+    """The result of a part without centres (more parts than centres)."""
+    if not n_permutations:
+        n_test = np.array([len(test) for _, test in cv.split(X, y, runs)])
+        return SearchlightResult(np.empty(0), np.empty((len(n_test), 0)), n_test)
+    empty = np.empty(0)
+    return PermutationResult(empty, np.empty((n_permutations, 0)), empty, empty, 0.0, empty, 0.05)
+
+
+NODE = Node(
+    name="searchlight_part",
+    description="Node searchlight_part: the accuracies (and null accuracies) of one part of "
+    "a searchlight map.",
+    function=searchlight_part,
+    inputs={
+        "clean": "clean.npy (time x voxel)",
+        "mask": "the preprocessing mask.nii.gz (matrix columns)",
+        "events": "the subject's events.tsv",
+        "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
+    },
+    outputs={"scores": "part-<i>.npz to write: the part's accuracies (and null accuracies)"},
+    params={
+        "analysis": Param(
+            None,
+            "the analysis' config entry (a mapping, see $defs/searchlight)",
+            schema="searchlight",
+        ),
+        "part": Param(0, "which part of the centres, from 0", type=int),
+    },
+    optional_inputs=("roi",),
+)
+
+if __name__ == "__main__":
+    run(NODE, globals().get("snakemake"))
