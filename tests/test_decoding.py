@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from nilearn.signal import clean
 from scipy import stats
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut, cross_val_score
@@ -29,6 +30,7 @@ REFERENCES = {
     "ridge": lambda: RidgeClassifier(),
     "gnb": lambda: GaussianNB(),
     "nearest_centroid": lambda: NearestCentroid(),
+    "lda_shrinkage": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1),
     "anova_svc": lambda: make_pipeline(SelectKBest(f_classif, k=50), SVC(kernel="linear")),
 }
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import test_searchlight as base
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.neighbors import NearestCentroid
@@ -15,12 +16,17 @@ from fmriflow.searchlight import closed_form
 
 subject = base.subject  # the simulated subject fixture, shared
 
-ESTIMATORS = {"ridge": RidgeClassifier(alpha=1.0), "nearest_centroid": NearestCentroid()}
+ESTIMATORS = {
+    "ridge": RidgeClassifier(alpha=1.0),
+    "lda_shrinkage": LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1),
+    "nearest_centroid": NearestCentroid(),
+}
 
 
 def reference_data(name, X):
-    """Ridge is referred to scikit-learn on float64 data, nearest centroid on the data as is."""
-    return X.astype(np.float64) if name == "ridge" else X
+    """Ridge and LDA are referred to scikit-learn on float64 data, nearest centroid on the
+    data as is."""
+    return X if name == "nearest_centroid" else X.astype(np.float64)
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
@@ -69,6 +75,11 @@ def test_one_voxel_spheres_and_small_radius(subject):
     sparse_mask = brain & ~((j < brain.shape[1] // 2) & ((i + j + k) % 2 == 1))
     X = np.ascontiguousarray(X[:, sparse_mask[brain]])
     spheres = sl.make_spheres(sparse_mask, ANISOTROPIC, 3.75)
+    # Some spheres of every size (the one-voxel ones among them).
+    rows = np.concatenate(
+        [np.flatnonzero(spheres.sizes == n)[:25] for n in np.unique(spheres.sizes)]
+    )
+    spheres = spheres.select(np.sort(rows))
     assert spheres.sizes.min() == 1 and spheres.sizes.max() > 1
     for name, estimator in ESTIMATORS.items():
         result = sl.closed_form_searchlight(X, y, runs, spheres, name, n_jobs=2)
@@ -176,7 +187,7 @@ def test_bad_input_messages(subject):
         sl.closed_form_searchlight(X, y, runs, spheres, "svc")
     with pytest.raises(InputError, match="must be positive"):
         sl.closed_form_searchlight(X, y, runs, spheres, "ridge", alpha=0.0)
-    with pytest.raises(InputError, match="class weights change ridge's fit"):
+    with pytest.raises(InputError, match="change its fit with every permutation"):
         sl.searchlight_scores(X, y, runs, spheres, "ridge", balance=True, n_permutations=5)
     # Weighted ridge without permutations: scikit-learn sphere by sphere.
     weighted = sl.searchlight_scores(X, y, runs, spheres, "ridge", balance=True)

@@ -124,6 +124,14 @@ def _ridge(seed, class_weight, n_classes, balance):
     return RidgeClassifier(alpha=1.0, class_weight=class_weight)
 
 
+def _lda_shrinkage(seed, class_weight, n_classes, balance):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    # LDA has no class weights: balance means uniform priors.
+    priors = np.full(n_classes, 1.0 / n_classes) if balance else None
+    return LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1, priors=priors)
+
+
 def _nearest_centroid(seed, class_weight, n_classes, balance):
     from sklearn.neighbors import NearestCentroid
 
@@ -215,6 +223,15 @@ REGISTRY = {
             "ridge classifier (penalised least squares on ±1 targets)",
             _ridge,
             "clf__alpha",
+            coefficient_weights,
+            searchlight="closed_form",
+            permutation_maps=True,
+        ),
+        Classifier(
+            "lda_shrinkage",
+            "linear discriminant analysis with a shrunk pooled covariance (shrinkage 0.1)",
+            _lda_shrinkage,
+            "clf__shrinkage",
             coefficient_weights,
             searchlight="closed_form",
             permutation_maps=True,

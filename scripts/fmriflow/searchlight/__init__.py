@@ -109,13 +109,13 @@ def searchlight_scores(
         A name of :data:`fmriflow.classifiers.REGISTRY`. Its entry says which
         engine serves it: ``"gnb"``, the exact all-spheres naive Bayes path
         (:func:`gnb_searchlight`, :func:`gnb_permutation_test`),
-        ``"closed_form"``, ridge and nearest centroid from per-fold sums
+        ``"closed_form"``, ridge, shrinkage LDA and nearest centroid from per-fold sums
         (:func:`closed_form_searchlight`), or ``"sklearn"``, scikit-learn
         fitted sphere by sphere (:func:`searchlight`).
     balance : bool
         As in :func:`fmriflow.classifiers.make_classifier`. Ridge with class
-        weights has no closed-form path: it is fitted sphere by sphere, and
-        offers no permutation maps.
+        weights and LDA with uniform priors have no closed-form path: they
+        are fitted sphere by sphere, and offer no permutation maps.
     seed : int
         Random state of estimators that use one, and of the permutations.
     n_permutations : int
@@ -148,14 +148,13 @@ def searchlight_scores(
         n_classes=n_classes,
         n_features=int(spheres.sizes.min()),
     )
-    weighted = classifier == "ridge" and balance
+    weighted = classifier in ("ridge", "lda_shrinkage") and balance
     if weighted and n_permutations:
         raise InputError(
-            "searchlight classifier 'ridge' with balance: true",
-            "class weights change ridge's fit with every permutation, so it has no permutation "
-            "maps",
-            "Set balance: false (ridge is unweighted; chance is still each fold's majority), or "
-            "drop permutations",
+            f"searchlight classifier {classifier!r} with balance: true",
+            "class weights (uniform priors) change its fit with every permutation, so it has "
+            "no permutation maps",
+            "Set balance: false (chance is still each fold's majority), or drop permutations",
         )
     if entry.searchlight == "sklearn" or weighted:
         return searchlight(X, y, runs, spheres, pipeline, cv, n_jobs=n_jobs, progress=progress)
@@ -168,6 +167,7 @@ def searchlight_scores(
             classifier,
             cv=cv,
             alpha=getattr(pipeline.named_steps["clf"], "alpha", 1.0),
+            shrinkage=getattr(pipeline.named_steps["clf"], "shrinkage", 0.1),
             n_permutations=n_permutations,
             seed=seed,
             fwe_alpha=alpha,

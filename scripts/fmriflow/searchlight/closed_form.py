@@ -1,6 +1,6 @@
-"""Searchlights of classifiers whose fit is a closed form in sums: ridge and nearest centroid.
+"""Searchlights of classifiers whose fit is a closed form in sums: ridge, LDA, nearest centroid.
 
-Both classifiers predict the class of largest score, and every score of a
+Each classifier predicts the class of largest score, and every score of a
 test volume is a function of the training fold's sums, so every sphere of a
 fold is scored from small per-sphere matrices instead of one scikit-learn
 fit per sphere:
@@ -11,6 +11,11 @@ fit per sphere:
   one solve per sphere and fold gives the solution for every target column
   at once, so the classes (one-vs-rest) and every label permutation share
   it.
+* **shrinkage LDA** (``LinearDiscriminantAnalysis(solver="lsqr",
+  shrinkage=s)`` with a fixed ``s``): the class means are per-voxel sums,
+  and the shrunk pooled covariance is the training Gram matrix minus the
+  class means' outer products, shrunk towards its mean variance; one solve
+  per sphere, fold and labelling.
 * **nearest centroid** (``NearestCentroid``, Euclidean, uniform priors —
   Haxby et al. 2001's minimum distance to the class mean pattern): the
   score of class ``c`` is ``2 x.mu_c - |mu_c|^2`` summed over the sphere's
@@ -18,14 +23,14 @@ fit per sphere:
 
 Spheres are processed in chunks of equal size (no padding), each chunk a
 ``(volume, sphere, voxel)`` gather of the data in float64, centred by the
-voxels' means over all volumes (neither classifier's predictions depend on
+voxels' means over all volumes (no classifier's predictions depend on
 that shift in exact arithmetic, and it keeps the sums well conditioned).
 
 Why the predictions are scikit-learn's. Every score difference carries a
 computable bound on its rounding error, ours and the reference's:
 
-* ridge is referred to scikit-learn on the data in float64 (its float32
-  solver rounds at 1e-7 relative, times the condition number: a bound on
+* ridge and LDA are referred to scikit-learn on the data in float64 (their float32
+  solvers round at 1e-7 relative, times the condition number: a bound on
   that would send most predictions back to scikit-learn, and float64 is the
   more accurate answer); the bound is the perturbation bound of a symmetric
   positive definite solve (the condition number, at most ``(trace +
@@ -72,7 +77,7 @@ SAFETY = 8.0
 U64 = float(np.finfo(np.float64).eps) / 2
 
 #: Engines of this module, by registry searchlight name.
-ENGINES = ("ridge", "nearest_centroid")
+ENGINES = ("ridge", "nearest_centroid", "lda_shrinkage")
 
 
 @dataclass(frozen=True)
@@ -321,25 +326,83 @@ def centroid_scores(chunk, fold):
     return scores, SAFETY * bound
 
 
+def lda_scores(chunk, fold, shrinkage):
+    """Class scores of shrinkage LDA (``solver="lsqr"``, fixed ``shrinkage``).
+
+    scikit-learn's covariance is the prior-weighted sum of the classes'
+    shrunk covariances, ``(1 - s) W + s tr(W) / k I`` with ``W`` the pooled
+    within-class covariance (``1 / n`` times the within-class scatter), and
+    the score of class ``c`` is ``x' Z_c - m_c' Z_c / 2 + log p_c`` with
+    ``Z = Sigma^-1 M`` for the class means ``M``. Parameters and returns as
+    :func:`ridge_scores`.
+    """
+    problem = chunk.problem
+    train, test = problem.splits[fold]
+    present = problem.present[fold]
+    n_lab, n_cls, size, n_train = len(chunk.labels), len(present), chunk.size, len(train)
+    one_hot = chunk.labels[:, None, :] == present[None, :, None]
+    one_hot = one_hot.reshape(-1, chunk.labels.shape[1]).astype(float)  # (n_lab * n_cls, n)
+    counts = one_hot[:, train].sum(axis=1)
+    x_test = chunk.data[:, test]  # (n_spheres, n_test, size)
+    test_t = np.swapaxes(x_test, 1, 2)
+    sums = chunk.products(one_hot) - np.matmul(test_t, one_hot[:, test].T)
+    means = (sums / counts).reshape(len(chunk.rows), size, n_lab, n_cls)
+    means = np.ascontiguousarray(np.moveaxis(means, 2, 1))  # (n_spheres, n_lab, size, n_cls)
+    gram = chunk.gram - np.matmul(test_t, x_test)  # training volumes, (n_spheres, size, size)
+    weighted = means * counts.reshape(n_lab, n_cls)[None, :, None, :]
+    within = (gram[:, None] - np.matmul(weighted, np.swapaxes(means, 2, 3))) / n_train
+    level = np.trace(within, axis1=2, axis2=3) / size  # (n_spheres, n_lab)
+    covariance = (1.0 - shrinkage) * within
+    covariance[:, :, np.arange(size), np.arange(size)] += (shrinkage * level)[:, :, None]
+    solved = np.linalg.solve(covariance, means)  # (n_spheres, n_lab, size, n_cls)
+    log_prior = np.log(counts.reshape(n_lab, n_cls) / n_train)
+    offset = -0.5 * np.sum(means * solved, axis=2) + log_prior  # (n_spheres, n_lab, n_cls)
+    flat = np.moveaxis(solved, 1, 2).reshape(len(chunk.rows), size, n_lab * n_cls)
+    scores = np.matmul(x_test, flat).reshape(len(chunk.rows), len(test), n_lab, n_cls)
+    scores += offset[:, None]
+    # Error bound (see the module docstring): the condition number of the shrunk
+    # covariance is at most ((1 - s) k + s) / s.
+    condition = ((1.0 - shrinkage) * size + shrinkage) / shrinkage
+    solved_norm = np.linalg.norm(solved, axis=2).max(axis=2)  # (n_spheres, n_lab)
+    means_norm = np.linalg.norm(means, axis=2).max(axis=2)
+    test_norm = np.linalg.norm(x_test, axis=2)  # (n_spheres, n_test)
+    scale = np.linalg.norm(problem.scale[chunk.columns], axis=1)[:, None]  # (n_spheres, 1)
+    magnitude = (test_norm[:, :, None] + means_norm[:, None, :]) * solved_norm[:, None, :]
+    relative = (n_train + size + 2) * size * condition
+    mean_error = (n_train + 2) * scale * solved_norm * (1.0 + condition)
+    bound = (
+        2.0
+        * U64
+        * ((relative + size + 2) * magnitude + mean_error[:, None, :] + np.abs(log_prior).max())
+    )
+    return scores, SAFETY * bound
+
+
 # --- scoring, certification and refits --------------------------------------------
 
 
 def classify(scores, bound):
     """Predicted class positions (first on ties) and where the margin is within the bound."""
-    predicted = np.argmax(scores, axis=3)
     if scores.shape[3] == 1:
-        return predicted, np.zeros(predicted.shape, dtype=bool)
+        return np.zeros(scores.shape[:3], dtype=np.intp), np.zeros(scores.shape[:3], dtype=bool)
+    if scores.shape[3] == 2:
+        margin = scores[..., 1] - scores[..., 0]
+        return (margin > 0).astype(np.intp), ~(np.abs(margin) > 2.0 * bound)
+    predicted = np.argmax(scores, axis=3)
     top = -np.partition(-scores, 1, axis=3)
     uncertain = ~(top[..., 0] - top[..., 1] > 2.0 * bound)
     return predicted, uncertain
 
 
-def make_estimator(name, alpha):
+def make_estimator(name, penalty):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.linear_model import RidgeClassifier
     from sklearn.neighbors import NearestCentroid
 
     if name == "ridge":
-        return RidgeClassifier(alpha=alpha)
+        return RidgeClassifier(alpha=penalty)
+    if name == "lda_shrinkage":
+        return LinearDiscriminantAnalysis(solver="lsqr", shrinkage=penalty)
     return NearestCentroid()
 
 
@@ -371,6 +434,8 @@ def score_chunk(problem, engine, rows, labels):
     for fold, (_, test) in enumerate(problem.splits):
         if name == "ridge":
             scores, bound = ridge_scores(chunk, fold, alpha)
+        elif name == "lda_shrinkage":
+            scores, bound = lda_scores(chunk, fold, alpha)
         else:
             scores, bound = centroid_scores(chunk, fold)
         predicted, uncertain = classify(scores, bound)
@@ -379,7 +444,7 @@ def score_chunk(problem, engine, rows, labels):
         truth[~np.isin(labels[:, test], present)] = -1
         correct[fold] = np.sum(predicted == truth.T[None], axis=1).T
         for s, lab in zip(*np.nonzero(uncertain.any(axis=1)), strict=True):
-            float64 = name == "ridge" or lab > 0
+            float64 = name != "nearest_centroid" or lab > 0
             correct[fold, lab, s] = refit(problem, estimator, rows[s], fold, labels[lab], float64)
             n_refits += 1
     return correct, n_refits
@@ -416,11 +481,13 @@ def closed_form_searchlight(
     fwe_alpha=0.05,
     n_jobs=1,
     progress=None,
+    shrinkage=0.1,
 ):
-    """Searchlight accuracies of ridge or nearest centroid, every sphere from per-fold sums.
+    """Searchlight accuracies of ridge, shrinkage LDA or nearest centroid, from per-fold sums.
 
     The scores are those of ``nilearn.decoding.SearchLight`` with
-    ``RidgeClassifier(alpha=alpha)`` or ``NearestCentroid()``,
+    ``RidgeClassifier(alpha=alpha)``, ``LinearDiscriminantAnalysis(
+    solver="lsqr", shrinkage=shrinkage)`` or ``NearestCentroid()``,
     ``scoring="accuracy"`` and the same cross-validation (see the module
     docstring for why).
 
@@ -434,7 +501,7 @@ def closed_form_searchlight(
         Run of each sample (the CV groups).
     spheres : Spheres
         From :func:`fmriflow.searchlight.make_spheres`.
-    classifier : {"ridge", "nearest_centroid"}
+    classifier : {"ridge", "nearest_centroid", "lda_shrinkage"}
         The classifier.
     cv : splitter, optional
         From :func:`fmriflow.decoding.make_cv`; default leave-one-run-out.
@@ -452,6 +519,10 @@ def closed_form_searchlight(
         Threads (over chunks of spheres); results do not depend on it.
     progress : callable, optional
         Called with the number of centres of every chunk scored.
+    shrinkage : float
+        Shrinkage of LDA's covariance, in (0, 1] (Ledoit-Wolf's ``"auto"``
+        has no closed form here: its shrinkage changes with every class's
+        fourth moments).
 
     Returns
     -------
@@ -466,10 +537,18 @@ def closed_form_searchlight(
         )
     if classifier == "ridge" and not alpha > 0:
         raise InputError(f"ridge alpha {alpha}", "must be positive", "Use e.g. alpha: 1.0")
+    if classifier == "lda_shrinkage" and not (
+        isinstance(shrinkage, float | int) and 0 < shrinkage <= 1
+    ):
+        raise InputError(
+            f"LDA shrinkage {shrinkage!r}",
+            "must be a number in (0, 1] for the closed-form path",
+            "Use e.g. shrinkage 0.1",
+        )
     n_jobs = worker_count(n_jobs)
     with blas_limit(n_jobs):
         problem, cv, y, runs = make_problem(X, y, runs, spheres, cv)
-        engine = (classifier, float(alpha))
+        engine = (classifier, float(shrinkage if classifier == "lda_shrinkage" else alpha))
         labels = problem.codes[None]
         if n_permutations:
             permuted = permute_within_runs(y, runs, int(n_permutations), seed)
