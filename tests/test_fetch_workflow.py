@@ -113,6 +113,9 @@ def analysis_rules(config):
         rules |= {"decode", "decode_group"}
     for analysis in config.get("searchlight", []):
         rules.add("searchlight_permutations" if analysis.get("permutations") else "searchlight")
+        rules.add("searchlight_part")
+        if analysis.get("group"):
+            rules.add("searchlight_group")
     for analysis in config.get("ica", []):
         rules |= {"group_ica"} | ({"reduce_subject"} if analysis["method"] != "concat" else set())
     if config.get("clustering"):

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage, sparse, stats
+from scipy.sparse import csgraph
 
 from fmriflow.errors import InputError
 
@@ -77,14 +78,14 @@ MAX_BATCH = 256
 
 #: Candidates (pairs of a draw and a voxel whose statistic may matter) over
 #: which a batch's statistics are computed for every pair at once instead.
-DENSE_FRACTION = 0.03
+DENSE_FRACTION = 0.1
 
 #: Working memory (bytes) of one block of integer bounds (kept in cache).
 BOUND_BLOCK_BYTES = 2**19
 
 #: Quantile of the first batch's maxima of the minimum statistic below
 #: which a draw's maximum is computed from all its voxels.
-PILOT_QUANTILE = 0.05
+PILOT_QUANTILE = 0.02
 
 #: Connectivity (neighbours of a voxel) → rank of
 #: ``scipy.ndimage.generate_binary_structure``.
@@ -288,8 +289,8 @@ class MapPool:
         return self.maps(subject, np.arange(self.n_maps))
 
     def values(self, subject, indices, voxels):
-        """Value of map ``indices[p]`` of ``subject`` at voxel ``voxels[p]``, as ``maps`` gives it."""
-        rows = np.maximum(indices - self.shift, 0)
+        """Value of map ``indices[p]`` of ``subject`` at voxel ``voxels[p]``, as in ``maps``."""
+        rows = np.maximum(indices - self.shift, 0) if self.shift else indices
         values = self.null[subject][rows, voxels].astype(self.dtype, copy=False)
         if self.shift:
             observed = indices == 0
@@ -326,6 +327,279 @@ def combine(rows, how):
     return total / count if how == "mean" else total
 
 
+class Parts:
+    """Calls of a function on contiguous parts of ``range(n)``, in worker threads.
+
+    numpy releases the GIL in the array operations the parts run, so threads
+    share the work; every part's result is what one call would compute.
+    """
+
+    def __init__(self, executor, n_parts):
+        self.executor = executor
+        self.n_parts = n_parts
+
+    def map(self, function, n_items, smallest=1):
+        """``[function(part) for part in parts]``: slices covering ``range(n_items)`` in order.
+
+        At most one part per thread, each of at least ``smallest`` items
+        (one part, possibly empty, when there are fewer).
+        """
+        n_parts = max(1, min(self.n_parts, n_items // max(1, smallest)))
+        edges = [n_items * i // n_parts for i in range(n_parts + 1)]
+        parts = [slice(a, b) for a, b in itertools.pairwise(edges)]
+        if self.executor is None or n_parts == 1:
+            return [function(part) for part in parts]
+        return list(self.executor.map(function, parts))
+
+
+@contextlib.contextmanager
+def worker_threads(n_jobs):
+    """:class:`Parts` over ``n_jobs`` threads (None or -1: one per CPU)."""
+    if n_jobs in (None, -1):
+        n_jobs = os.cpu_count() or 1
+    n_jobs = check_count(n_jobs, "n_jobs", "Use e.g. 2, or -1 for one thread per CPU")
+    if n_jobs == 1:
+        yield Parts(None, 1)
+        return
+    with concurrent.futures.ThreadPoolExecutor(n_jobs) as executor:
+        yield Parts(executor, n_jobs)
+
+
+def dense_statistic(pool, indices, how, parts):
+    """``pool.group_mean(indices)`` or ``pool.group_min(indices)`` (``how``), rows shared out."""
+    function = pool.group_mean if how == "mean" else pool.group_min
+    return np.concatenate(parts.map(lambda rows: function(indices[rows]), len(indices)))
+
+
+def pair_statistic(pool, indices, draws, voxels, how, parts):
+    """:meth:`MapPool.pair_statistic`, pairs shared out."""
+    return np.concatenate(
+        parts.map(
+            lambda part: pool.pair_statistic(indices, draws[part], voxels[part], how),
+            len(draws),
+            smallest=4096,
+        )
+    )
+
+
+class BoundedSums:
+    """Integer upper bounds of the sums over subjects of drawn maps.
+
+    Subject ``s``'s map value ``x`` at voxel ``v`` is stored as the integer
+    ``q = round((x - low[v]) / step[v])`` (``low``: the voxel's smallest
+    value over all maps, ``step``: its range over ``levels``), so that
+    ``x < low[v] + (q + 1) * step[v]`` and a group mean is below
+    ``low[v] + (Q / n_subjects + 1) * step[v]`` for the sum ``Q`` of the
+    integers — a sum of small integers, several times cheaper to form than
+    the sum of the values. Draws whose bound is at most a voxel's threshold
+    (:meth:`cut`) cannot exceed it.
+    """
+
+    def __init__(self, pool):
+        n = pool.n_subjects
+        self.n_subjects = n
+        self.dtype = np.dtype(np.uint16 if n <= 255 else np.uint32)
+        # Sums of n integers up to `levels` fit the type.
+        self.levels = min(np.iinfo(self.dtype).max // n, 2**16 - 1)
+        low = high = None
+        for s in range(n):
+            maps = pool.all_maps(s)
+            low_s, high_s = maps.min(axis=0), maps.max(axis=0)
+            low = low_s if low is None else np.minimum(low, low_s)
+            high = high_s if high is None else np.maximum(high, high_s)
+        low, high = low.astype(np.float64), high.astype(np.float64)
+        scale = np.abs(low) + np.abs(high)
+        # Steps of at least 1e-12 of the values' magnitude keep the rounding
+        # of (x - low) / step far below half a step.
+        step = np.maximum((high - low) / self.levels, 1e-12 * scale)
+        self.step = np.maximum(step, np.finfo(np.float64).tiny)
+        self.low = low
+        # More than the rounding error of a mean of n values in float64.
+        self.slack = 1e-15 * n * scale
+        self.tables = [self.quantize(pool.all_maps(s)) for s in range(n)]
+        self.block = max(1, int(BOUND_BLOCK_BYTES // (self.dtype.itemsize * pool.n_voxels)))
+
+    def quantize(self, maps):
+        """The integers of ``maps`` (one row per map)."""
+        q = np.floor((maps - self.low) / self.step + 0.5)
+        return np.minimum(q, self.levels).astype(self.dtype)
+
+    def cut(self, thresholds, voxels=slice(None)):
+        """Smallest integer sum whose group mean may exceed the threshold, at ``voxels``.
+
+        One less than that, for the rounding of this computation: a draw
+        whose sum is below the cut has a mean at most the threshold.
+        """
+        low, step, slack = self.low[voxels], self.step[voxels], self.slack[voxels]
+        x = self.n_subjects * ((thresholds - low - slack) / step - 1.0)
+        top = np.iinfo(self.dtype).max
+        return np.clip(np.floor(x) - 1.0, 0, top).astype(self.dtype)
+
+    def candidates(self, indices, cut, parts):
+        """Pairs of a draw and a voxel whose group mean may exceed the voxel's threshold.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of int64, shape (n_draws, n_subjects)
+            The batch's draws.
+        cut : numpy.ndarray, shape (n_voxels,)
+            From :meth:`cut`.
+        parts : Parts
+            Worker threads.
+
+        Returns
+        -------
+        (draws, voxels) or None
+            Rows of ``indices`` and voxels whose integer sum reaches the
+            cut, by draw then voxel; None when they are more than
+            ``DENSE_FRACTION`` of the pairs (then better all computed).
+        """
+        n_voxels = len(cut)
+
+        def work(rows):
+            found, count = [], 0
+            allowed = DENSE_FRACTION * (rows.stop - rows.start) * n_voxels
+            # Blocks of a few draws, so that the sums stay in cache.
+            for start in range(rows.start, rows.stop, self.block):
+                chosen = indices[start : min(start + self.block, rows.stop)]
+                total = self.tables[0][chosen[:, 0]]
+                for s in range(1, self.n_subjects):
+                    total += self.tables[s][chosen[:, s]]
+                draws, voxels = np.divmod(np.flatnonzero(total >= cut), n_voxels)
+                count += len(draws)
+                if count > allowed:
+                    return None
+                found.append((draws + start, voxels))
+            return found
+
+        results = parts.map(work, len(indices))
+        if any(found is None for found in results):
+            return None
+        found = [pair for part in results for pair in part]
+        return tuple(np.concatenate([pair[i] for pair in found]) for i in (0, 1))
+
+
+class TopValues:
+    """The ``keep`` largest values of every voxel among those added so far, and their draws.
+
+    Each voxel has room for ``keep + room`` values; when a voxel's values
+    would overflow, or have grown by a quarter since it was last sorted
+    out, its ``keep`` largest are kept and the smallest of them becomes its
+    threshold. Values at most the threshold need not be added: they cannot
+    be among the ``keep`` largest (ties leave the ``keep``-th largest value
+    unchanged), and every value above the final threshold is kept.
+    """
+
+    def __init__(self, n_voxels, keep, room, n_draws):
+        self.keep = keep
+        self.size = keep + room
+        self.values = np.full((n_voxels, self.size), -np.inf)
+        self.draws = np.zeros((n_voxels, self.size), dtype=index_type(n_draws))
+        self.fill = np.zeros(n_voxels, dtype=np.int64)
+        self.threshold = np.full(n_voxels, -np.inf)
+
+    def add(self, voxels, values, draws):
+        """Add ``values[p]`` of draw ``draws[p]`` to voxel ``voxels[p]``.
+
+        ``voxels`` ascending, at most ``room`` values per voxel. Returns the
+        voxels whose threshold changed.
+        """
+        n_voxels = len(self.fill)
+        counts = np.bincount(voxels, minlength=n_voxels)
+        full = np.flatnonzero(self.fill + counts > self.size)
+        if len(full):
+            self.compact(full)
+            above = values > self.threshold[voxels]
+            voxels, values, draws = voxels[above], values[above], draws[above]
+            counts = np.bincount(voxels, minlength=n_voxels)
+        starts = np.cumsum(counts) - counts
+        slots = self.fill[voxels] + (np.arange(len(voxels)) - starts[voxels])
+        self.values[voxels, slots] = values
+        self.draws[voxels, slots] = draws
+        self.fill += counts
+        grown = np.flatnonzero(self.fill >= self.keep + max(1, self.keep // 4))
+        self.compact(grown)
+        return np.union1d(full, grown)
+
+    def compact(self, rows):
+        """Keep the ``keep`` largest values of voxels ``rows``, the smallest as threshold."""
+        step = max(1, int(BATCH_BYTES // (8 * 32 * self.size)))
+        for start in range(0, len(rows), step):
+            some = rows[start : start + step]
+            # Slots past a voxel's fill hold -inf.
+            width = max(int(self.fill[some].max()), self.keep)
+            block = self.values[some, :width]
+            order = np.argpartition(block, width - self.keep, axis=1)[:, width - self.keep :]
+            top = np.take_along_axis(block, order, axis=1)
+            draws = np.take_along_axis(self.draws[some, :width], order, axis=1)
+            self.draws[some, : self.keep] = draws
+            self.values[some, : self.keep] = top
+            self.values[some, self.keep :] = -np.inf
+            self.threshold[some] = top.min(axis=1)
+            self.fill[some] = self.keep
+
+    def finish(self):
+        """The ``keep``-th largest value of every voxel (each has at least ``keep``).
+
+        Returns
+        -------
+        thresholds : numpy.ndarray of float64, shape (n_voxels,)
+        keys : numpy.ndarray of int64
+            ``draw * n_voxels + voxel`` of the values above the threshold,
+            ascending.
+        """
+        n_voxels = len(self.fill)
+        self.compact(np.arange(n_voxels))
+        above = self.values[:, : self.keep] > self.threshold[:, None]
+        keys = self.draws[:, : self.keep][above].astype(np.int64)
+        keys *= n_voxels
+        keys += np.repeat(np.arange(n_voxels), np.count_nonzero(above, axis=1))
+        keys.sort()
+        return self.threshold, keys
+
+
+def index_type(n):
+    """The smaller integer type that holds ``0 .. n - 1``."""
+    return np.int32 if n <= np.iinfo(np.int32).max else np.int64
+
+
+class BitMaps:
+    """Every map of every subject as bits, one per voxel: is the value at least a level.
+
+    One table per level (a number, or one per voxel). The bits of a draw's
+    maps, AND-ed over subjects, say where its minimum reaches the level.
+    """
+
+    def __init__(self, pool, levels):
+        n_bytes = -(-pool.n_voxels // 8)
+        width = -(-n_bytes // 8) * 8  # whole 64-bit words
+        self.n_voxels = pool.n_voxels
+        self.tables = [[] for _ in levels]
+        for s in range(pool.n_subjects):
+            maps = pool.all_maps(s)
+            for table, level in zip(self.tables, levels, strict=True):
+                bits = np.zeros((pool.n_maps, width), dtype=np.uint8)
+                bits[:, :n_bytes] = np.packbits(maps >= level, axis=1)
+                table.append(bits.view(np.uint64))
+
+    def all(self, which, indices):
+        """Packed bits (a row of bytes per draw): where all drawn maps reach level ``which``."""
+        table = self.tables[which]
+        words = table[0][indices[:, 0]]
+        for s in range(1, len(table)):
+            words &= table[s][indices[:, s]]
+        return words.view(np.uint8)
+
+    def counts(self, which, indices, parts):
+        """Draws, per voxel, whose maps all reach level ``which`` there."""
+
+        def work(rows):
+            bits = np.unpackbits(self.all(which, indices[rows]), axis=1, count=self.n_voxels)
+            return bits.sum(axis=0, dtype=np.int64)
+
+        return sum(parts.map(work, len(indices)))
+
+
 def cluster_test(
     accuracy,
     null,
@@ -336,20 +610,21 @@ def cluster_test(
     seed=0,
     batch=None,
     include_observed=True,
+    n_jobs=1,
 ):
     """Permutation-based cluster inference on the group mean accuracy.
 
     The method of Stelzer et al. (2013): group null maps are means over
     subjects of one randomly drawn map per subject (:func:`draw_indices`).
-    A first pass over the draws keeps, per voxel, the largest
-    ``floor(voxel_p * n_draws) + 1`` values; the smallest of them is the
-    voxel's threshold, so a value strictly above it is reached by at most
-    ``voxel_p * n_draws`` draws (for ``n_draws = 1e5`` and ``voxel_p =
-    0.001``: above the 101st largest). A second pass regenerates the same
-    draws from ``seed``, thresholds them and records each one's largest
-    cluster. Observed clusters of the thresholded group mean get the
-    family-wise p-value ``(1 + #{draws with largest cluster >= size}) / (1 +
-    n_draws)``.
+    A pass over the draws keeps, per voxel, the largest
+    ``floor(voxel_p * n_draws) + 1`` values and the draws they come from;
+    the smallest of them is the voxel's threshold, so a value strictly
+    above it is reached by at most ``voxel_p * n_draws`` draws (for
+    ``n_draws = 1e5`` and ``voxel_p = 0.001``: above the 101st largest).
+    Those values are among the kept ones, so their draws give every draw's
+    supra-threshold voxels, and its largest cluster. Observed clusters of
+    the thresholded group mean get the family-wise p-value ``(1 + #{draws
+    with largest cluster >= size}) / (1 + n_draws)``.
 
     Parameters
     ----------
@@ -374,12 +649,14 @@ def cluster_test(
     seed : int
         Seed of the draws.
     batch : int or None
-        Draws made and processed at once (None: ``MAX_BATCH``, or
-        ``floor(voxel_p * n_draws) + 1`` if more, within ``BATCH_BYTES`` of
-        working memory). Results do not depend on it.
+        Draws made and processed at once (None: ``MAX_BATCH``, within
+        ``BATCH_BYTES`` of working memory). Results do not depend on it.
     include_observed : bool
         Let draws pick a subject's observed map too (see the module
         docstring); False draws from ``null`` only, as Stelzer et al. do.
+    n_jobs : int
+        Threads sharing the work (-1 or None: one per CPU). Results do not
+        depend on it.
 
     Returns
     -------
@@ -387,11 +664,13 @@ def cluster_test(
 
     Notes
     -----
-    Besides a batch of group maps, the first pass holds ``floor(voxel_p *
-    n_draws) + 1 + batch`` rows of ``n_voxels`` float64 values: for 1e5
-    draws, ``voxel_p = 0.001``, 40,000 voxels and 100 draws a batch, 64 MB.
-    With 20 subjects of 100 float32 permutation maps of 42,000 voxels, 1e5
-    draws took 7 to 9 minutes and under 250 MB besides the maps, on one core.
+    Besides a batch of draws, this holds the integer bounds of every map
+    (2 bytes a value for up to 255 subjects) and, per voxel, room for the
+    ``floor(voxel_p * n_draws) + 1`` kept values and a quarter more (at
+    least 16), with their draws (12 bytes each): for 20 subjects of 100
+    permutation maps of 28,144 voxels and 1e5 draws, 114 and 43 MB. There,
+    1e5 draws take about 25 s of CPU (computing every group mean took 7 to
+    9 minutes).
     """
     accuracy, null = check_maps(accuracy, null)
     mask = check_mask(mask, accuracy.shape[1])
@@ -402,18 +681,22 @@ def cluster_test(
     # floor(voxel_p * n_draws) + 1, with the product rounded as written in
     # decimal (0.57 * 100 is 56.99999999999999 in binary).
     keep = math.floor(round(voxel_p * n_draws, 9)) + 1
-    batch = batch_size(batch, n_draws, accuracy.shape[1], mask.size, keep)
+    batch = batch_size(batch, n_draws, accuracy.shape[1])
 
-    thresholds = voxel_thresholds(pool, n_draws, keep, seed, batch)
+    with worker_threads(n_jobs) as parts:
+        thresholds, keys = voxel_thresholds(pool, n_draws, keep, seed, batch, parts)
+    # The supra-threshold voxels of every draw, a batch of draws at a time.
+    neighbours = neighbour_table(mask, connectivity)
+    n_voxels = accuracy.shape[1]
     max_null = np.empty(n_draws, dtype=np.int64)
-    start = 0
-    for indices in draw_indices(pool.n_subjects, pool.n_maps, n_draws, seed, batch):
-        above = pool.group_mean(indices) > thresholds
-        max_null[start : start + len(indices)] = max_cluster_sizes(above, mask, structure)
-        start += len(indices)
+    for start in range(0, n_draws, batch):
+        stop = min(start + batch, n_draws)
+        first, last = np.searchsorted(keys, [start * n_voxels, stop * n_voxels])
+        draws, voxels = np.divmod(keys[first:last], n_voxels)
+        max_null[start:stop] = max_cluster_sizes(draws - start, voxels, stop - start, neighbours)
 
     mean = combine(pool.observed_maps(), "mean")[0]
-    labels, sizes = label_clusters(mean > thresholds, mask, structure[1])
+    labels, sizes = label_clusters(mean > thresholds, mask, structure)
     ranked = np.sort(max_null)
     at_least = n_draws - np.searchsorted(ranked, sizes, side="left")
     cluster_p = (1.0 + at_least) / (1.0 + n_draws)
@@ -433,68 +716,135 @@ def cluster_test(
     )
 
 
-def voxel_thresholds(pool, n_draws, keep, seed, batch):
-    """The ``keep``-th largest group null value of every voxel.
+def voxel_thresholds(pool, n_draws, keep, seed, batch, parts):
+    """The ``keep``-th largest group null value of every voxel, and the draws above it.
 
     Streams the draws, keeping only the ``keep`` largest values of every
-    voxel: they and a new batch share one buffer, partitioned in place.
+    voxel and their draws (:class:`TopValues`); a draw's mean at a voxel
+    is computed only if its bound (:class:`BoundedSums`) exceeds the
+    voxel's running threshold, below which no value can count (all of
+    them, a few draws at a time, while too many may).
+
+    Returns
+    -------
+    thresholds : numpy.ndarray of float64, shape (n_voxels,)
+    keys : numpy.ndarray of int64
+        ``draw * n_voxels + voxel`` where the draw's group mean exceeds the
+        voxel's threshold, ascending.
     """
-    buffer = np.empty((keep + batch, pool.n_voxels))
-    filled = 0
+    bounds = BoundedSums(pool)
+    # Room for a quarter of the kept values more, and for the values of
+    # `room` draws (each gives a voxel at most one).
+    room = max(keep // 4 + 1, 16)
+    top = TopValues(pool.n_voxels, keep, room, n_draws)
+    cut = bounds.cut(top.threshold)
+    start = 0
     for indices in draw_indices(pool.n_subjects, pool.n_maps, n_draws, seed, batch):
-        buffer[filled : filled + len(indices)] = pool.group_mean(indices)
-        filled += len(indices)
-        if filled > keep:
-            values = buffer[:filled]
-            values.partition(filled - keep, axis=0)
-            buffer[:keep] = values[filled - keep :]
-            filled = keep
-    return buffer[:filled].min(axis=0)
+        found = bounds.candidates(indices, cut, parts) if cut.any() else None
+        if found is None:
+            for rows in range(0, len(indices), room):
+                means = dense_statistic(pool, indices[rows : rows + room], "mean", parts)
+                above = np.ascontiguousarray((means > top.threshold).T)
+                voxels, draws = np.divmod(np.flatnonzero(above), len(above.T))
+                changed = top.add(voxels, means[draws, voxels], draws + (start + rows))
+                cut[changed] = bounds.cut(top.threshold[changed], changed)
+        else:
+            draws, voxels = found
+            means = pair_statistic(pool, indices, draws, voxels, "mean", parts)
+            above = means > top.threshold[voxels]
+            draws, voxels, means = draws[above], voxels[above], means[above]
+            # Draws by `room` (usually all at once), their values by voxel.
+            pieces = [0, len(draws)]
+            if np.bincount(voxels).max(initial=0) > room:
+                pieces = np.searchsorted(draws, np.arange(0, len(indices) + room, room))
+            for first, last in itertools.pairwise(pieces):
+                order = first + np.argsort(voxels[first:last], kind="stable")
+                changed = top.add(voxels[order], means[order], draws[order] + start)
+                cut[changed] = bounds.cut(top.threshold[changed], changed)
+        start += len(indices)
+    del bounds, cut
+    return top.finish()
 
 
 def cluster_structure(connectivity):
-    """Structuring elements of clusters: 3-D, and 4-D for a stack of volumes."""
+    """Structuring element of clusters (3-D)."""
     if connectivity not in CONNECTIVITY:
         raise InputError(
             f"connectivity {connectivity!r}",
             "is not a number of neighbours of a voxel",
             "Use 6 (faces), 18 (faces and edges) or 26 (faces, edges and corners)",
         )
-    three = ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
-    four = np.zeros((3, 3, 3, 3), dtype=bool)
-    four[1] = three  # no connection between volumes of the stack
-    return four, three
+    return ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
 
 
-def max_cluster_sizes(above, mask, structure):
+def neighbour_table(mask, connectivity):
+    """Neighbours of every mask voxel, half of them (each pair once).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_voxels, n_offsets)
+        Index (among the mask's voxels, C order) of the voxel at each of the
+        offsets of ``scipy.ndimage.generate_binary_structure`` that come
+        after ``(0, 0, 0)`` in lexicographic order, -1 outside the mask or
+        the grid.
+    """
+    rank = CONNECTIVITY[connectivity]
+    offsets = [
+        offset
+        for offset in itertools.product((-1, 0, 1), repeat=3)
+        if offset > (0, 0, 0) and sum(map(abs, offset)) <= rank
+    ]
+    index = np.full(np.add(mask.shape, 2), -1, dtype=np.int64)
+    index[1:-1, 1:-1, 1:-1][mask] = np.arange(int(mask.sum()))
+    i, j, k = (np.argwhere(mask) + 1).T
+    return np.stack([index[i + a, j + b, k + c] for a, b, c in offsets], axis=1)
+
+
+def max_cluster_sizes(draws, voxels, n_maps, neighbours):
     """Size of the largest cluster of every map of a batch.
 
     Parameters
     ----------
-    above : numpy.ndarray of bool, shape (n_maps, n_voxels)
-        Supra-threshold voxels of each map.
-    mask : numpy.ndarray of bool, shape (x, y, z)
-        The grid.
-    structure : tuple
-        From :func:`cluster_structure`.
+    draws, voxels : numpy.ndarray of int64
+        The supra-threshold voxels of the maps: map ``draws[p]`` at voxel
+        ``voxels[p]``, ordered by map then voxel.
+    n_maps : int
+        Maps in the batch.
+    neighbours : numpy.ndarray of int64
+        From :func:`neighbour_table`.
 
     Returns
     -------
     numpy.ndarray of int64, shape (n_maps,)
         0 for a map without supra-threshold voxels.
     """
-    volumes = np.zeros((len(above), *mask.shape), dtype=bool)
-    volumes[:, mask] = above
-    labels, n_clusters = ndimage.label(volumes, structure=structure[0])
-    out = np.zeros(len(above), dtype=np.int64)
-    if n_clusters == 0:
+    out = np.zeros(n_maps, dtype=np.int64)
+    n = len(draws)
+    if n == 0:
         return out
-    labels = labels.reshape(len(above), -1)
-    sizes = np.bincount(labels.ravel(), minlength=n_clusters + 1)
-    map_of = np.zeros(n_clusters + 1, dtype=np.int64)
-    rows, columns = np.nonzero(labels)
-    map_of[labels[rows, columns]] = rows
-    np.maximum.at(out, map_of[1:], sizes[1:])
+    # Supra-threshold voxels as sorted keys; a neighbour in the same map is
+    # found by binary search.
+    keys = draws * len(neighbours) + voxels
+    first, second = [], []
+    for offset in neighbours.T:
+        other = offset[voxels]
+        has = np.flatnonzero(other >= 0)
+        wanted = keys[has] + (other[has] - voxels[has])
+        at = np.minimum(np.searchsorted(keys, wanted), n - 1)
+        found = keys[at] == wanted
+        first.append(has[found])
+        second.append(at[found])
+    first, second = np.concatenate(first), np.concatenate(second)
+    if len(first):
+        graph = sparse.csr_matrix(
+            (np.ones(len(first), dtype=np.int8), (first, second)), shape=(n, n)
+        )
+        _, component = csgraph.connected_components(graph, directed=False)
+        sizes = np.bincount(component)[component]
+    else:
+        sizes = np.ones(n, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, draws[1:] != draws[:-1]])
+    out[draws[starts]] = np.maximum.reduceat(sizes, starts)
     return out
 
 
@@ -568,6 +918,7 @@ def prevalence_test(
     seed=0,
     batch=None,
     include_observed=True,
+    n_jobs=1,
 ):
     """Population prevalence inference with the minimum statistic.
 
@@ -596,7 +947,7 @@ def prevalence_test(
     n_draws : int
         Second-level permutations (the paper uses 1e5 when not all
         combinations are enumerated).
-    seed, batch, include_observed
+    seed, batch, include_observed, n_jobs
         As in :func:`cluster_test` (include_observed=True is the paper's
         choice of first-level permutations, the identity among them).
 
@@ -614,17 +965,11 @@ def prevalence_test(
     alpha = check_probability(alpha, "alpha", "Use e.g. 0.05")
     chance = check_chance(chance, n_voxels)
     pool = MapPool(accuracy, null, include_observed)
-    batch = batch_size(batch, n_draws, n_voxels, 0)
+    batch = batch_size(batch, n_draws, n_voxels)
 
     observed = combine(pool.observed_maps(), "min")[0]
-    count = np.zeros(n_voxels, dtype=np.int64)
-    max_min = np.empty(n_draws)
-    start = 0
-    for indices in draw_indices(n_subjects, pool.n_maps, n_draws, seed, batch):
-        minimum = pool.group_min(indices)
-        count += np.count_nonzero(minimum >= observed, axis=0)
-        max_min[start : start + len(indices)] = minimum.max(axis=1)
-        start += len(indices)
+    with worker_threads(n_jobs) as parts:
+        count, max_min = minimum_statistics(pool, observed, n_draws, seed, batch, parts)
 
     p_u = (1.0 + count) / (1.0 + n_draws)
     at_least = n_draws - np.searchsorted(np.sort(max_min), observed, side="left")
@@ -649,6 +994,57 @@ def prevalence_test(
         n_draws=n_draws,
         include_observed=bool(include_observed),
     )
+
+
+def minimum_statistics(pool, observed, n_draws, seed, batch, parts):
+    """Per voxel, draws whose minimum reaches the observed one; per draw, its largest minimum.
+
+    The first batch is computed in full. Later ones use bit maps
+    (:class:`BitMaps`): of ``map >= observed``, whose AND over subjects
+    gives the counts exactly, and of ``map >= level``, with ``level`` a low
+    quantile (``PILOT_QUANTILE``) of the first batch's largest minima: a
+    draw's largest minimum is among the voxels where all its maps reach
+    the level, computed there only (in full for a draw without such voxels).
+    """
+    count = np.zeros(pool.n_voxels, dtype=np.int64)
+    max_min = np.empty(n_draws)
+    bits = None
+    start = 0
+    for indices in draw_indices(pool.n_subjects, pool.n_maps, n_draws, seed, batch):
+        out = max_min[start : start + len(indices)]
+        if bits is None:
+            minimum = dense_statistic(pool, indices, "min", parts)
+            count += np.count_nonzero(minimum >= observed, axis=0)
+            out[:] = minimum.max(axis=1)
+            del minimum
+            level = np.sort(out)[int(PILOT_QUANTILE * len(out))]
+            bits = BitMaps(pool, [observed, level])
+        else:
+            count += bits.counts(0, indices, parts)
+            out[:] = largest_minima(pool, bits, indices, parts)
+        start += len(indices)
+    return count, max_min
+
+
+def largest_minima(pool, bits, indices, parts):
+    """Maximum over voxels of each draw's minimum over subjects (:func:`minimum_statistics`)."""
+    n = len(indices)
+    high = bits.all(1, indices)
+    draws, where = np.divmod(np.flatnonzero(high), high.shape[1])
+    which, bit = np.divmod(np.flatnonzero(np.unpackbits(high[draws, where])), 8)
+    draws, voxels = draws[which], where[which] * 8 + bit  # by draw, then voxel
+    if len(draws) > DENSE_FRACTION * n * pool.n_voxels:
+        return dense_statistic(pool, indices, "min", parts).max(axis=1)
+    out = np.empty(n)
+    if len(draws):
+        minima = pair_statistic(pool, indices, draws, voxels, "min", parts)
+        starts = np.flatnonzero(np.r_[True, draws[1:] != draws[:-1]])
+        out[draws[starts]] = np.maximum.reduceat(minima, starts)
+    rest = np.ones(n, dtype=bool)
+    rest[draws] = False
+    if rest.any():
+        out[rest] = dense_statistic(pool, indices[rest], "min", parts).max(axis=1)
+    return out
 
 
 def prevalence_p(gamma0, p, n_subjects):
@@ -689,15 +1085,14 @@ def prevalence_bound(p, n_subjects, alpha):
     return gamma
 
 
-def batch_size(batch, n_draws, n_voxels, grid_size, keep=0):
+def batch_size(batch, n_draws, n_voxels):
     """Draws per batch: ``batch``, or at most ``BATCH_BYTES`` of working memory.
 
-    Batches of more than ``MAX_BATCH`` draws gain nothing, unless to spread
-    the partition of ``keep`` kept values per voxel over more draws.
+    Batches of more than ``MAX_BATCH`` draws gain nothing.
     """
     if batch is None:
-        per_draw = 4 * 8 * n_voxels + 6 * grid_size
-        return int(max(1, min(n_draws, max(MAX_BATCH, keep), BATCH_BYTES // per_draw)))
+        per_draw = 4 * 8 * n_voxels
+        return int(max(1, min(n_draws, MAX_BATCH, BATCH_BYTES // per_draw)))
     return check_count(batch, "batch", "Use e.g. 100, or None to size batches by memory")
 
 
