@@ -6,7 +6,8 @@ What is compared
     from a ``.npy`` and the mask:
 
     * ``gnb_searchlight`` (Gaussian naive Bayes in every sphere at once);
-    * ``searchlight_scores(..., "ridge")`` and
+    * ``searchlight_scores(..., "ridge")``,
+      ``searchlight_scores(..., "lda_shrinkage")`` and
       ``searchlight_scores(..., "nearest_centroid")`` (the closed-form
       engine ``closed_form_searchlight``: every sphere from per-fold sums);
     * ``searchlight_scores(..., "svc")`` (the general path, scikit-learn
@@ -15,17 +16,18 @@ What is compared
     against ``nilearn.decoding.SearchLight(mask_img, process_mask_img=...,
     radius=5.6, estimator=..., cv=LeaveOneGroupOut(), scoring="accuracy")
     .fit(bold_img, y, groups=runs)`` with the matching estimator:
-    ``GaussianNB()``, ``RidgeClassifier(alpha=1.0)``, ``NearestCentroid()``
-    or ``SVC(kernel="linear")``. nilearn reads the same data as an
-    uncompressed 4D NIfTI image: float32 as cached, except for ridge, where
-    it reads a float64 copy (fmriflow's ridge is exact with respect to
-    scikit-learn on float64 data; nearest centroid and naive Bayes are exact
-    on the data as given). Both use the same number of workers
+    ``GaussianNB()``, ``RidgeClassifier(alpha=1.0)``,
+    ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1)``,
+    ``NearestCentroid()`` or ``SVC(kernel="linear")``. nilearn reads the same
+    data as an uncompressed 4D NIfTI image: float32 as cached, except for
+    ridge and LDA, where it reads a float64 copy (fmriflow's ridge and LDA
+    are exact with respect to scikit-learn on float64 data; nearest centroid
+    and naive Bayes are exact on the data as given). Both use the same number of workers
     (``--n-jobs``, default 2): nilearn's processes; fmriflow's processes for
     the general path, threads for the exact paths. Also timed: 100 label
     permutations (within runs) over the whole brain with each exact path
     (``gnb_permutation_test``; ``searchlight_scores(...,
-    n_permutations=100, seed=0)`` for ridge and nearest centroid).
+    n_permutations=100, seed=0)`` for ridge, LDA and nearest centroid).
 
 Data
     (a) ROI: a Haxby-like subject from ``fmriflow.simulate`` (grid 20 x 28
@@ -47,7 +49,7 @@ How it is measured
     path) count in neither. With ``--repeat N`` every measurement runs N
     times, interleaved, and the fastest run is kept (and the largest peak),
     which damps the noise of other jobs on the machine. nilearn's
-    whole-brain searchlights (naive Bayes, ridge, nearest centroid: minutes
+    whole-brain searchlights (naive Bayes, ridge, LDA, nearest centroid: minutes
     each) are timed on two random subsets of centres (the data mask stays
     the whole brain, so the spheres are the same) and extrapolated linearly
     in the number of centres: ``fixed + n * per_centre`` from the two runs;
@@ -59,10 +61,10 @@ Checks
     on the whole ROI, on the whole brain at the subsets' centres, and the
     permutation runs' observed scores with the plain runs'.
     Targets: over the whole brain, the naive Bayes path at least 100x
-    faster than nilearn, the ridge and nearest centroid paths each at least
-    50x, all with identical scores; a 100-permutation whole-brain map in
-    under a minute with naive Bayes, under 120 s with ridge and with nearest
-    centroid (on 2 cores); the general path (linear SVC) at least as fast as
+    faster than nilearn, the ridge, LDA and nearest centroid paths each at
+    least 50x, all with identical scores; a 100-permutation whole-brain map
+    in under a minute with naive Bayes, under 120 s with ridge, LDA and
+    nearest centroid (on 2 cores); the general path (linear SVC) at least as fast as
     nilearn.
 
 Run ``.venv/bin/python benchmarks/bench_searchlight.py [--quick] [--repeat N]``
@@ -93,18 +95,27 @@ N_PERMUTATIONS = 100
 #: Random centres nilearn's whole-brain searchlight is timed on.
 SUBSETS = {"full": (60, 400), "quick": (20, 120)}
 #: The exact paths: naive Bayes and the closed-form engine's classifiers.
-EXACT = ("gnb", "ridge", "nearest_centroid")
+EXACT = ("gnb", "ridge", "lda_shrinkage", "nearest_centroid")
 #: How the tables name each classifier.
 LABELS = {
     "gnb": "naive Bayes",
     "ridge": "ridge",
+    "lda_shrinkage": "shrinkage LDA",
     "nearest_centroid": "nearest centroid",
     "svc": "linear SVC",
 }
 #: Whole brain, nilearn's time over ours, at least.
-TARGET_SPEEDUP = {"gnb": 100.0, "ridge": 50.0, "nearest_centroid": 50.0}
+#: Classifiers whose nilearn reference reads the float64 copy of the data.
+FLOAT64_REFERENCE = ("ridge", "lda_shrinkage")
+
+TARGET_SPEEDUP = {"gnb": 100.0, "ridge": 50.0, "lda_shrinkage": 50.0, "nearest_centroid": 50.0}
 #: Whole brain, 100 permutations, seconds, under.
-TARGET_PERMUTATION_SECONDS = {"gnb": 60.0, "ridge": 120.0, "nearest_centroid": 120.0}
+TARGET_PERMUTATION_SECONDS = {
+    "gnb": 60.0,
+    "ridge": 120.0,
+    "lda_shrinkage": 120.0,
+    "nearest_centroid": 120.0,
+}
 TARGET_SVC_SPEEDUP = 1.0
 MB = 1e6
 
@@ -122,7 +133,7 @@ def save_case(folder, X, y, runs, mask, affine):
     """The cached matrix (for fmriflow) and the same data as 4D images (for nilearn).
 
     ``bold.nii`` holds the data as cached (float32), ``bold64.nii`` the same
-    values in float64 (nilearn's ridge reads it: fmriflow's ridge is exact
+    values in float64 (nilearn's ridge and LDA read it: fmriflow's are exact
     with respect to scikit-learn on float64 data).
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -217,7 +228,7 @@ def fmriflow_method(kind):
         elif kind == "gnb":
             result = searchlight.gnb_searchlight(X, y, runs, spheres, n_jobs=n_jobs)
         else:
-            # ridge, nearest_centroid (closed-form engine) or svc (general path).
+            # ridge, lda_shrinkage, nearest_centroid (closed-form engine) or svc (general path).
             result = searchlight.searchlight_scores(
                 X, y, runs, spheres, kind, n_permutations=n_permutations, seed=SEED, n_jobs=n_jobs
             )
@@ -229,6 +240,7 @@ def fmriflow_method(kind):
 def nilearn_method(kind):
     """Import nilearn; return ``run(case, centres, n_jobs, n_permutations) -> scores``."""
     from nilearn.decoding import SearchLight
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.linear_model import RidgeClassifier
     from sklearn.model_selection import LeaveOneGroupOut
     from sklearn.naive_bayes import GaussianNB
@@ -238,11 +250,12 @@ def nilearn_method(kind):
     estimators = {
         "gnb": GaussianNB,
         "ridge": lambda: RidgeClassifier(alpha=1.0),
+        "lda_shrinkage": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1),
         "nearest_centroid": NearestCentroid,
         "svc": lambda: SVC(kernel="linear"),
     }
-    # Ridge on the float64 copy: the reference fmriflow's ridge is exact to.
-    image = "bold64.nii" if kind == "ridge" else "bold.nii"
+    # Ridge and LDA on the float64 copy: the reference fmriflow's are exact to.
+    image = "bold64.nii" if kind in FLOAT64_REFERENCE else "bold.nii"
 
     def run(case, centres, n_jobs, n_permutations):
         y, runs = np.load(case / "labels.npy"), np.load(case / "runs.npy")
@@ -355,7 +368,7 @@ def compare(specs, workdir, subsets):
         return np.load(specs[name]["out"])
 
     def note(kind):
-        return " (nilearn on float64)" if kind == "ridge" else ""
+        return " (nilearn on float64)" if kind in FLOAT64_REFERENCE else ""
 
     checks = {}
     for kind in (*EXACT, "svc"):
@@ -439,8 +452,8 @@ def report(results, specs, checks, subsets, sizes):
     print()
     print(
         f"nilearn, whole brain ({brain_n} centres), extrapolated from its runs on {small} "
-        f"and {large} random centres (peak memory: that of the {large}-centre run; ridge "
-        f"reads the float64 image):"
+        f"and {large} random centres (peak memory: that of the {large}-centre run; ridge and LDA "
+        f"read the float64 image):"
     )
     for kind, (nilearn_brain, fixed, per_centre) in extrapolated.items():
         print(

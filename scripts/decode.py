@@ -18,6 +18,7 @@ from fmriflow import classifiers, decoding, entries, figures
 from fmriflow.io import save_nifti, write_json, write_table
 from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
+from fmriflow.permutations import describe
 
 logger = logging.getLogger("fmriflow.decode")
 
@@ -75,6 +76,7 @@ def cross_validate(X, data, pipeline, analysis, threads):
     )
     permutation = None
     if analysis["permutations"]:
+        blocks = entries.permutation_blocks(data, analysis)
         permutation = decoding.permutation_test(
             X,
             data.y,
@@ -85,7 +87,9 @@ def cross_validate(X, data, pipeline, analysis, threads):
             analysis["seed"],
             search,
             threads,
+            blocks=blocks,
         )
+        permutation += (describe(data.y, data.runs, blocks),)
     return folds, predictions, permutation
 
 

@@ -14,7 +14,7 @@ import logging
 import nibabel as nib
 import numpy as np
 
-from fmriflow import decoding, entries, figures
+from fmriflow import decoding, entries, figures, permutations
 from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
 from fmriflow.io import save_nifti, write_json, write_table
@@ -62,6 +62,9 @@ def searchlight(inputs, outputs, params, threads):
     save_nifti(sl.to_volume(result.scores, spheres), data.affine, outputs.accuracy)
     write_table(sl.best_spheres(result.scores, spheres, n=20, **extra), outputs.spheres)
     summary = summarize(analysis, params.subject, spheres, result, chance, len(splits))
+    if analysis["permutations"]:
+        blocks = entries.permutation_blocks(data, analysis)
+        summary |= {"permutation": permutations.describe(y, runs, blocks)}
     draw(summary, chance, params.subject, inputs, outputs)
     write_json(summary | {"dropped_runs": data.dropped}, outputs.summary)
 

@@ -51,6 +51,7 @@ def searchlight_part(inputs, outputs, params, threads):
             alpha=analysis["fwe_alpha"],
             n_jobs=threads,
             progress=sl.Progress(len(rows)),
+            blocks=entries.permutation_blocks(data, analysis),
         )
     else:
         result = empty_result(cv, X, y, runs, analysis["permutations"])

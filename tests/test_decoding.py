@@ -8,7 +8,12 @@ from scipy import stats
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    LeaveOneGroupOut,
+    cross_val_score,
+    permutation_test_score,
+)
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import NearestCentroid
@@ -17,6 +22,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from fmriflow import classifiers, decoding, simulate
 from fmriflow.errors import InputError
+from fmriflow.permutations import label_blocks, permute_within_runs
 
 #: Each registry entry built directly with scikit-learn, as a reference.
 REFERENCES = {
@@ -185,29 +191,42 @@ def test_permutation_p_values(subject):
     assert abs(np.mean(null) - 0.5) < 0.05
 
 
-def test_permutations_stay_within_runs(subject, monkeypatch):
-    from sklearn.model_selection import _validation
-
-    seen = []
-    original = _validation._shuffle
-
-    def recording_shuffle(y, groups, random_state):
-        permuted = original(y, groups, random_state)
-        seen.append((np.asarray(y), np.asarray(groups), np.asarray(permuted)))
-        return permuted
-
-    monkeypatch.setattr(_validation, "_shuffle", recording_shuffle)
+def test_volume_permutations_are_permutation_test_score(subject):
     X, y, runs = contrast(subject, ["face", "house"])
-    decoding.permutation_test(
-        X, y, runs, classifiers.make_classifier("gnb"), LeaveOneGroupOut(), 5, 0
+    pipeline, cv = classifiers.make_classifier("gnb"), LeaveOneGroupOut()
+    score, null, p_value = decoding.permutation_test(X, y, runs, pipeline, cv, 30, 5, n_jobs=2)
+    reference = permutation_test_score(
+        GaussianNB(), X, y, groups=runs, cv=cv, n_permutations=30, random_state=5
     )
-    assert len(seen) == 5
-    for original_y, groups, permuted in seen:
-        np.testing.assert_array_equal(groups, runs)
-        assert not np.array_equal(permuted, original_y)
-        for run in np.unique(runs):
-            in_run = groups == run
-            assert sorted(permuted[in_run]) == sorted(original_y[in_run])
+    assert score == reference[0] and p_value == reference[2]
+    np.testing.assert_array_equal(null, reference[1])
+
+
+def test_block_permutations_cross_validate_each_block_labelling(subject):
+    """The null of block permutations: each labelling cross-validated from scratch."""
+    sim = subject[0]
+    rows, y, runs, _ = decoding.select_target(sim.events, ["face", "house"], "events.tsv")
+    X = contrast(subject, ["face", "house"])[0]
+    blocks = label_blocks(y, runs, rows)
+    # 6 runs, one face and one house block each.
+    assert len(np.unique(blocks)) == 12
+    pipeline, cv = classifiers.make_classifier("gnb"), LeaveOneGroupOut()
+    score, null, p_value = decoding.permutation_test(
+        X, y, runs, pipeline, cv, 30, 2, blocks=blocks
+    )
+    labellings = permute_within_runs(y, runs, 30, seed=2, blocks=blocks)
+    reference = [
+        cross_val_score(GaussianNB(), X, labels, groups=runs, cv=cv).mean()
+        for labels in labellings
+    ]
+    np.testing.assert_allclose(null, reference, rtol=0, atol=1e-12)
+    # Swapping the labels of every run reproduces the true accuracy: with two
+    # blocks per run, 2 of the 64 labellings are as good as the truth.
+    swapped = np.all(labellings != y, axis=1)
+    identical = np.all(labellings == y, axis=1)
+    assert swapped.any() and identical.any()
+    assert np.all(null[swapped | identical] == score)
+    assert p_value == (1 + np.sum(null >= score)) / 31
 
 
 def test_same_seed_same_permutation_result(subject):

@@ -16,6 +16,7 @@ from sklearn.svm import SVC
 from fmriflow import classifiers, decoding, simulate
 from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
+from fmriflow.permutations import unit_blocks
 from fmriflow.searchlight import gnb_scoring
 
 SHAPE = (12, 14, 12)
@@ -49,6 +50,12 @@ def contrast(subject, labels):
     sim, data, _, _ = subject
     rows, y, runs, _ = decoding.select_target(sim.events, labels, "events.tsv")
     return np.ascontiguousarray(data[rows]), y, runs
+
+
+def permutation_blocks(subject, labels, permute):
+    """The blocks of a contrast for block permutations, None for volume permutations."""
+    rows, y, runs, _ = decoding.select_target(subject[0].events, labels, "events.tsv")
+    return unit_blocks(permute, y, runs, rows)
 
 
 def image(X, mask, affine):
@@ -309,17 +316,21 @@ def test_permutations_stay_within_runs():
             assert sorted(labels[runs == run]) == sorted(y[runs == run])
 
 
-def test_null_distribution_is_permutation_test_score_per_sphere(subject):
+@pytest.mark.parametrize("permute", ["volume", "block"])
+def test_null_distribution_is_permutation_test_score_per_sphere(subject, permute):
+    """Per sphere, the decoding permutation test (itself checked against scikit-learn's
+    permutation_test_score for volumes and a cross_val_score loop for blocks)."""
     _, _, brain, roi = subject
     X, y, runs = contrast(subject, ["face", "cat"])
+    blocks = permutation_blocks(subject, ["face", "cat"], permute)
     X = X.astype(np.float64)
     spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, roi)
-    result = sl.gnb_permutation_test(X, y, runs, spheres, 20, seed=7)
+    result = sl.gnb_permutation_test(X, y, runs, spheres, 20, seed=7, blocks=blocks)
     pipeline = classifiers.make_classifier("gnb")
     for sphere in [0, 40, spheres.n_centres - 1]:
         columns = spheres.matrix[sphere].indices
         score, null, p_value = decoding.permutation_test(
-            X[:, columns], y, runs, pipeline, LeaveOneGroupOut(), 20, 7
+            X[:, columns], y, runs, pipeline, LeaveOneGroupOut(), 20, 7, blocks=blocks
         )
         assert result.scores[sphere] == score
         np.testing.assert_array_equal(result.null[:, sphere], null)

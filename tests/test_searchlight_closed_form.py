@@ -7,7 +7,15 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.neighbors import NearestCentroid
-from test_searchlight import ANISOTROPIC, GRIDS, RADIUS, contrast, few_centres, nilearn_scores
+from test_searchlight import (
+    ANISOTROPIC,
+    GRIDS,
+    RADIUS,
+    contrast,
+    few_centres,
+    nilearn_scores,
+    permutation_blocks,
+)
 
 from fmriflow import classifiers, decoding
 from fmriflow import searchlight as sl
@@ -129,18 +137,23 @@ def test_exact_ties_are_decided_as_scikit_learn_does():
         np.testing.assert_array_equal(result.fold_scores, reference.fold_scores)
 
 
+@pytest.mark.parametrize("permute", ["volume", "block"])
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
-def test_null_distribution_is_permutation_test_score_per_sphere(subject, name):
+def test_null_distribution_is_permutation_test_score_per_sphere(subject, name, permute):
     _, _, brain, roi = subject
-    X, y, runs = contrast(subject, ["face", "cat", "house"])
+    labels = ["face", "cat", "house"]
+    X, y, runs = contrast(subject, labels)
+    blocks = permutation_blocks(subject, labels, permute)
     X = X.astype(np.float64)
     spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, roi)
-    result = sl.searchlight_scores(X, y, runs, spheres, name, n_permutations=20, seed=7)
+    result = sl.searchlight_scores(
+        X, y, runs, spheres, name, n_permutations=20, seed=7, blocks=blocks
+    )
     pipeline = classifiers.make_classifier(name, n_classes=3)
     for sphere in [0, 40, spheres.n_centres - 1]:
         columns = spheres.matrix[sphere].indices
         score, null, p_value = decoding.permutation_test(
-            X[:, columns], y, runs, pipeline, LeaveOneGroupOut(), 20, 7
+            X[:, columns], y, runs, pipeline, LeaveOneGroupOut(), 20, 7, blocks=blocks
         )
         assert result.scores[sphere] == score
         np.testing.assert_array_equal(result.null[:, sphere], null)

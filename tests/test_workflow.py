@@ -311,6 +311,10 @@ def test_decoding_results_equal_scikit_learn_on_the_cached_data(tiny_run):
         assert summary["accuracy_mean"] == pytest.approx(reference.mean())
         assert summary["chance"] == 0.5 and summary["n_voxels"] == roi.sum()
         assert summary["permutation"]["n_permutations"] == 20
+        # 4 runs, one face and one house block each: blocks exchange labels.
+        assert summary["permutation"]["permute"] == "block"
+        assert summary["permutation"]["n_units"] == 8
+        assert summary["permutation"]["distinct_labellings"] == "16"
         weights = nib.load(folder / "weights.nii.gz").get_fdata()
         assert weights.shape == mask.shape and not weights[~roi].any() and weights[roi].any()
         accuracies.append(reference.mean())
@@ -391,10 +395,13 @@ def test_searchlight_maps_equal_nilearn_on_the_cached_data(tiny_run):
     assert pvalues.min() >= 1 / 21 and pvalues.max() <= 1
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["n_centres"] == mask.sum() and summary["n_permutations"] == 20
+    assert summary["permutation"]["permute"] == "block"
     roi_map = nib.load(results / "searchlight" / "fh_svc_roi" / "accuracy.nii.gz").get_fdata()
     assert not roi_map[~roi].any() and roi_map[roi & mask].min() > 0
     # Ridge in 2 parts, with permutations: the gathered null maps give the p-values.
     folder = results / "searchlight" / "fh_ridge"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["permutation"]["permute"] == "volume"
     null = nib.load(folder / "null.nii.gz").get_fdata()[mask]
     observed = nib.load(folder / "accuracy.nii.gz").get_fdata()[mask]
     assert null.shape == (mask.sum(), 20)

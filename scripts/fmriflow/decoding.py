@@ -9,9 +9,10 @@
   one run are temporally autocorrelated, so splitting volumes leaks.
 * A nested hyper-parameter search is a ``GridSearchCV`` with an inner
   leave-one-run-out on the training runs only.
-* Permutation tests permute labels within runs (``sklearn``'s
-  ``permutation_test_score`` with ``groups``), keeping each run's class
-  balance and the temporal structure that the CV respects.
+* Permutation tests permute labels within runs, whole blocks of a block
+  design rather than single volumes (:mod:`fmriflow.permutations`),
+  keeping each run's class balance and the temporal structure that the CV
+  respects.
 * Every accuracy comes with its chance level: the accuracy of predicting the
   training set's most frequent class on the test fold.
 * Weight maps come from a model refitted on all data *for display only*;
@@ -266,8 +267,29 @@ def cross_validate(X, y, runs, estimator, cv, search=False, n_jobs=1):
     return pd.DataFrame(fold_rows), pd.concat(prediction_rows, ignore_index=True)
 
 
-def permutation_test(X, y, runs, estimator, cv, n_permutations, seed, search=False, n_jobs=1):
+def permutation_test(
+    X, y, runs, estimator, cv, n_permutations, seed, search=False, n_jobs=1, blocks=None
+):
     """P-value of the mean CV accuracy, permuting labels within runs.
+
+    Each permuted labelling is cross-validated as the true labels are (a
+    fresh clone of the estimator, folds drawn for the labelling, the nested
+    search inside each training fold), as scikit-learn's
+    ``permutation_test_score`` does.
+
+    Parameters
+    ----------
+    X, y, runs, estimator, cv, search, n_jobs
+        As in :func:`cross_validate`.
+    n_permutations : int
+        Number of permuted labellings.
+    seed : int
+        Seed of the permutations.
+    blocks : array-like of int, optional
+        Block of each sample (:func:`fmriflow.permutations.label_blocks`):
+        the blocks of a run exchange their labels. Without, single volumes
+        do, and the result is that of ``permutation_test_score(groups=runs,
+        random_state=seed)``.
 
     Returns
     -------
@@ -278,31 +300,48 @@ def permutation_test(X, y, runs, estimator, cv, n_permutations, seed, search=Fal
     p_value : float
         ``(1 + #{null >= score}) / (1 + n_permutations)``.
     """
-    from joblib import parallel_config
-    from sklearn.model_selection import permutation_test_score
+    from joblib import Parallel, delayed, parallel_config
 
     from fmriflow.classifiers import thread_safe
+    from fmriflow.permutations import permutation_labels
 
-    params = {"groups": runs} if search else None
+    labellings = permutation_labels(y, runs, n_permutations, seed, blocks)
     backend = "threading" if thread_safe(estimator) else "loky"
     with parallel_config(backend=backend):
-        score, null, p_value = permutation_test_score(
-            estimator,
-            X,
-            y,
-            groups=runs,
-            cv=cv,
-            n_permutations=n_permutations,
-            random_state=seed,
-            scoring="accuracy",
-            n_jobs=n_jobs,
-            params=params,
+        scores = Parallel(n_jobs=n_jobs)(
+            delayed(mean_accuracy)(estimator, X, labels, runs, cv, search)
+            for labels in [np.asarray(y), *labellings]
         )
-    return float(score), np.asarray(null), float(p_value)
+    score, null = scores[0], np.asarray(scores[1:])
+    p_value = (1.0 + np.sum(null >= score)) / (1.0 + len(null))
+    return float(score), null, float(p_value)
+
+
+def mean_accuracy(estimator, X, y, runs, cv, search=False):
+    """Mean fold accuracy of a fresh clone of ``estimator`` cross-validated on ``y``."""
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    params = {"groups": runs} if search else None
+    scores = cross_val_score(
+        clone(estimator), X, y, groups=runs, cv=cv, scoring="accuracy", params=params
+    )
+    return float(np.mean(scores))
 
 
 def summarize(folds, classes, permutation=None):
-    """Summary of a cross-validated decoding analysis (for ``summary.json``)."""
+    """Summary of a cross-validated decoding analysis (for ``summary.json``).
+
+    Parameters
+    ----------
+    folds : pandas.DataFrame
+        From :func:`cross_validate`.
+    classes : sequence
+        The classes.
+    permutation : tuple, optional
+        ``(score, null, p_value)`` from :func:`permutation_test`, optionally
+        followed by :func:`fmriflow.permutations.describe`'s dict.
+    """
     summary = {
         "accuracy_mean": float(folds["accuracy"].mean()),
         "accuracy_std": float(folds["accuracy"].std(ddof=0)),
@@ -318,8 +357,8 @@ def summarize(folds, classes, permutation=None):
     if best:
         summary["best_params_per_fold"] = folds[best].to_dict(orient="list")
     if permutation is not None:
-        score, null, p_value = permutation
-        summary["permutation"] = {
+        score, null, p_value, *described = permutation
+        summary["permutation"] = (described[0] if described else {}) | {
             "score": score,
             "p_value": p_value,
             "n_permutations": int(len(null)),

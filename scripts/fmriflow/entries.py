@@ -39,6 +39,26 @@ def subject_analysis(inputs, entry):
     )
 
 
+def permutation_blocks(data, entry):
+    """The exchangeable blocks of an analysis' permutations (None: single volumes).
+
+    Parameters
+    ----------
+    data : fmriflow.decoding.SubjectAnalysis
+        From :func:`subject_analysis` (its ``rows`` are volume indices).
+    entry : dict
+        The analysis' config entry (``permute``: ``block`` or ``volume``).
+
+    Returns
+    -------
+    numpy.ndarray of int or None
+        Block of each of the analysis' volumes.
+    """
+    from fmriflow.permutations import unit_blocks
+
+    return unit_blocks(entry["permute"], data.y, data.runs, data.rows)
+
+
 def searchlight_spheres(data, entry, uses_roi):
     """The spheres of a searchlight entry: around every mask voxel, or every ROI voxel.
 

@@ -42,7 +42,10 @@ from fmriflow.searchlight.group import (
 from fmriflow.searchlight.outputs import best_spheres, to_volume
 from fmriflow.searchlight.parts import Progress, gather_parts, part_rows, save_part
 from fmriflow.searchlight.permutations import (
+    distinct_labellings,
     gnb_permutation_test,
+    label_blocks,
+    permutation_labels,
     permute_within_runs,
     summarize_permutations,
 )
@@ -66,7 +69,10 @@ __all__ = [
     "closed_form_searchlight",
     "cluster_test",
     "check_radius",
+    "distinct_labellings",
     "gnb_permutation_test",
+    "label_blocks",
+    "permutation_labels",
     "gather_parts",
     "gnb_searchlight",
     "make_spheres",
@@ -98,6 +104,7 @@ def searchlight_scores(
     alpha=0.05,
     n_jobs=1,
     progress=None,
+    blocks=None,
 ):
     """Searchlight accuracies of a registry classifier, by its searchlight engine.
 
@@ -120,6 +127,9 @@ def searchlight_scores(
         Random state of estimators that use one, and of the permutations.
     n_permutations : int
         Label permutations within runs (engines with permutation maps only).
+    blocks : array-like of int, optional
+        Block of each sample (:func:`label_blocks`): permutations exchange the
+        labels of blocks within runs rather than of single volumes.
     alpha : float
         Family-wise error rate of the permutation threshold.
     progress : callable, optional
@@ -173,6 +183,7 @@ def searchlight_scores(
             fwe_alpha=alpha,
             n_jobs=n_jobs,
             progress=progress,
+            blocks=blocks,
         )
     gnb = pipeline.named_steps["clf"]
     if n_permutations:
@@ -188,5 +199,6 @@ def searchlight_scores(
             priors=gnb.priors,
             alpha=alpha,
             n_jobs=n_jobs,
+            blocks=blocks,
         )
     return gnb_searchlight(X, y, runs, spheres, cv, gnb.var_smoothing, gnb.priors, n_jobs=n_jobs)

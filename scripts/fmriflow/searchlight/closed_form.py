@@ -57,7 +57,7 @@ import numpy as np
 from fmriflow.errors import InputError
 from fmriflow.searchlight.permutations import (
     check_folds_survive_permutation,
-    permute_within_runs,
+    permutation_labels,
     summarize_permutations,
 )
 from fmriflow.searchlight.scores import (
@@ -482,6 +482,7 @@ def closed_form_searchlight(
     n_jobs=1,
     progress=None,
     shrinkage=0.1,
+    blocks=None,
 ):
     """Searchlight accuracies of ridge, shrinkage LDA or nearest centroid, from per-fold sums.
 
@@ -523,6 +524,9 @@ def closed_form_searchlight(
         Shrinkage of LDA's covariance, in (0, 1] (Ledoit-Wolf's ``"auto"``
         has no closed form here: its shrinkage changes with every class's
         fourth moments).
+    blocks : array-like of int, optional
+        Block of each sample: blocks exchange labels within runs (see
+        :func:`~fmriflow.searchlight.permutations.permute_within_runs`).
 
     Returns
     -------
@@ -551,7 +555,7 @@ def closed_form_searchlight(
         engine = (classifier, float(shrinkage if classifier == "lda_shrinkage" else alpha))
         labels = problem.codes[None]
         if n_permutations:
-            permuted = permute_within_runs(y, runs, int(n_permutations), seed)
+            permuted = permutation_labels(y, runs, int(n_permutations), seed, blocks)
             check_folds_survive_permutation(problem, cv, permuted)
             codes = np.searchsorted(problem.classes, permuted)
             labels = np.vstack([labels, codes])

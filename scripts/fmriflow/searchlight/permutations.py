@@ -1,6 +1,8 @@
 """Permutation maps of the naive Bayes searchlight, with a family-wise threshold.
 
-Labels are permuted within runs with the random sequence of
+Labels are permuted within runs, block by block in a block design (the
+volumes of a block share their signal and are not exchangeable one by
+one) or volume by volume with the random sequence of
 ``sklearn.model_selection.permutation_test_score(groups=runs)``. A
 permutation changes only the class statistics: for a batch of
 permutations, class sums of ``x`` and ``x**2`` over all volumes are one
@@ -19,6 +21,12 @@ is controlled with the maximum statistic over centres.
 import numpy as np
 
 from fmriflow.errors import InputError
+from fmriflow.permutations import (  # noqa: F401 (re-exported)
+    distinct_labellings,
+    label_blocks,
+    permutation_labels,
+    permute_within_runs,
+)
 from fmriflow.searchlight import gnb, gnb_scoring
 from fmriflow.searchlight.scores import (
     PermutationResult,
@@ -33,39 +41,6 @@ from fmriflow.searchlight.scores import (
 BATCH_BYTES = 256e6
 
 
-def permute_within_runs(y, runs, n_permutations, seed):
-    """Labels permuted within runs, as ``permutation_test_score(groups=runs)`` does.
-
-    Parameters
-    ----------
-    y : array-like, shape (n_samples,)
-        Labels.
-    runs : array-like, shape (n_samples,)
-        Run of each sample.
-    n_permutations : int
-        Number of permutations.
-    seed : int
-        Seed of a ``numpy.random.RandomState``; the ``p``-th row is the
-        ``p``-th shuffle scikit-learn's ``permutation_test_score`` makes with
-        ``random_state=seed``.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_permutations, n_samples)
-        Permuted labels; every run keeps its own labels.
-    """
-    y, runs = np.asarray(y), np.asarray(runs)
-    random_state = np.random.RandomState(seed)
-    out = np.empty((n_permutations, len(y)), dtype=y.dtype)
-    groups = [runs == run for run in np.unique(runs)]
-    for p in range(n_permutations):
-        indices = np.arange(len(y))
-        for in_run in groups:
-            indices[in_run] = random_state.permutation(indices[in_run])
-        out[p] = y[indices]
-    return out
-
-
 def gnb_permutation_test(
     X,
     y,
@@ -78,6 +53,7 @@ def gnb_permutation_test(
     priors=None,
     alpha=0.05,
     n_jobs=1,
+    blocks=None,
 ):
     """Naive Bayes searchlight with per-centre and family-wise permutation p-values.
 
@@ -100,6 +76,9 @@ def gnb_permutation_test(
         Family-wise error rate of the max-statistic threshold.
     n_jobs : int
         Threads (over folds); results do not depend on it.
+    blocks : array-like of int, optional
+        Block of each sample (:func:`label_blocks`): blocks exchange labels
+        within runs. Without, volumes do, as in ``permutation_test_score``.
 
     Returns
     -------
@@ -116,7 +95,7 @@ def gnb_permutation_test(
     n_jobs = worker_count(n_jobs)
     with blas_limit(n_jobs):
         problem, cv, y = gnb.setup(X, y, runs, spheres, cv, var_smoothing, priors)
-        permuted = permute_within_runs(y, problem.runs, int(n_permutations), seed)
+        permuted = permutation_labels(y, problem.runs, int(n_permutations), seed, blocks)
         check_folds_survive_permutation(problem, cv, permuted)
         observed = gnb.observed(problem, y, n_jobs)
         null, n_rechecked = null_accuracies(problem, permuted, n_jobs)
