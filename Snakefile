@@ -7,6 +7,8 @@
 # This file only loads and validates the config, includes one rule file per
 # stage and names the final targets. See README.md for the architecture.
 
+import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -14,12 +16,16 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The default config applies only when none is given with --configfile, so
-# that `--configfile config/haxby.yaml` runs Haxby alone instead of adding it
-# to the simulated datasets.
-if not workflow.overwrite_configfiles:
-
-    configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
+# The workflow's own library (scripts/fmriflow) comes before any installed
+# copy, here for the checks at parse time and, through PYTHONPATH, in every
+# job: results are made, and credited in the provenance, by this checkout.
+LIBRARY = str(Path(workflow.basedir) / "scripts")
+sys.path.insert(0, LIBRARY)
+# (An optional variable the workflow extends, not one the user must set:
+# hence no envvars directive.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join([LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])])
+)
 
 
 report: "workflow/report/workflow.rst"
@@ -27,6 +33,14 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/validation.smk"
 include: "workflow/rules/common.smk"
+
+
+# The default config applies only when none is given with --configfile, so
+# that `--configfile config/haxby.yaml` runs Haxby alone instead of adding it
+# to the simulated datasets. It is read by the workflow (a YAML mistake is
+# one message with its file and line); --config values still win.
+if not workflow.overwrite_configfiles:
+    use_default_config(Path(workflow.basedir) / "config" / "config.yaml", config)
 
 
 # Defaults filled in, keys in canonical order, cross-references checked:

@@ -18,7 +18,7 @@ from fmriflow import classifiers, decoding, entries, figures
 from fmriflow.io import save_nifti, write_json, write_table
 from fmriflow.masking import unmask
 from fmriflow.node import Node, Param, run
-from fmriflow.permutations import describe
+from fmriflow.permutations import describe, format_p
 
 logger = logging.getLogger("fmriflow.decode")
 
@@ -57,10 +57,23 @@ def decode(inputs, outputs, params, threads):
     write_weights(pipeline, X, data, analysis["classifier"], params.subject, inputs, outputs)
     write_json(summary, outputs.summary)
     logger.info(
-        "accuracy %.3f (chance %.3f) over %d folds",
+        "accuracy %.3f (chance %.3f) over %d folds%s",
         summary["accuracy_mean"],
         summary["chance"],
         summary["n_folds"],
+        permutation_text(summary.get("permutation")),
+    )
+
+
+def permutation_text(permutation):
+    """', permutation p <= 0.0099 (100 block permutations)' for the log; '' without."""
+    if permutation is None:
+        return ""
+    n = permutation["n_permutations"]
+    return (
+        f", permutation p {'' if permutation['p_value_at_floor'] else '= '}"
+        f"{format_p(permutation['p_value'], n)} ({n} {permutation.get('permute', 'volume')} "
+        "permutations)"
     )
 
 

@@ -31,6 +31,10 @@ def decode_group(inputs, outputs, params, threads):
             "n_folds": [s["n_folds"] for s in summaries],
             "n_voxels": [s["n_voxels"] for s in summaries],
             "permutation_p_value": [s.get("permutation", {}).get("p_value") for s in summaries],
+            # At its floor 1 / (1 + n) a subject's p-value is only an upper bound.
+            "permutation_p_at_floor": [
+                s.get("permutation", {}).get("p_value_at_floor") for s in summaries
+            ],
         }
     )
     test = group_test(table["accuracy"], table["chance"])

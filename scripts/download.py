@@ -11,16 +11,22 @@ with its sha256.
 import nilearn
 
 from fmriflow.dataset import write_description
-from fmriflow.fetch import FETCHED_KIND, MIYAWAKI_SHAPE, fetch_subjects, record_checksums
+from fmriflow.fetch import (
+    FETCHED_KIND,
+    FETCHED_SPACE,
+    MIYAWAKI_SHAPE,
+    fetch_subjects,
+    record_checksums,
+)
 from fmriflow.fetch import download as fetch_files
 from fmriflow.node import Node, Param, run
 from fmriflow.simulate import HAXBY_CATEGORIES
 
 DATASET_FACTS = {
-    "haxby": {"space": "native", "labels": list(HAXBY_CATEGORIES)},
-    "adhd": {"space": "MNI152", "labels": []},
+    "haxby": {"space": FETCHED_SPACE["haxby"], "labels": list(HAXBY_CATEGORIES)},
+    "adhd": {"space": FETCHED_SPACE["adhd"], "labels": []},
     "miyawaki2008": {
-        "space": "native",
+        "space": FETCHED_SPACE["miyawaki2008"],
         "labels": ["random", "figure"],
         "stimulus": {"shape": list(MIYAWAKI_SHAPE), "features": "pixels"},
     },

@@ -3,30 +3,64 @@
 Copies the BOLD image when there is one file per subject, concatenates the
 runs when the template has ``{run}``, and converts the events (per-volume or
 BIDS) to one row per volume; rest data without events get one 'rest' label
-per volume and one run per BOLD file. The lab's files are only read, never
-linked. The ROI, anatomy and confounds are imported by ``import_local_file``.
+per volume and one run per BOLD file. Runs are numbered by the lab's own
+run labels (``local.runs``) when they are whole numbers, else 1, 2, ….
+The lab's files are only read, never linked. The ROI, anatomy and
+confounds are imported by ``import_local_file``.
 """
 
+import logging
+
+import numpy as np
+
 from fmriflow.dataset import rest_events, save_bold, write_events
-from fmriflow.io import load_nifti
-from fmriflow.local import concatenate_runs, copy_source, events_table
+from fmriflow.io import check_complete, load_nifti
+from fmriflow.local import (
+    TR_TOLERANCE,
+    concatenate_runs,
+    copy_source,
+    events_table,
+    header_tr,
+    run_numbers,
+)
 from fmriflow.node import Node, Param, run
+
+logger = logging.getLogger("fmriflow.import_local")
 
 
 def import_local(inputs, outputs, params, threads):
     if len(inputs.source_bold) == 1:
-        lengths = [load_nifti(inputs.source_bold[0], "BOLD image", ndim=4).shape[3]]
-        copy_source(inputs.source_bold[0], outputs.bold)
+        source = load_nifti(inputs.source_bold[0], "BOLD image", ndim=4)
+        check_complete(inputs.source_bold[0], "BOLD image")
+        lengths = [source.shape[3]]
+        recorded = header_tr(inputs.source_bold[0])
+        if recorded is None or abs(recorded - params.tr) <= TR_TOLERANCE * params.tr:
+            copy_source(inputs.source_bold[0], outputs.bold)
+        else:
+            # The config overrides the header (checked before any job): record its TR.
+            logger.warning(
+                "%s records a TR of %g s; the imported image records the config's %g s",
+                inputs.source_bold[0],
+                recorded,
+                params.tr,
+            )
+            save_bold(source.dataobj, source.affine, params.tr, outputs.bold)
     else:
         bold, lengths = concatenate_runs(list(inputs.source_bold))
         save_bold(bold.dataobj, bold.affine, params.tr, outputs.bold)
     if "source_events" in inputs:
         events = events_table(
-            list(inputs.source_events), lengths, params.tr, params.events_format, params.rest_label
+            list(inputs.source_events),
+            lengths,
+            params.tr,
+            params.events_format,
+            params.rest_label,
+            params.runs,
         )
     else:
-        runs = [run for run, n in enumerate(lengths) for _ in range(n)]
-        events = rest_events(sum(lengths), runs)
+        events = rest_events(
+            sum(lengths), np.repeat(run_numbers(params.runs, len(lengths)), lengths)
+        )
     write_events(events, outputs.events)
 
 
@@ -42,6 +76,11 @@ NODE = Node(
     params={
         "tr": Param(2.0, "repetition time in seconds (BIDS events, the header of joined runs)"),
         "events_format": Param("bids", "bids (onset, duration, trial_type) or per_volume"),
+        "runs": Param(
+            None,
+            "the configured run labels (local.runs); events.tsv numbers runs by them when "
+            "they are whole numbers, else 1, 2, …",
+        ),
         "rest_label": Param("rest", "label of volumes no event covers", type=str),
     },
     lists=("source_bold", "source_events"),

@@ -31,7 +31,7 @@ def import_local_file(inputs, outputs, params, threads):
         )
     elif params.role == "stimuli":
         lengths = run_lengths(list(inputs.source_bold))
-        table = stimuli_table(list(inputs.source_stimuli), lengths, params.shape)
+        table = stimuli_table(list(inputs.source_stimuli), lengths, params.shape, params.runs)
         write_table(table, outputs.file)
     elif params.role == "roi":
         save_roi(load_nifti(inputs.source_roi[0], "roi", ndim=3), outputs.file)
@@ -55,6 +55,9 @@ NODE = Node(
         "role": Param("roi", f"which file, one of {ROLES}", type=str),
         "columns": Param(None, "confound columns to keep; null keeps all"),
         "shape": Param(None, "image grid [rows, columns] of pixel features (stimuli)"),
+        "runs": Param(
+            None, "the configured run labels (local.runs), numbering the stimuli's runs"
+        ),
     },
     lists=("source_roi", "source_anat", "source_confounds", "source_stimuli", "source_bold"),
     optional_inputs=(

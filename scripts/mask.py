@@ -15,23 +15,26 @@ from fmriflow import masking
 from fmriflow.dataset import read_description
 from fmriflow.errors import InputError
 from fmriflow.io import load_matrix, npy_writer, save_mask, save_nifti
-from fmriflow.node import Node, Param, run
+from fmriflow.node import Node, Param, notify, run
 
 logger = logging.getLogger("fmriflow.mask")
 
 
 def mask(inputs, outputs, params, threads):
     description = read_description(inputs.description)
-    voxels, notes = masking.build_mask(
+    voxels, notes, resampled = masking.build_mask(
         params.mask_choice,
         inputs.bold,
         roi_path=inputs.get("roi"),
         brain_mask_path=inputs.get("brain_mask"),
         space=description["space"],
         include_roi=params.include_roi,
+        resample_masks=params.resample_masks,
     )
     for note in notes:
         logger.info(note)
+    for note in resampled:
+        notify(note)
     shape, affine, _ = masking.bold_geometry(inputs.bold)
     with npy_writer(outputs.matrix, (shape[3], int(voxels.sum())), np.float32) as out:
         mean = masking.extract_masked(inputs.bold, voxels, out, params.smoothing_fwhm)
@@ -88,6 +91,9 @@ NODE = Node(
         "mask_choice": Param("epi", f"mask choice, one of {masking.MASK_CHOICES}"),
         "include_roi": Param(True, "add the subject ROI's voxels to the mask"),
         "smoothing_fwhm": Param(None, "Gaussian smoothing FWHM in mm, or null"),
+        "resample_masks": Param(
+            False, "resample a subject ROI or brain mask not on the BOLD grid (else an error)"
+        ),
         "bad_voxels": Param("error", "NaN or constant voxels: 'error' or 'drop'"),
     },
     optional_inputs=("roi", "brain_mask"),

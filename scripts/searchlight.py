@@ -58,7 +58,13 @@ def searchlight(inputs, outputs, params, threads):
         null = np.zeros(spheres.mask.shape + (result.null.shape[0],), dtype=np.float32)
         null[spheres.centre_mask] = result.null.T
         save_nifti(null, data.affine, outputs.null)
-        extra = {"p_value": result.p_values, "fwe_p_value": result.fwe_p_values}
+        n_permutations = result.null.shape[0]
+        extra = {
+            "p_value": result.p_values,
+            # At the floor 1 / (1 + n) the p-value is only an upper bound.
+            "p_value_at_floor": permutations.at_floor(result.p_values, n_permutations),
+            "fwe_p_value": result.fwe_p_values,
+        }
     save_nifti(sl.to_volume(result.scores, spheres), data.affine, outputs.accuracy)
     write_table(sl.best_spheres(result.scores, spheres, n=20, **extra), outputs.spheres)
     summary = summarize(analysis, params.subject, spheres, result, chance, len(splits))
@@ -122,6 +128,10 @@ def summarize(analysis, subject, spheres, result, chance, n_folds):
             "fwe_threshold": float(result.fwe_threshold),
             "n_centres_above_fwe_threshold": int(np.sum(result.scores > result.fwe_threshold)),
             "n_centres_p_below_0.05": int(np.sum(result.p_values < 0.05)),
+            "p_value_floor": permutations.p_value_floor(result.null.shape[0]),
+            "n_centres_p_at_floor": int(
+                np.sum(permutations.at_floor(result.p_values, result.null.shape[0]))
+            ),
         }
     return summary
 

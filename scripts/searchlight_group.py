@@ -16,7 +16,7 @@ import logging
 import nibabel as nib
 import numpy as np
 
-from fmriflow import figures
+from fmriflow import figures, permutations
 from fmriflow.errors import InputError
 from fmriflow.io import load_nifti, load_volume, read_json, save_nifti, write_json, write_table
 from fmriflow.node import Node, Param, run
@@ -158,12 +158,14 @@ def cluster_table(clusters, prevalence, centres, affine, alpha):
     table["x"], table["y"], table["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     table["size_mm3"] = table["size_voxels"] * float(abs(np.linalg.det(affine[:3, :3])))
     table["significant"] = table["fwe_p"] <= alpha
+    # At its floor 1 / (1 + draws) a cluster's p-value is only an upper bound.
+    table["fwe_p_at_floor"] = permutations.at_floor(table["fwe_p"], clusters.n_draws)
     position = np.full(centres.shape, -1)
     position[centres] = np.arange(int(centres.sum()))
     peaks = position[table["i"].to_numpy(int), table["j"].to_numpy(int), table["k"].to_numpy(int)]
     table["prevalence_at_peak"] = prevalence.gamma_corrected[peaks]
     columns = ["cluster", "size_voxels", "size_mm3", "i", "j", "k", "x", "y", "z"]
-    columns += ["peak_accuracy", "fwe_p", "significant", "prevalence_at_peak"]
+    columns += ["peak_accuracy", "fwe_p", "fwe_p_at_floor", "significant", "prevalence_at_peak"]
     return table[columns]
 
 
@@ -189,6 +191,7 @@ def summarize(params, subjects, centres, null, clusters, prevalence, chance, tab
             "n_clusters": int(len(table)),
             "n_significant_clusters": int(len(significant)),
             "fwe_alpha": float(settings["alpha"]),
+            "fwe_p_floor": permutations.p_value_floor(clusters.n_draws),
             "significant_voxels": int(significant["size_voxels"].sum()),
         },
         "prevalence_inference": {

@@ -23,9 +23,10 @@ def snakemake_command():
 
 
 def snakemake_arguments(workdir, configfile, *args, snakefile=SNAKEFILE):
-    """The command line of the workflow on ``configfile`` in ``workdir``."""
+    """The command line of the workflow on ``configfile`` (None: the default) in ``workdir``."""
     command = [snakemake_command(), "--snakefile", str(snakefile), "--directory", str(workdir)]
-    return [*command, "--configfile", str(configfile), *args]
+    config = [] if configfile is None else ["--configfile", str(configfile)]
+    return [*command, *config, *args]
 
 
 def run_snakemake(

@@ -229,6 +229,16 @@ def test_block_permutations_cross_validate_each_block_labelling(subject):
     assert p_value == (1 + np.sum(null >= score)) / 31
 
 
+def test_permutation_progress_is_logged(subject, caplog):
+    X, y, runs = contrast(subject, ["face", "house"])
+    pipeline, cv = classifiers.make_classifier("gnb"), LeaveOneGroupOut()
+    with caplog.at_level("INFO", logger="fmriflow.decoding"):
+        decoding.permutation_test(X, y, runs, pipeline, cv, 12, 0)
+    lines = [r.getMessage() for r in caplog.records if "labellings" in r.getMessage()]
+    assert lines[-1].startswith("permutation test: 13 of 13 labellings (100%) in ")
+    assert "s left" in lines[-1]
+
+
 def test_same_seed_same_permutation_result(subject):
     X, y, runs = contrast(subject, ["face", "cat"])
     pipeline, cv = classifiers.make_classifier("gnb"), LeaveOneGroupOut()

@@ -482,3 +482,12 @@ def test_subjects_with_different_masks_are_decomposed_on_their_common_voxels(coh
     reference_score = decomposition.match_components(reference.maps, truth).mean
     assert ours_score >= ICA_THRESHOLDED_MIN - 0.03
     assert ours_score == pytest.approx(reference_score, abs=0.03), (ours_score, reference_score)
+
+
+def test_ica_restarts_log_their_progress(reductions, caplog):
+    with caplog.at_level("INFO", logger="fmriflow.ica"):
+        decomposition.group_ica(reductions, 6, seed=7, threshold=2.0, n_init=3)
+    lines = [r.getMessage() for r in caplog.records if "restarts" in r.getMessage()]
+    assert [line.split(" (")[0] for line in lines] == [
+        f"ICA: {i} of 3 restarts" for i in (1, 2, 3)
+    ]

@@ -36,6 +36,38 @@ def test_npy_writer_commits_only_complete_arrays(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy"]
 
 
+def test_a_disk_without_room_is_one_message_and_leaves_no_temporary(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    target = tmp_path / "masked.npy"
+    with pytest.raises(InputError) as info, io.npy_writer(target, (100, 50), np.float32):
+        pass
+    assert str(target) in str(info.value)
+    assert "needs 20 kB but its disk has 1 kB free" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fills_up_while_reserving_is_one_message(tmp_path, monkeypatch):
+    """The blocks of the memory map are allocated first: the disk filling up is an error
+    there, not a SIGBUS when the mapping is written."""
+    import errno
+    import os
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    target = tmp_path / "masked.npy"
+    with pytest.raises(InputError, match="its disk is full") as info:
+        with io.npy_writer(target, (100, 50), np.float32) as out:
+            out[:] = 1
+    assert str(target) in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def write_events(path, rows):
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
     return path

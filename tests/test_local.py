@@ -31,8 +31,11 @@ from fmriflow.local import (
     confounds_table,
     events_table,
     expand,
+    header_tr,
     missing_files,
+    run_numbers,
     subject_files,
+    tr_disagreements,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,12 +319,23 @@ def test_events_table_reads_bids_files_and_numbers_runs(tree):
     _, templates, refs = tree
     paths = expand(templates["events"], "02", RUNS)
     lengths = [RUN_VOLUMES[r] for r in RUNS]
-    table = events_table(paths, lengths, TR, "bids", "rest")
+    table = events_table(paths, lengths, TR, "bids", "rest", run_labels=["4", "07", 9])
     expected = sum(
         (reference_labels(refs["events"]["02", r], RUN_VOLUMES[r], TR) for r in RUNS), []
     )
     assert list(table["label"]) == expected
-    assert list(table["run"]) == [i for i, n in enumerate(lengths) for _ in range(n)]
+    # The lab's run labels, not positions: messages and outputs name runs as the lab does.
+    assert list(table["run"]) == [
+        run for run, n in zip([4, 7, 9], lengths, strict=True) for _ in range(n)
+    ]
+
+
+def test_run_numbers_are_the_labs_whole_number_labels_or_count_from_one():
+    assert run_numbers(["02", "05", 7], 3) == [2, 5, 7]
+    assert run_numbers(["a", "b"], 2) == [1, 2]
+    assert run_numbers(["1", "01"], 2) == [1, 2]  # not distinct as numbers
+    assert run_numbers(None, 3) == [1, 2, 3]
+    assert run_numbers(["3"], 2) == [1, 2]
 
 
 def test_events_table_single_per_volume_table_for_all_runs(tmp_path):
@@ -331,7 +345,7 @@ def test_events_table_single_per_volume_table_for_all_runs(tmp_path):
     write_tsv(pd.DataFrame({"label": labels}), path)
     table = events_table([str(path)], lengths, TR, "per_volume", "rest")
     assert list(table["label"]) == labels
-    assert list(table["run"]) == [0] * 4 + [1] * 3 + [2] * 5
+    assert list(table["run"]) == [1] * 4 + [2] * 3 + [3] * 5  # no labels: counted from 1
 
 
 def test_events_table_single_bids_file_for_several_runs_is_an_input_error(tree):
@@ -485,9 +499,14 @@ def test_concatenate_runs_refuses_runs_on_different_grids(tmp_path, change):
         moved = AFFINE.copy()
         moved[0, 3] += 1.5
         save_image(np.ones(SHAPE + (4,), np.float32), moved, second)
-    with pytest.raises(InputError, match="grid") as info:
+    with pytest.raises(InputError, match="same grid") as info:
         concatenate_runs([str(first), str(second)])
     assert str(second) in str(info.value) and str(first) in str(info.value)
+    # Say what differs: equal shapes are not reported as different.
+    expected = "shape" if change == "shape" else "affine differs from the first run's"
+    assert expected in str(info.value)
+    if change == "affine":
+        assert "by up to 1.5" in str(info.value)
 
 
 # ---------------------------------------------------------------- nodes
@@ -545,6 +564,7 @@ def import_subject(run_node, settings, folder, subject):
         tr=settings["tr"],
         events_format=settings["events_format"],
         rest_label=settings["rest_label"],
+        runs=settings["runs"],
     )
     for role, name in OPTIONAL_FILES.items():
         if role in files:
@@ -602,7 +622,7 @@ def test_nodes_write_the_canonical_layout(tree, tmp_path, run_node):
         )
         assert [row[0] for row in rows] == labels
         assert [int(row[1]) for row in rows] == [
-            i for i, n in enumerate(lengths) for _ in range(n)
+            int(run) for run, n in zip(RUNS, lengths, strict=True) for _ in range(n)
         ]
 
         header, rows = read_tsv_plain(folder / "confounds.tsv")
@@ -657,6 +677,59 @@ def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_nod
     ]
 
 
+def test_header_tr_reads_the_time_unit_and_ignores_an_unrecorded_tr(tmp_path):
+    data = np.zeros(SHAPE + (3,), dtype=np.float32)
+    save_image(data, AFFINE, tmp_path / "sec.nii.gz", tr=2.5)
+    assert header_tr(tmp_path / "sec.nii.gz") == 2.5
+    img = nib.Nifti1Image(data, AFFINE)
+    img.header.set_zooms(img.header.get_zooms()[:3] + (700.0,))
+    img.header.set_xyzt_units("mm", "msec")
+    nib.save(img, tmp_path / "msec.nii.gz")
+    assert header_tr(tmp_path / "msec.nii.gz") == pytest.approx(0.7)
+    img.header.set_zooms(img.header.get_zooms()[:3] + (0.0,))
+    nib.save(img, tmp_path / "none.nii.gz")
+    assert header_tr(tmp_path / "none.nii.gz") is None
+    # nibabel's default header: a 1 with no time unit says nothing.
+    nib.save(nib.Nifti1Image(data, AFFINE), tmp_path / "default.nii.gz")
+    assert header_tr(tmp_path / "default.nii.gz") is None
+
+
+def test_tr_disagreements_list_every_image_unless_the_config_overrides(tree):
+    _, templates, _ = tree
+    settings = local_settings(templates, tr=0.7)
+    found = tr_disagreements(settings, list(SUBJECTS))
+    assert len(found) == len(SUBJECTS) * len(RUNS)
+    assert {recorded for _, recorded in found} == {TR}
+    assert found[0][0] == templates["bold"].format(subject=SUBJECTS[0], run=RUNS[0])
+    assert tr_disagreements(local_settings(templates), list(SUBJECTS)) == []
+    overriding = local_settings(templates, tr=0.7, tr_overrides_header=True)
+    assert tr_disagreements(overriding, list(SUBJECTS)) == []
+
+
+def test_import_single_file_with_a_config_tr_overriding_the_header(tmp_path, run_node):
+    rng = np.random.default_rng(6)
+    data = rng.normal(size=SHAPE + (8,)).astype(np.float32)
+    save_image(data, AFFINE, tmp_path / "study" / "sub-01_bold.nii.gz", tr=TR)
+    write_tsv(
+        pd.DataFrame({"label": ["face", "house"] * 4}), tmp_path / "study" / "sub-01_events.tsv"
+    )
+    folder = tmp_path / "out"
+    run_node(
+        "import_local",
+        source_bold=[tmp_path / "study" / "sub-01_bold.nii.gz"],
+        source_events=[tmp_path / "study" / "sub-01_events.tsv"],
+        bold=folder / "bold.nii.gz",
+        events=folder / "events.tsv",
+        tr=0.7,
+        events_format="per_volume",
+        rest_label="rest",
+    )
+    imported = nib.load(folder / "bold.nii.gz")
+    assert header_tr(folder / "bold.nii.gz") == pytest.approx(0.7)
+    np.testing.assert_array_equal(imported.get_fdata(dtype=np.float32), data)
+    np.testing.assert_array_equal(imported.affine, AFFINE)
+
+
 def test_import_per_volume_events_one_file_per_run(tmp_path, run_node, tree):
     _, templates, _ = tree
     events = tmp_path / "sub-{subject}_run-{run}_labels.tsv"
@@ -678,7 +751,9 @@ def test_import_per_volume_events_one_file_per_run(tmp_path, run_node, tree):
     header, rows = read_tsv_plain(out / "sub-02" / "events.tsv")
     assert [row[0] for row in rows] == expected
     lengths = [RUN_VOLUMES[r] for r in RUNS]
-    assert [int(row[1]) for row in rows] == [i for i, n in enumerate(lengths) for _ in range(n)]
+    assert [int(row[1]) for row in rows] == [
+        int(r) for r, n in zip(RUNS, lengths, strict=True) for _ in range(n)
+    ]
 
 
 def test_import_per_volume_events_with_wrong_length_fails_cleanly(
@@ -706,6 +781,40 @@ def test_import_per_volume_events_with_wrong_length_fails_cleanly(
     assert not (folder / "bold.nii.gz").exists() and not (folder / "events.tsv").exists()
 
 
+@pytest.mark.parametrize("layout", ["one file", "runs", "uncompressed"])
+def test_a_truncated_bold_image_is_named_at_import_and_nothing_is_kept(
+    tmp_path, run_node, capsys, layout
+):
+    """A transfer cut short: the source file is named, no output stays behind."""
+    rng = np.random.default_rng(7)
+    study = tmp_path / "study"
+    suffix = ".nii" if layout == "uncompressed" else ".nii.gz"
+    runs = ["1", "2"] if layout == "runs" else [None]
+    paths = []
+    for run in runs:
+        path = study / (f"sub-01_run-{run}_bold{suffix}" if run else f"sub-01_bold{suffix}")
+        save_image(rng.normal(size=SHAPE + (12,)).astype(np.float32), AFFINE, path, tr=TR)
+        paths.append(path)
+    damaged = paths[-1]
+    content = damaged.read_bytes()
+    damaged.write_bytes(content[: int(len(content) * 0.6)])
+    folder = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        run_node(
+            "import_local",
+            source_bold=paths,
+            bold=folder / "bold.nii.gz",
+            events=folder / "events.tsv",
+            tr=TR,
+            runs=[r for r in runs if r],
+        )
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert str(damaged) in err and "truncated" in err
+    assert "Traceback" not in err
+    assert not folder.exists() or not any(folder.iterdir())
+
+
 def test_import_rest_without_events_numbers_runs(tmp_path, run_node, tree):
     _, templates, refs = tree
     settings = local_settings(
@@ -716,7 +825,9 @@ def test_import_rest_without_events_numbers_runs(tmp_path, run_node, tree):
     header, rows = read_tsv_plain(out / "sub-01" / "events.tsv")
     lengths = [RUN_VOLUMES[r] for r in RUNS]
     assert {row[0] for row in rows} == {"rest"}
-    assert [int(row[1]) for row in rows] == [i for i, n in enumerate(lengths) for _ in range(n)]
+    assert [int(row[1]) for row in rows] == [
+        int(r) for r, n in zip(RUNS, lengths, strict=True) for _ in range(n)
+    ]
     header, _ = read_tsv_plain(out / "sub-01" / "confounds.tsv")
     assert header == list(refs["confounds"]["01", "1"].columns)
 
@@ -874,6 +985,87 @@ def test_workflow_missing_file_fails_before_any_job(tree, tmp_path):
         assert "local.confounds" in message
         assert "configured file(s) not found" in message
         assert written_files(work) == []
+
+
+@pytest.mark.workflow
+def test_workflow_refuses_a_tr_that_disagrees_with_the_headers(tree, tmp_path):
+    _, templates, _ = tree
+    config = write_config(tmp_path / "lab.yaml", local_settings(templates, tr=0.7))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, config, "-n")
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    first = templates["bold"].format(subject=SUBJECTS[0], run=RUNS[0])
+    assert f"local.tr is 0.7 s but the header of {first} records a TR of 2 s" in message
+    assert "Set tr: 2 if the header is right" in message and "tr_overrides_header" in message
+    assert written_files(work) == []
+    overriding = local_settings(templates, tr=0.7, tr_overrides_header=True)
+    config = write_config(tmp_path / "override.yaml", overriding)
+    result = snakemake(work, config, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.workflow
+def test_workflow_refuses_task_data_without_events(tree, tmp_path):
+    _, templates, _ = tree
+    settings = local_settings(templates, events=None)
+    del settings["kind"]  # the default, task
+    config = write_config(tmp_path / "lab.yaml", settings)
+    result = snakemake(tmp_path, config, "-n")
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "datasets.lab.local" in message and "no events are given" in message
+    assert "set kind: rest" in message
+    assert written_files(tmp_path) == []
+    config = write_config(
+        tmp_path / "rest.yaml", local_settings(templates, events=None, kind="rest")
+    )
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.workflow
+def test_workflow_checks_labels_and_radius_against_the_lab_files(tree, tmp_path):
+    """Labels missing from the events and a radius below the voxel size (read from the
+    headers) stop the workflow before any job."""
+    _, templates, _ = tree
+    config = {"datasets": {"lab": dataset_config(local_settings(templates))}}
+    config["decoding"] = [
+        {"name": "x", "dataset": "lab", "labels": [CATEGORIES[0], "dog"], "voxels": "mask"}
+    ]
+    path = tmp_path / "labels.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, path, "-n")
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "decoding[0].labels" in message and "label(s) ['dog'] are not in the events" in message
+    assert f"subject {SUBJECTS[0]}" in message
+    del config["decoding"]
+    config["searchlight"] = [
+        {"name": "s", "dataset": "lab", "labels": list(CATEGORIES[:2]), "radius": 2.0}
+    ]
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, path, "-n")
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "searchlight[0].radius" in message and "smaller than the voxel size (3" in message
+    assert written_files(tmp_path) == []
+
+
+@pytest.mark.workflow
+def test_workflow_says_when_yaml_read_subject_labels_as_numbers(tree, tmp_path):
+    _, templates, _ = tree
+    config = tmp_path / "lab.yaml"
+    write_config(config, local_settings(templates, subjects=["01"]))
+    # As a user writes it: subjects: [01], which YAML reads as the number 1.
+    config.write_text(config.read_text().replace("- '01'", "- 01"))
+    assert yaml.safe_load(config.read_text())["datasets"]["lab"]["local"]["subjects"] == [1]
+    result = snakemake(tmp_path, config, "-n")
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert templates["bold"].format(subject="1", run=RUNS[0]) in message
+    assert "subjects 1 was read as a number" in message and "subjects: ['01', '02']" in message
 
 
 @pytest.mark.workflow

@@ -128,6 +128,34 @@ def test_mask_on_same_grid_is_unchanged(tmp_path, anisotropic_affine):
     np.testing.assert_array_equal(mask, data)
 
 
+def test_a_mask_off_the_bold_grid_is_refused_unless_resampling_is_allowed(
+    tmp_path, rng, anisotropic_affine
+):
+    """A ROI shifted by 9 mm: the same shape, another affine. It stops, saying how the grids
+    differ and what resampling would keep; allowed, it is resampled and the note says so."""
+    data = random_bold(rng)
+    bold = write_image(tmp_path / "bold.nii.gz", data, anisotropic_affine)
+    roi = blob_mask(data.shape[:3])
+    shifted = anisotropic_affine.copy()
+    shifted[0, 3] += 9.0
+    roi_path = write_image(tmp_path / "roi.nii.gz", roi.astype(np.uint8), shifted)
+    with pytest.raises(InputError) as info:
+        masking.build_mask("roi", bold, roi_path=roi_path)
+    message = str(info.value)
+    assert str(roi_path) in message and "affines differ by up to 9" in message
+    reference, _ = masking.mask_on_grid(roi_path, anisotropic_affine, data.shape, "ROI")
+    assert f"{int(roi.sum())} voxels -> {int(reference.sum())} on the grid of {bold}" in message
+    assert "preprocess.resample_masks: true" in message
+    mask, _, warnings = masking.build_mask("roi", bold, roi_path=roi_path, resample_masks=True)
+    np.testing.assert_array_equal(mask, reference)
+    assert len(warnings) == 1 and "resampled it with nearest-neighbour" in warnings[0]
+    # Far away, nothing is left: an error even with resampling allowed.
+    shifted[0, 3] += 500.0
+    far = write_image(tmp_path / "far.nii.gz", roi.astype(np.uint8), shifted)
+    with pytest.raises(InputError, match="does not overlap"):
+        masking.build_mask("roi", bold, roi_path=far, resample_masks=True)
+
+
 def test_build_mask_choices(tmp_path, rng, anisotropic_affine):
     data = random_bold(rng)
     brain = blob_mask(data.shape[:3])
@@ -138,18 +166,64 @@ def test_build_mask_choices(tmp_path, rng, anisotropic_affine):
     roi_path = write_image(tmp_path / "roi.nii.gz", roi.astype(np.uint8), anisotropic_affine)
     brain_path = write_image(tmp_path / "brain.nii.gz", brain.astype(np.uint8), anisotropic_affine)
 
-    mask, _ = masking.build_mask("roi", bold, roi_path=roi_path)
+    mask, _, _ = masking.build_mask("roi", bold, roi_path=roi_path)
     np.testing.assert_array_equal(mask, roi)
-    mask, notes = masking.build_mask(
+    mask, notes, warnings = masking.build_mask(
         "dataset", bold, roi_path=roi_path, brain_mask_path=brain_path, include_roi=True
     )
     np.testing.assert_array_equal(mask, brain | roi)
-    assert any("added 8 ROI voxels" in n for n in notes)
-    mask, _ = masking.build_mask("epi", bold)
+    assert any("added 8 ROI voxels" in n for n in notes) and warnings == []
+    # Without include_roi, an ROI wholly outside the mask is said before any analysis.
+    mask, _, warnings = masking.build_mask(
+        "dataset", bold, roi_path=roi_path, brain_mask_path=brain_path, include_roi=False
+    )
+    np.testing.assert_array_equal(mask, brain)
+    assert warnings and "none of the ROI's 8 voxels is inside the dataset mask" in warnings[0]
+    mask, _, _ = masking.build_mask("epi", bold)
     # nilearn computes the EPI mask from the 4D image itself.
     reference = compute_epi_mask(bold).get_fdata() > 0
     np.testing.assert_array_equal(mask, reference)
     assert mask.any() and not mask[~brain].any()
+
+
+@pytest.mark.filterwarnings("ignore:Computed an empty mask")
+@pytest.mark.parametrize("n_slices", [1, 3])
+def test_the_epi_mask_of_a_thin_slab_keeps_the_brain(tmp_path, rng, anisotropic_affine, n_slices):
+    """One or three slices: nilearn's opening along z would erase everything; the mask is
+    the bright disk (the planted brain), cleaned within slices."""
+    shape = (24, 24, n_slices)
+    ii, jj = np.indices(shape[:2])
+    disk = (ii - 11.5) ** 2 + (jj - 11.5) ** 2 < 8**2
+    brain = np.repeat(disk[..., None], n_slices, axis=2)
+    data = rng.normal(50, 5, size=(*shape, 20)).astype(np.float32)
+    data[brain] += 800
+    bold = write_image(tmp_path / "slab.nii.gz", data, anisotropic_affine)
+    nilearn_mask = compute_epi_mask(bold).get_fdata() > 0
+    assert not nilearn_mask.any()  # the failure this handles
+    mask, notes, _ = masking.build_mask("epi", bold)
+    np.testing.assert_array_equal(mask, brain)
+    assert any("thin slab" in note and "not along z" in note for note in notes)
+
+
+def test_the_epi_mask_of_a_whole_brain_is_nilearns(tmp_path, rng, anisotropic_affine):
+    data = random_bold(rng).astype(np.float32)
+    data[~blob_mask(data.shape[:3])] *= 0.05
+    bold = write_image(tmp_path / "bold.nii.gz", data, anisotropic_affine)
+    mask, _, _ = masking.build_mask("epi", bold)
+    assert mask.any()
+    np.testing.assert_array_equal(mask, compute_epi_mask(bold).get_fdata() > 0)
+
+
+@pytest.mark.filterwarnings("ignore:Computed an empty mask")
+def test_an_empty_epi_mask_gives_advice_that_works(tmp_path, rng, anisotropic_affine):
+    # Detrended, zero-mean data: no brain to threshold (nilearn warns of the same).
+    noise = rng.normal(0, 1, size=(9, 11, 8, 10)).astype(np.float32)
+    bold = write_image(tmp_path / "noise.nii.gz", noise, anisotropic_affine)
+    with pytest.raises(InputError) as info:
+        masking.build_mask("epi", bold)
+    message = str(info.value)
+    assert "computed from the mean EPI is empty" in message
+    assert "local.brain_mask" in message and "preprocess.mask: roi" in message
 
 
 def test_build_mask_errors(tmp_path, rng, anisotropic_affine):

@@ -1,9 +1,12 @@
 """Nodes run standalone: outputs equal a reference pipeline; bad input gets one message."""
 
+import shlex
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from nilearn.maskers import NiftiMasker
 from nilearn.signal import clean
 
@@ -175,6 +178,23 @@ def test_bad_voxels_can_be_dropped(dataset, tmp_path):
     assert matrix.shape[1] == mask.sum() and np.isfinite(matrix).all()
 
 
+def test_a_resampled_roi_is_a_warning_on_the_terminal_not_only_in_the_log(dataset, tmp_path):
+    sub = dataset / "sub-01"
+    roi = nib.load(sub / "roi.nii.gz")
+    shifted = roi.affine.copy()
+    shifted[1, 3] += 3.75  # one voxel along j
+    nib.save(nib.Nifti1Image(np.asanyarray(roi.dataobj), shifted), sub / "roi.nii.gz")
+    refused = mask_and_clean(dataset, tmp_path / "refused", mask="roi")
+    assert_one_clear_message(refused, "mask", "roi.nii.gz", "affines differ by up to 3.75")
+    log = tmp_path / "mask.log"
+    extra = ["--resample-masks", "true", "--log", log]
+    result = mask_and_clean(dataset, tmp_path / "resampled", mask="roi", extra=extra)
+    assert result.returncode == 0, result.stderr
+    assert "fmriflow mask: warning:" in result.stderr
+    assert "resampled it with nearest-neighbour" in result.stderr
+    assert "resampled it with nearest-neighbour" in log.read_text()
+
+
 def test_missing_input_is_named(dataset, tmp_path):
     (dataset / "sub-01" / "bold.nii.gz").unlink()
     result = mask_and_clean(dataset, tmp_path / "results")
@@ -198,11 +218,30 @@ def test_log_receives_details(dataset, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0 and result.stderr == ""
     text = log.read_text()
-    assert (
-        "node mask: params" in text
-        and "'mask_choice': 'roi'" in text
-        and "node mask: done" in text
-    )
+    assert "node mask: done" in text
+    # The parameters as options that paste back onto the command line.
+    logged = text.split("node mask: params ", 1)[1].splitlines()[0]
+    words = shlex.split(logged)
+    options = dict(zip(words[::2], map(yaml.safe_load, words[1::2]), strict=True))
+    assert options["--mask-choice"] == "roi"
+    assert options["--bad-voxels"] == "error" and "--smoothing-fwhm" in options
+    assert "None" not in logged
+
+
+def test_a_missing_optional_input_this_run_needs_is_a_usage_error(tmp_path):
+    table = tmp_path / "stimuli.tsv"
+    table.write_text("split\tpx_0_0\ntrain\t1\n")
+    result = run_node(
+        "import_local_file",
+        "--source-stimuli", table,
+        "--file", tmp_path / "out.tsv",
+        "--role", "stimuli",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "input source_bold: is not given, and this run needs it" in result.stderr
+    assert "--source-bold" in result.stderr
+    assert "AttributeError" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.tsv").exists()
 
 
 def test_decode_run_with_one_class_stops_with_one_message(dataset, tmp_path):
@@ -311,3 +350,73 @@ def test_a_rule_giving_an_undeclared_name_stops_the_node(dataset, tmp_path, caps
     message = capsys.readouterr().err
     assert f"['{name}'] not declared by the node" in message and "fmriflow mask: error" in message
     assert not results.exists()
+
+
+def test_a_job_finds_snakemake_through_the_shell_and_dies_with_it(tmp_path):
+    """Snakemake runs a job's script under a shell; killed, Snakemake takes the job with it
+    (the job's watchdog sees it gone) instead of leaving it running as an orphan."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = tmp_path / "job.py"
+    child.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(SCRIPTS)!r})\n"
+        "from fmriflow.node import die_with, snakemake_ancestor\n"
+        "pid = snakemake_ancestor()\n"
+        f"open({str(tmp_path / 'ancestor')!r}, 'w').write(str(pid))\n"
+        f"die_with(pid, lambda: open({str(tmp_path / 'cleaned')!r}, 'w').close(), 0.1)\n"
+        "time.sleep(60)\n"
+    )
+    # A stand-in for Snakemake: a program named snakemake that runs the job in a shell.
+    fake = tmp_path / "bin" / "snakemake"
+    fake.parent.mkdir()
+    fake.write_text(
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen(['/bin/bash', '-c', {sys.executable!r} + ' ' + {str(child)!r}])\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(fake)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ancestor").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert int((tmp_path / "ancestor").read_text()) == parent.pid
+        job = [
+            int(p)
+            for p in os.listdir("/proc")
+            if p.isdigit() and str(child).encode() in _cmdline(p) and b"bash" not in _cmdline(p)
+        ]
+        assert len(job) == 1
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{job[0]}") and time.monotonic() < deadline:
+            if b"Z" in _state(job[0]):
+                break
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{job[0]}") or b"Z" in _state(job[0])
+        assert (tmp_path / "cleaned").exists()
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return b"Z"

@@ -9,10 +9,14 @@ from fmriflow import decoding
 from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
 from fmriflow.permutations import (
+    at_floor,
     describe,
     distinct_labellings,
+    format_p,
     label_blocks,
+    p_value_floor,
     permute_within_runs,
+    too_few_warning,
     unit_blocks,
 )
 
@@ -121,3 +125,23 @@ def test_block_permutations_are_calibrated_where_volume_permutations_are_not():
     assert np.mean(by_volume.p_values <= 0.05) > 2 * high
     assert np.std(by_volume.null) < 0.7 * np.std(by_block.null)
     assert np.mean(by_block.fwe_p_values <= 0.05) <= 2 / n
+
+
+def test_p_values_at_their_floor_are_written_as_bounds():
+    """(1 + k) / (1 + n) with k = 0 is only an upper bound; any other value is exact."""
+    null = np.array([0.4, 0.55, 0.5, 0.61, 0.45])
+    p_values = [(1 + np.sum(null >= score)) / (1 + len(null)) for score in (0.9, 0.6, 0.3)]
+    assert p_value_floor(5) == p_values[0] == 1 / 6
+    np.testing.assert_array_equal(at_floor(p_values, 5), [True, False, False])
+    assert format_p(p_values[0], 5) == "<= 0.17"
+    assert format_p(p_values[1], 5) == "0.333"
+    assert format_p(1 / 101, 100) == "<= 0.0099"
+
+
+def test_too_few_permutations_for_the_level_are_named():
+    message = too_few_warning(10, 0.05, "searchlight[0] (x)")
+    assert message.startswith("searchlight[0] (x): with 10 permutations no p-value can be below")
+    assert "0.0909" in message and "at least 19" in message
+    assert too_few_warning(19, 0.05, "x") is None
+    assert too_few_warning(0, 0.05, "x") is None
+    assert "500 draws" in too_few_warning(500, 0.001, "g", "draws")

@@ -216,3 +216,42 @@ def test_conda_environment_pins_the_versions_of_pyproject():
     for rules in (REPO / "workflow" / "rules").glob("*.smk"):
         used |= set(re.findall(r'"\.\./\.\./envs/(\w+)\.yaml"', rules.read_text()))
     assert used == {p.stem for p in environments}
+
+
+def test_jobs_run_and_credit_the_workflows_own_library(tmp_path):
+    """Another fmriflow earlier on the Python path (an editable install of another clone,
+    a PYTHONPATH) is not the code that runs the jobs or that the provenance credits."""
+    impostor = tmp_path / "other" / "fmriflow"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise ImportError('the other clone of fmriflow')\n")
+    workdir = tmp_path / "work"
+    target = "data/simtask/dataset.json"
+    result = run_snakemake(
+        workdir,
+        "--cores",
+        "1",
+        target,
+        configfile=TINY_CONFIG,
+        env={"PYTHONPATH": str(impostor.parent)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(
+        (workdir / "data" / "simtask" / "simulate_dataset.provenance.json").read_text()
+    )
+    assert record["workflow"]["library"] == str(REPO / "scripts" / "fmriflow")
+
+
+def test_no_commit_is_credited_outside_the_workflows_own_checkout(tmp_path):
+    """An unpacked archive inside some other git repository has no commit of its own."""
+    from fmriflow.provenance import workflow_commit
+
+    repository = tmp_path / "home"
+    (repository / "fmriflow-1.0").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repository)], check=True)
+    (repository / "notes.txt").write_text("x")
+    git = ["git", "-C", str(repository), "-c", "user.name=a", "-c", "user.email=a@b"]
+    subprocess.run([*git, "add", "notes.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "notes"], check=True)
+    assert workflow_commit(repository / "fmriflow-1.0") == {"git_commit": None, "git_dirty": None}
+    top = workflow_commit(repository)
+    assert len(top["git_commit"]) == 40 and top["git_dirty"] is False

@@ -132,8 +132,8 @@ def test_local_tables_per_run_are_concatenated_in_run_order(tmp_path, rng):
         path = tmp_path / f"run-{run + 1}_stimuli.tsv"
         table.to_csv(path, sep="\t", index=False)
         paths.append(str(path))
-    merged = local.stimuli_table(paths, [8, 8, 8], shape=list(SHAPE))
-    np.testing.assert_array_equal(merged["run"], np.repeat([0, 1, 2], 8))
+    merged = local.stimuli_table(paths, [8, 8, 8], shape=list(SHAPE), run_labels=["2", "4", "6"])
+    np.testing.assert_array_equal(merged["run"], np.repeat([2, 4, 6], 8))
     expected = pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
     np.testing.assert_array_equal(merged.filter(like="px_"), expected.filter(like="px_"))
     with pytest.raises(InputError, match="8 rows but its BOLD image"):

@@ -197,6 +197,23 @@ WORKFLOW_ERRORS = [
         lambda c: c["connectomes"][0]["compare"].update(column="age"),
         ["connectomes[0]", "column(s) ['age'] not in dataset 'simrest'", "'group'"],
     ),
+    # What the data's known facts contradict, before any preprocessing job.
+    (
+        lambda c: c["datasets"]["simtask"]["preprocess"].update(clean={"high_pass": 0.3}),
+        ["datasets.simtask.preprocess.clean", "TR 2.5 s", "0.3 Hz is outside (0, 0.2)"],
+    ),
+    (
+        lambda c: c["datasets"]["simtask"]["preprocess"].update(mask="mni_gm"),
+        ["datasets.simtask.preprocess.mask", "template mask in MNI space", "'native' space"],
+    ),
+    (
+        lambda c: c["searchlight"][0].update(radius=2.0),
+        ["searchlight[0].radius", "smaller than the voxel size"],
+    ),
+    (
+        lambda c: c["decoding"][0].update(labels=["face", "dog"]),
+        ["decoding[0].labels", "label(s) ['dog'] are not in the events", "'face'"],
+    ),
 ]
 
 
@@ -226,6 +243,22 @@ def test_invalid_config_fails_before_any_job(tmp_path, mutate, fragments):
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
     assert not (workdir / "data").exists() and not (workdir / "results").exists()
+
+
+def test_too_few_permutations_are_a_warning_before_any_job(tmp_path):
+    def mutate(config):
+        config["searchlight"][0].update(permutations=5)
+        config["decoding"][0].update(permutations=10)
+
+    config = write_config(tmp_path, mutate)
+    result = run_snakemake(tmp_path, "--dry-run", configfile=config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    name = yaml.safe_load(config.read_text())["searchlight"][0]["name"]
+    assert (
+        f"fmriflow warning: searchlight[0] ({name}): with 5 permutations no p-value can be "
+        "below 0.167, so nothing can reach 0.05; ask for at least 19"
+    ) in result.stderr
+    assert "decoding[0] (face_vs_house): with 10 permutations" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -313,6 +346,11 @@ def test_decoding_results_equal_scikit_learn_on_the_cached_data(tiny_run):
         assert summary["permutation"]["n_permutations"] == 20
         # 4 runs, one face and one house block each: blocks exchange labels.
         assert summary["permutation"]["permute"] == "block"
+        null = np.asarray(summary["permutation"]["null"])
+        assert summary["permutation"]["p_value_floor"] == 1 / 21
+        assert summary["permutation"]["p_value_at_floor"] == bool(
+            np.sum(null >= summary["permutation"]["score"]) == 0
+        )
         assert summary["permutation"]["n_units"] == 8
         assert summary["permutation"]["distinct_labellings"] == "16"
         weights = nib.load(folder / "weights.nii.gz").get_fdata()
@@ -396,6 +434,11 @@ def test_searchlight_maps_equal_nilearn_on_the_cached_data(tiny_run):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["n_centres"] == mask.sum() and summary["n_permutations"] == 20
     assert summary["permutation"]["permute"] == "block"
+    spheres = pd.read_csv(folder / "spheres.tsv", sep="\t")
+    np.testing.assert_array_equal(
+        spheres["p_value_at_floor"], spheres["p_value"] <= 1 / 21 + 1e-12
+    )
+    assert summary["n_centres_p_at_floor"] == np.sum(pvalues <= 1 / 21 + 1e-6)
     roi_map = nib.load(results / "searchlight" / "fh_svc_roi" / "accuracy.nii.gz").get_fdata()
     assert not roi_map[~roi].any() and roi_map[roi & mask].min() > 0
     # Ridge in 2 parts, with permutations: the gathered null maps give the p-values.
@@ -434,6 +477,10 @@ def test_searchlight_group_finds_the_planted_region(tiny_run):
     summary = json.loads((group / "summary.json").read_text())
     assert summary["n_subjects"] == 2 and summary["n_voxels"] == common.sum()
     table = pd.read_csv(group / "clusters.tsv", sep="\t")
+    draws = summary["cluster_inference"]["n_draws"]
+    np.testing.assert_array_equal(
+        table["fwe_p_at_floor"], table["fwe_p"] <= 1 / (draws + 1) + 1e-12
+    )
     significant = table[table["significant"]]
     assert len(significant) >= 1 and (significant["fwe_p"] <= 0.05).all()
     roi = nib.load(tiny_run / "data" / "simtask" / "sub-01" / "roi.nii.gz")
@@ -532,3 +579,41 @@ def test_reconstruction_accuracies_equal_scikit_learn_on_the_cached_data(tiny_ru
     accuracy = pd.read_csv(folder / "accuracy.tsv", sep="\t").set_index("scale")
     assert accuracy.loc["1x1", "accuracy"] == pytest.approx(np.mean(single == pixels_test))
     assert accuracy.loc["combined", "accuracy"] > 0.6 > accuracy.loc["combined", "chance"]
+
+
+def workflow_copy(folder, default_config_text):
+    """This workflow with another default config/config.yaml (code linked, not copied)."""
+    folder.mkdir()
+    for name in ("Snakefile", "workflow", "scripts", "profiles"):
+        (folder / name).symlink_to(REPO / name)
+    (folder / "config").mkdir()
+    (folder / "config" / "config.yaml").write_text(default_config_text)
+    return folder / "Snakefile"
+
+
+def test_a_yaml_mistake_in_the_default_config_names_the_file_and_line(tmp_path):
+    text = (REPO / "config" / "config.yaml").read_text()
+    broken = text.replace("n_subjects: 3", "n_subjects: [3", 1)
+    line = next(i for i, row in enumerate(broken.splitlines(), 1) if "n_subjects: [3" in row)
+    snakefile = workflow_copy(tmp_path / "wf", broken)
+    workdir = tmp_path / "work"
+    result = run_snakemake(workdir, "-n", configfile=None, snakefile=snakefile)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    path = tmp_path / "wf" / "config" / "config.yaml"
+    assert f"Config file {path}, line " in message
+    reported = int(message.split(f"{path}, line ")[1].split(",")[0])
+    assert line <= reported <= line + 2  # where the parser notices the open bracket
+    assert "not valid YAML" in message and "Traceback" not in message
+
+
+def test_config_values_on_the_command_line_override_the_default_config(tmp_path):
+    snakefile = workflow_copy(tmp_path / "wf", (REPO / "config" / "config.yaml").read_text())
+    plain = run_snakemake(tmp_path / "a", "-n", configfile=None, snakefile=snakefile)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "searchlight_part" in plain.stdout
+    emptied = run_snakemake(
+        tmp_path / "b", "-n", "--config", "searchlight=[]", configfile=None, snakefile=snakefile
+    )
+    assert emptied.returncode == 0, emptied.stderr[-2000:]
+    assert "searchlight_part" not in emptied.stdout and "decode" in emptied.stdout

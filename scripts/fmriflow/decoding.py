@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from fmriflow.errors import InputError
+from fmriflow.permutations import at_floor, p_value_floor
+from fmriflow.progress import Progress
 
 logger = logging.getLogger("fmriflow.decoding")
 
@@ -307,11 +309,17 @@ def permutation_test(
 
     labellings = permutation_labels(y, runs, n_permutations, seed, blocks)
     backend = "threading" if thread_safe(estimator) else "loky"
+    progress = Progress(
+        len(labellings) + 1, what="permutation test", unit="labellings", logger=logger.name
+    )
+    scores = []
     with parallel_config(backend=backend):
-        scores = Parallel(n_jobs=n_jobs)(
+        for score in Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(mean_accuracy)(estimator, X, labels, runs, cv, search)
             for labels in [np.asarray(y), *labellings]
-        )
+        ):
+            scores.append(score)
+            progress()
     score, null = scores[0], np.asarray(scores[1:])
     p_value = (1.0 + np.sum(null >= score)) / (1.0 + len(null))
     return float(score), null, float(p_value)
@@ -361,6 +369,9 @@ def summarize(folds, classes, permutation=None):
         summary["permutation"] = (described[0] if described else {}) | {
             "score": score,
             "p_value": p_value,
+            # At its floor the p-value is an upper bound: no permutation reached the score.
+            "p_value_floor": p_value_floor(len(null)),
+            "p_value_at_floor": bool(at_floor(p_value, len(null))),
             "n_permutations": int(len(null)),
             "null_mean": float(np.mean(null)),
             "null_std": float(np.std(null)),

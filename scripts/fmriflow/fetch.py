@@ -53,6 +53,8 @@ REGISTRY = "fmriflow-sha256.json"
 
 #: The kind of data each fetcher gives.
 FETCHED_KIND = {"haxby": "task", "adhd": "rest", "miyawaki2008": "stimulus"}
+#: The space of each fetched dataset's images.
+FETCHED_SPACE = {"haxby": "native", "adhd": "MNI152", "miyawaki2008": "native"}
 #: The optional canonical files each fetcher gives a subject, by role.
 FETCHED_ROLES = {
     "haxby": ("roi", "anat"),
@@ -66,6 +68,10 @@ FETCHED_PARTICIPANTS = ("adhd",)
 MIYAWAKI_TR = 2.0
 MIYAWAKI_SHAPE = (10, 10)
 MIYAWAKI_RUNS = (("figure", "test", 12), ("random", "train", 20))
+#: What is known of each fetched dataset before it is downloaded (for checks of the
+#: config before any job): its TR (s) and, for task data, voxel sizes (mm).
+FETCHED_TR = {"haxby": 2.5, "adhd": 2.0, "miyawaki2008": MIYAWAKI_TR}
+FETCHED_VOXEL_SIZES = {"haxby": (3.5, 3.75, 3.75)}
 #: Haxby subjects whose archive has no anatomical image.
 HAXBY_WITHOUT_ANAT = ("6",)
 #: ADHD's phenotypic table, at the top of nilearn's ``adhd`` folder.

@@ -9,8 +9,10 @@ not what the workflow needs.
 """
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import uuid
 import zlib
 from pathlib import Path
@@ -85,6 +87,67 @@ def save_nifti(data, affine, path, header=None, dtype=None):
     with atomic_output(path) as tmp:
         nib.save(img, tmp)
     return Path(path)
+
+
+#: Bytes read at a time when checking that an image file is complete.
+CHECK_CHUNK_BYTES = 16 * 2**20
+
+
+def check_complete(path, role):
+    """Stop unless an image file holds all the data its header announces.
+
+    A ``.nii.gz`` is decompressed to its end (a truncated or corrupt gzip
+    stream fails there); a ``.nii`` is compared with its expected size.
+    Only bytes are read, in chunks: memory stays small.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A NIfTI image (checked readable with :func:`load_nifti` first).
+    role : str
+        What the image is for, used in messages.
+    """
+    import gzip
+
+    img = nib.load(str(path))
+    expected = int(img.header.get_data_offset()) + int(
+        np.prod(img.shape) * img.get_data_dtype().itemsize
+    )
+    try:
+        if str(path).endswith(".gz"):
+            size = 0
+            with gzip.open(path, "rb") as stream:
+                while chunk := stream.read(CHECK_CHUNK_BYTES):
+                    size += len(chunk)
+        else:
+            size = Path(path).stat().st_size
+    except (EOFError, OSError, zlib.error) as exc:
+        raise unreadable_to_the_end(path, role, exc) from None
+    if size < expected:
+        raise InputError(
+            path,
+            f"{role} holds {size} bytes of header and data but its header announces "
+            f"{expected}: the file is truncated",
+            "Copy it again from its source (an interrupted transfer leaves such files)",
+        )
+
+
+def read_image_data(img, path, role):
+    """All the data of a loaded image, a truncated or corrupt file named in one message."""
+    try:
+        return np.asanyarray(img.dataobj)
+    except (EOFError, OSError, zlib.error, ValueError) as exc:
+        raise unreadable_to_the_end(path, role, exc) from None
+
+
+def unreadable_to_the_end(path, role, exc):
+    """The error of an image file whose data stop early (a truncated or corrupt file)."""
+    return InputError(
+        path,
+        f"{role} cannot be read to its end ({type(exc).__name__}: {exc}): the file is "
+        "truncated or corrupt",
+        "Copy it again from its source (an interrupted transfer leaves such files)",
+    )
 
 
 def load_nifti(path, role, ndim=None):
@@ -222,12 +285,57 @@ def npy_writer(path, shape, dtype):
         The array to fill.
     """
     with atomic_output(path) as tmp:
+        check_free_space(tmp, int(np.prod(shape)) * np.dtype(dtype).itemsize, path)
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         try:
+            reserve_space(tmp, path)
             yield array
             array.flush()
         finally:
             del array
+
+
+def _size_text(n_bytes):
+    """A byte count for people (``1.5 GB``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.3g} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1000
+
+
+def check_free_space(tmp, n_bytes, path):
+    """Stop before writing ``n_bytes`` where the disk has less free space."""
+    free = shutil.disk_usage(Path(tmp).parent).free
+    if free < n_bytes:
+        raise InputError(
+            path,
+            f"writing it needs {_size_text(n_bytes)} but its disk has {_size_text(free)} free",
+            "Free space on that disk, or run the workflow in a folder on a larger one "
+            "(snakemake -d DIR)",
+        )
+
+
+def reserve_space(tmp, path):
+    """Allocate a memory-mapped file's blocks now, so a full disk is an error here.
+
+    A memory-mapped file is sparse until written: on a full disk the write
+    to the mapping would kill the process with SIGBUS, with no message.
+    """
+    size = Path(tmp).stat().st_size
+    if not hasattr(os, "posix_fallocate") or size == 0:
+        return
+    with open(tmp, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                return  # a file system without fallocate: written as before
+            raise InputError(
+                path,
+                f"its disk is full: {_size_text(size)} could not be allocated ({exc.strerror})",
+                "Free space on that disk, or run the workflow in a folder on a larger one "
+                "(snakemake -d DIR)",
+            ) from None
 
 
 def load_matrix(path, role="data matrix", mmap=True):

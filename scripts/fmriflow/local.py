@@ -9,7 +9,9 @@ other placeholder is an error)::
           sub-{subject}_task-objects_run-{run}_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz
 
 Runs are concatenated in time (the canonical ``bold.nii.gz`` holds all runs)
-and numbered in ``events.tsv`` in the order of the configured ``runs``.
+and numbered in ``events.tsv`` by the lab's own run labels (the configured
+``runs``) when they are whole numbers, else 1, 2, … in their order, so that
+messages and outputs name a run as the lab does.
 Events may be given per volume (columns ``label`` and, optionally, ``run``;
 one table per run, or one for all the runs of a subject) or as BIDS
 events (``onset``, ``duration``, ``trial_type``), which are turned into
@@ -37,6 +39,7 @@ from fmriflow.io import (
     check_file_exists,
     label_column,
     load_nifti,
+    read_image_data,
     read_table,
     run_column,
 )
@@ -133,6 +136,111 @@ def missing_files(settings, subjects):
     return problems
 
 
+#: Relative difference between the config's TR and a header's beyond which they disagree.
+TR_TOLERANCE = 1e-3
+
+#: Seconds per unit of a NIfTI header's time axis.
+TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+def header_tr(path):
+    """Repetition time (seconds) recorded in a BOLD image's header, None if unrecorded.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A 4D NIfTI image (only its header is read).
+
+    Returns
+    -------
+    float or None
+        The fourth voxel size in seconds (converted from the header's time
+        unit), or None when it is 0, when it is 1 with no time unit (the
+        value of a header nobody filled in, as nibabel writes by default)
+        or when the image is not 4D.
+    """
+    img = nib.load(str(path))
+    if len(img.shape) != 4:
+        return None
+    zoom = float(img.header.get_zooms()[3])
+    unit = img.header.get_xyzt_units()[1] if hasattr(img.header, "get_xyzt_units") else "sec"
+    if not zoom > 0 or (zoom == 1.0 and unit == "unknown"):
+        return None
+    return zoom * TIME_UNITS.get(unit, 1.0)
+
+
+def tr_disagreements(settings, subjects):
+    """The BOLD images whose header's TR differs from the config's ``tr``.
+
+    Parameters
+    ----------
+    settings : dict
+        A local dataset's config section (``tr``, ``bold``, ``runs``,
+        ``tr_overrides_header``).
+    subjects : list of str
+        Its subjects.
+
+    Returns
+    -------
+    list of tuple
+        ``(path, header TR)`` for each disagreeing image (none when the
+        config says its ``tr`` overrides the headers, or a header records no
+        TR).
+    """
+    if settings.get("tr_overrides_header") or not settings.get("bold"):
+        return []
+    tr = float(settings["tr"])
+    disagreeing = []
+    for subject in subjects:
+        for path in expand(settings["bold"], subject, settings.get("runs")):
+            recorded = header_tr(path) if Path(path).is_file() else None
+            if recorded is not None and abs(recorded - tr) > TR_TOLERANCE * tr:
+                disagreeing.append((path, recorded))
+    return disagreeing
+
+
+def event_labels(settings, subject):
+    """The labels a subject's events give its volumes, read cheaply before any job.
+
+    Parameters
+    ----------
+    settings : dict
+        A local dataset's config section (``events``, ``events_format``,
+        ``rest_label``, ``runs``).
+    subject : str
+        The subject.
+
+    Returns
+    -------
+    set of str
+        BIDS ``trial_type`` values and the rest label, or the per-volume
+        ``label`` values; empty without events.
+    """
+    if not settings.get("events"):
+        return set()
+    labels = set()
+    for path in expand(settings["events"], subject, settings.get("runs")):
+        if not Path(path).is_file():
+            continue
+        frame = read_table(path, "events table")
+        column = "trial_type" if settings["events_format"] == "bids" else "label"
+        if column in frame.columns:
+            labels |= {str(v) for v in frame[column].dropna()}
+        if settings["events_format"] == "bids":
+            labels.add(settings["rest_label"])
+    return labels
+
+
+def first_bold_voxel_sizes(settings, subjects):
+    """Voxel sizes (mm) of the first subject's first BOLD image (its header); None if absent."""
+    if not subjects or not settings.get("bold"):
+        return None
+    path = expand(settings["bold"], subjects[0], settings.get("runs"))[0]
+    if not Path(path).is_file():
+        return None
+    return tuple(float(z) for z in nib.load(path).header.get_zooms()[:3])
+
+
 def run_lengths(paths):
     """Number of volumes of each BOLD run image, read from the headers."""
     return [load_nifti(path, "BOLD image", ndim=4).shape[3] for path in paths]
@@ -151,16 +259,28 @@ def concatenate_runs(paths):
     images = [load_nifti(path, "BOLD image", ndim=4) for path in paths]
     first = images[0]
     for path, img in zip(paths[1:], images[1:], strict=True):
-        if img.shape[:3] != first.shape[:3] or not np.allclose(
-            img.affine, first.affine, atol=1e-3
-        ):
+        if img.shape[:3] != first.shape[:3]:
             raise InputError(
                 path,
-                f"run image grid {img.shape[:3]} differs from the first run's "
+                f"run image shape {img.shape[:3]} differs from the first run's "
                 f"{first.shape[:3]} ({paths[0]})",
                 "All runs of a subject must be on the same grid; resample them first",
             )
-    data = np.concatenate([np.asanyarray(img.dataobj) for img in images], axis=3)
+        if not np.allclose(img.affine, first.affine, atol=1e-3):
+            shift = np.abs(img.affine - first.affine).max()
+            raise InputError(
+                path,
+                f"run image has the first run's shape {img.shape[:3]} but its affine differs "
+                f"from the first run's ({paths[0]}) by up to {shift:.3g} (mm, or mm per voxel)",
+                "All runs of a subject must be on the same grid; realign or resample them first",
+            )
+    data = np.concatenate(
+        [
+            read_image_data(img, path, "BOLD image")
+            for img, path in zip(images, paths, strict=True)
+        ],
+        axis=3,
+    )
     image = nib.Nifti1Image(data, first.affine, header=first.header)
     return image, [img.shape[3] for img in images]
 
@@ -235,7 +355,31 @@ def _per_volume_labels(path, n_volumes, what):
     return label_column(frame, path), runs
 
 
-def events_table(paths, lengths, tr, events_format, rest_label):
+def run_numbers(labels, n_runs):
+    """The run numbers written to ``events.tsv``: the lab's own run labels where possible.
+
+    Parameters
+    ----------
+    labels : list or None
+        The configured run labels (``local.runs``), in acquisition order.
+    n_runs : int
+        Number of BOLD runs.
+
+    Returns
+    -------
+    list of int
+        The labels as whole numbers (``"02"`` is 2) when every label is one
+        and they are distinct, so that messages and outputs name runs as the
+        lab does; otherwise 1, 2, … in acquisition order.
+    """
+    if labels is not None and len(labels) == n_runs:
+        texts = [str(label).strip() for label in labels]
+        if all(text.isdigit() for text in texts) and len({int(t) for t in texts}) == n_runs:
+            return [int(text) for text in texts]
+    return list(range(1, n_runs + 1))
+
+
+def events_table(paths, lengths, tr, events_format, rest_label, run_labels=None):
     """Canonical events (label, run) for a subject from its event files.
 
     Parameters
@@ -244,22 +388,25 @@ def events_table(paths, lengths, tr, events_format, rest_label):
         One events file per BOLD run, or a single per-volume table covering
         all runs of the subject.
     lengths : list of int
-        Volumes of each BOLD run, in order; runs are numbered 0, 1, … in
-        that order. Only a single per-volume table for a single BOLD image
-        keeps its own ``run`` column.
+        Volumes of each BOLD run, in order; runs are numbered by
+        :func:`run_numbers`. Only a single per-volume table for a single
+        BOLD image keeps its own ``run`` column.
     tr : float
         Repetition time (s), for BIDS events.
     events_format : {"bids", "per_volume"}
         Format of the files.
     rest_label : str
         Label of volumes not covered by a BIDS event.
+    run_labels : list, optional
+        The configured run labels (``local.runs``).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``label`` and ``run``, one row per volume.
     """
-    runs_of_bold = np.repeat(np.arange(len(lengths)), lengths)
+    numbers = run_numbers(run_labels, len(lengths))
+    runs_of_bold = np.repeat(numbers, lengths)
     if len(paths) != len(lengths):
         if len(paths) == 1 and events_format == "per_volume":
             labels, _ = _per_volume_labels(paths[0], sum(lengths), "the subject's BOLD runs")
@@ -272,7 +419,7 @@ def events_table(paths, lengths, tr, events_format, rest_label):
             "all the runs of a subject",
         )
     labels, runs = [], []
-    for run, (path, n_volumes) in enumerate(zip(paths, lengths, strict=True)):
+    for run, path, n_volumes in zip(numbers, paths, lengths, strict=True):
         if events_format == "bids":
             frame = read_table(path, "events table")
             run_labels = bids_events_to_labels(frame, n_volumes, tr, path, rest_label)
@@ -286,7 +433,7 @@ def events_table(paths, lengths, tr, events_format, rest_label):
     return pd.DataFrame({"label": np.concatenate(labels), "run": np.concatenate(runs).astype(int)})
 
 
-def stimuli_table(paths, lengths, shape=None):
+def stimuli_table(paths, lengths, shape=None, run_labels=None):
     """The canonical stimulus table of a subject from its own tables.
 
     Parameters
@@ -297,10 +444,12 @@ def stimuli_table(paths, lengths, shape=None):
         test), optionally ``rest`` (1 for no stimulus; 0 if absent), then one
         column per stimulus feature.
     lengths : list of int
-        Volumes of each BOLD run, in order; runs are numbered 0, 1, … in that
-        order, as in ``events.tsv``.
+        Volumes of each BOLD run, in order; runs are numbered as in
+        ``events.tsv`` (:func:`run_numbers`).
     shape : list of int, optional
         The image grid of pixel features (``local.stimulus_shape``).
+    run_labels : list, optional
+        The configured run labels (``local.runs``).
 
     Returns
     -------
@@ -317,9 +466,11 @@ def stimuli_table(paths, lengths, shape=None):
             "Give local.stimuli a {run} placeholder exactly when local.bold has one",
         )
     frames = []
-    for run, path in enumerate(paths):
+    numbers = run_numbers(run_labels, len(lengths))
+    for index, path in enumerate(paths):
+        run = numbers[index]
         frame = read_table(path, "stimulus table", required=("split",))
-        n_volumes = lengths[run] if len(paths) == len(lengths) else sum(lengths)
+        n_volumes = lengths[index] if len(paths) == len(lengths) else sum(lengths)
         if len(frame) != n_volumes:
             raise InputError(
                 path,

@@ -206,7 +206,18 @@ def same_grid(affine_a, shape_a, affine_b, shape_b, atol=1e-3):
     return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b, atol=atol)
 
 
-def mask_on_grid(mask_img_or_path, affine, shape, role):
+def grid_difference(affine_a, shape_a, affine_b, shape_b):
+    """How two 3D grids differ, in words (shape, and the largest affine difference)."""
+    parts = []
+    if tuple(shape_a[:3]) != tuple(shape_b[:3]):
+        parts.append(f"shape {tuple(shape_a[:3])} against {tuple(shape_b[:3])}")
+    difference = float(np.abs(np.asarray(affine_a) - np.asarray(affine_b)).max())
+    if difference > 1e-3:
+        parts.append(f"affines differ by up to {difference:.3g} (mm, or mm per voxel)")
+    return "; ".join(parts)
+
+
+def mask_on_grid(mask_img_or_path, affine, shape, role, allow_resample=True, target=None):
     """Return a mask as a boolean array on a target grid, resampling if needed.
 
     Parameters
@@ -217,12 +228,18 @@ def mask_on_grid(mask_img_or_path, affine, shape, role):
         Target grid (the BOLD image's).
     role : str
         What the mask is, for messages.
+    allow_resample : bool
+        Resample a mask on another grid (nearest neighbour); if False, such
+        a mask stops with a message giving how the grids differ and how many
+        of its voxels resampling would keep.
+    target : str, optional
+        The image that defines the target grid, for messages.
 
     Returns
     -------
     mask : numpy.ndarray of bool, shape ``shape[:3]``
     note : str or None
-        A sentence describing the resampling, if one was done.
+        A sentence describing the resampling and the overlap, if one was done.
     """
     from nilearn.image import resample_img
 
@@ -244,10 +261,28 @@ def mask_on_grid(mask_img_or_path, affine, shape, role):
         copy_header=True,
     )
     out = np.asanyarray(resampled.dataobj) != 0
+    difference = grid_difference(img.affine, img.shape, affine, shape)
+    onto = f"the grid of {target}" if target else "the BOLD grid"
+    overlap = f"{int(data.sum())} voxels -> {int(out.sum())} on {onto}"
+    if not allow_resample:
+        raise InputError(
+            str(mask_img_or_path) if not hasattr(mask_img_or_path, "affine") else role,
+            f"the {role} is not on {onto} ({difference}); nearest-neighbour resampling "
+            f"would give {overlap}",
+            "Resample it to the BOLD image yourself (e.g. nilearn.image.resample_to_img with "
+            "interpolation='nearest') if it is in the same space, or set "
+            "preprocess.resample_masks: true to let the workflow do it",
+        )
+    if not out.any():
+        raise InputError(
+            str(mask_img_or_path) if not hasattr(mask_img_or_path, "affine") else role,
+            f"the {role} does not overlap {onto} ({difference}): {overlap}",
+            "Check that it belongs to this subject and space (a mask in another space or "
+            "with a wrong affine lands outside the image)",
+        )
     note = (
-        f"{name} (shape {img.shape[:3]}) is not on the BOLD grid "
-        f"(shape {tuple(shape[:3])}); resampled it with nearest-neighbour "
-        f"interpolation: {int(data.sum())} -> {int(out.sum())} voxels"
+        f"{name} is not on {onto} ({difference}); resampled it with nearest-neighbour "
+        f"interpolation: {overlap}"
     )
     return out, note
 
@@ -293,15 +328,81 @@ def template_mask(kind, space, affine, shape):
     return mask_on_grid(load(), affine, shape, f"nilearn {kind} template mask")
 
 
-def check_mask_not_empty(mask, what):
+#: Iterations of the morphological opening of the EPI mask (nilearn's default).
+EPI_OPENING = 2
+
+
+def epi_mask(mean, affine, opening=EPI_OPENING):
+    """The EPI mask of a mean image (nilearn's ``compute_epi_mask``), thin slabs included.
+
+    nilearn cleans the thresholded mask morphologically (erosion by
+    ``opening`` voxels, the largest connected part, dilation by twice as
+    much, erosion again), which needs ``2 * opening + 1`` voxels along
+    every axis: on a slab of fewer slices (partial coverage, a single
+    slice) the erosion erases the whole mask. Along such short axes the
+    same steps use no neighbours, so they work within slices.
+
+    Parameters
+    ----------
+    mean : numpy.ndarray, shape (x, y, z)
+        The mean EPI volume.
+    affine : numpy.ndarray
+        Its affine.
+    opening : int
+        Iterations of the opening.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+    note : str
+        What was done, for the log.
+    """
+    from nilearn.masking import compute_epi_mask
+    from scipy import ndimage
+
+    image = nib_image(mean, affine)
+    short = [axis for axis in range(3) if mean.shape[axis] < 2 * opening + 1]
+    if not short:
+        epi = compute_epi_mask(image, opening=opening)
+        return np.asanyarray(epi.dataobj) != 0, "mask computed from the mean EPI"
+    mask = np.asanyarray(compute_epi_mask(image, opening=False).dataobj) != 0
+    structure = ndimage.generate_binary_structure(3, 1)
+    for axis in short:
+        # No neighbours along a short axis: the opening works within slices.
+        index = [slice(None)] * 3
+        index[axis] = [0, 2]
+        structure[tuple(index)] = False
+    eroded = ndimage.binary_erosion(mask, structure=structure, iterations=opening)
+    if eroded.any():
+        labels, _ = ndimage.label(eroded)
+        eroded = labels == np.argmax(np.bincount(labels[labels > 0]))
+    cleaned = ndimage.binary_dilation(eroded, structure=structure, iterations=2 * opening)
+    cleaned = ndimage.binary_erosion(cleaned, structure=structure, iterations=opening)
+    axes = ", ".join("xyz"[axis] for axis in short)
+    return cleaned, (
+        f"mask computed from the mean EPI of a thin slab ({mean.shape[0]} x {mean.shape[1]} x "
+        f"{mean.shape[2]} voxels), cleaned within slices, not along {axes}"
+    )
+
+
+def check_mask_not_empty(mask, what, choice=None):
     """Raise :class:`InputError` if ``mask`` has no voxel."""
-    if not np.any(mask):
+    if np.any(mask):
+        return
+    if choice == "epi":
         raise InputError(
             what,
-            "the mask is empty (no voxel inside it on the BOLD grid)",
-            "Check that the mask belongs to this image (same space and field "
-            "of view) or choose another preprocess.mask",
+            "the mask computed from the mean EPI is empty: the image shows no contrast "
+            "between brain and background that nilearn's compute_epi_mask can threshold",
+            "Give the dataset a brain mask (local.brain_mask) and set preprocess.mask: "
+            "dataset, or set preprocess.mask: roi with a subject ROI (local.roi)",
         )
+    raise InputError(
+        what,
+        "the mask is empty (no voxel inside it on the BOLD grid)",
+        "Check that the mask belongs to this image (same space and field "
+        "of view) or choose another preprocess.mask",
+    )
 
 
 def find_bad_voxels(matrix):
@@ -369,6 +470,7 @@ def build_mask(
     brain_mask_path=None,
     space="native",
     include_roi=False,
+    resample_masks=False,
 ):
     """The boolean mask of one subject, on its BOLD grid.
 
@@ -381,21 +483,28 @@ def build_mask(
     bold_path : str or pathlib.Path
         The subject's 4D image (defines the grid).
     roi_path, brain_mask_path : str or pathlib.Path, optional
-        The subject ROI and dataset brain mask, if the dataset has them.
+        The subject ROI and dataset brain mask, if the dataset has them. The
+        ROI is checked against the BOLD grid and the mask even when it is
+        not used.
     space : str
         The dataset's space (``dataset.json``), for the MNI masks.
     include_roi : bool
         Add the ROI's voxels to the mask, so that ROI analyses can select
         them from the whole-brain matrix.
+    resample_masks : bool
+        Resample a subject ROI or dataset brain mask that is not on the BOLD
+        grid (nearest neighbour); if False such a mask is an error.
 
     Returns
     -------
     mask : numpy.ndarray of bool
     notes : list of str
-        What was done (resampling, union), for the log.
+        What was done (union, the template's resampling), for the log.
+    warnings : list of str
+        Resampled user masks with their overlap: for the terminal too.
     """
     shape, affine, _ = bold_geometry(bold_path)
-    notes = []
+    notes, warnings = [], []
     if choice not in MASK_CHOICES:
         raise InputError(
             f"config key preprocess.mask: {choice!r}",
@@ -413,24 +522,29 @@ def build_mask(
                 f"this dataset has no {what} for {bold_path}",
                 "Choose preprocess.mask: epi (computed from the data) or provide the file",
             )
-        mask, note = mask_on_grid(path, affine, shape, f"{choice} mask")
+        mask, note = mask_on_grid(path, affine, shape, f"{choice} mask", resample_masks, bold_path)
+        warnings += [note] if note else []
+        note = None
     elif choice == "epi":
-        from nilearn.masking import compute_epi_mask
-
-        mean = mean_volume(bold_path)
-        epi = compute_epi_mask(nib_image(mean.astype(np.float32), affine))
-        mask, note = np.asanyarray(epi.dataobj) != 0, "mask computed from the mean EPI"
+        mask, note = epi_mask(mean_volume(bold_path).astype(np.float32), affine)
     else:
         mask, note = template_mask(choice, space, affine, shape)
     notes += [note] if note else []
-    check_mask_not_empty(mask, f"{choice} mask for {bold_path}")
-    if include_roi and roi_path is not None and choice != "roi":
-        roi, note = mask_on_grid(roi_path, affine, shape, "ROI")
-        notes += [note] if note else []
-        added = int((roi & ~mask).sum())
-        notes.append(f"added {added} ROI voxels outside the {choice} mask")
-        mask = mask | roi
-    return mask, notes
+    check_mask_not_empty(mask, f"{choice} mask for {bold_path}", choice)
+    if roi_path is not None and choice != "roi":
+        roi, note = mask_on_grid(roi_path, affine, shape, "ROI", resample_masks, bold_path)
+        warnings += [note] if note else []
+        outside = int((roi & ~mask).sum())
+        if include_roi:
+            notes.append(f"added {outside} ROI voxels outside the {choice} mask")
+            mask = mask | roi
+        elif outside == int(roi.sum()):
+            warnings.append(
+                f"none of the ROI's {outside} voxels is inside the {choice} mask, and "
+                "include_roi is false: analyses on the ROI (voxels: roi, centres: roi) will "
+                "fail; set preprocess.include_roi: true"
+            )
+    return mask, notes, warnings
 
 
 def nib_image(data, affine):
@@ -480,7 +594,9 @@ def roi_columns(mask, affine, roi_path):
     if not columns.any():
         raise InputError(
             roi_path,
-            "no ROI voxel is inside the preprocessing mask",
-            "Set preprocess.include_roi: true or check that the ROI belongs to this subject",
+            f"none of the ROI's {int(roi.sum())} voxels is inside the preprocessing mask "
+            f"({int(mask.sum())} voxels)",
+            "Set preprocess.include_roi: true (the default) to add the ROI to the mask, or use "
+            "a mask that covers it",
         )
     return columns, notes

@@ -26,8 +26,10 @@ behaviour:
 """
 
 import argparse
+import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import traceback
@@ -41,6 +43,78 @@ from fmriflow.errors import InputError
 from fmriflow.provenance import sidecar_path, write_sidecar
 
 logger = logging.getLogger("fmriflow")
+
+#: Where :func:`notify` writes besides the log: the terminal of the running node.
+_TERMINAL = {"stream": None, "node": None}
+
+
+def snakemake_ancestor(pid=None):
+    """The nearest ancestor process that runs Snakemake (Linux ``/proc``), or None.
+
+    A job's script runs under a shell that Snakemake started; when
+    Snakemake is killed, the shell and the job are not.
+    """
+    pid = os.getppid() if pid is None else pid
+    for _ in range(16):
+        if pid <= 1:
+            return None
+        try:
+            words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        names = [Path(w.decode(errors="replace")).name for w in words]
+        if "snakemake" in names:
+            return pid
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return None
+
+
+def process_start(pid):
+    """Start time of a process (clock ticks since boot), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def die_with(pid, on_death, interval=2.0):
+    """End this process when process ``pid`` is gone, after calling ``on_death()``.
+
+    A daemon thread checks every ``interval`` seconds; a pid reused by
+    another process counts as gone (its start time differs).
+    """
+    import threading
+    import time
+
+    start = process_start(pid)
+    if start is None:
+        return
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if process_start(pid) != start:
+                logger.error("snakemake (process %d) is gone: stopping this job", pid)
+                on_death()
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-snakemake", daemon=True).start()
+
+
+def notify(message):
+    """A warning the user must see: in the job's log and on the terminal (Snakemake's output).
+
+    Parameters
+    ----------
+    message : str
+        One sentence or two: what happened and its consequence.
+    """
+    logger.warning("%s", message)
+    stream = _TERMINAL["stream"]
+    if stream is not None and stream is not sys.stderr:
+        print(f"fmriflow {_TERMINAL['node']}: warning: {message}", file=stream, flush=True)
+
 
 #: Environment variables that set the thread count of numerical libraries.
 THREAD_VARIABLES = (
@@ -127,13 +201,40 @@ class Node:
 
 
 class Bundle(dict):
-    """A dict whose keys are also attributes (``inputs.bold``)."""
+    """A dict whose keys are also attributes (``inputs.bold``).
+
+    A missing key read as an attribute is a usage error naming the
+    command-line option that gives it (an optional input or output that
+    this run needs), rather than an ``AttributeError``.
+    """
+
+    #: What the keys are ("input", "output", "parameter"), for messages.
+    kind = "value"
 
     def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
         try:
             return self[name]
-        except KeyError as exc:
-            raise AttributeError(name) from exc
+        except KeyError:
+            raise InputError(
+                f"{self.kind} {name}",
+                "is not given, and this run needs it",
+                f"Give --{name.replace('_', '-')} PATH (see the node's --help), or the "
+                f"rule's {self.kind} {name}",
+            ) from None
+
+
+class Inputs(Bundle):
+    """A node's input files."""
+
+    kind = "input"
+
+
+class Outputs(Bundle):
+    """A node's output files."""
+
+    kind = "output"
 
 
 def check_names(node, kind, given, declared, optional=()):
@@ -167,7 +268,7 @@ def _from_snakemake(node, smk):
     check_names(node, "params", params, node.params, node.params)
     defaults = {k: p.default for k, p in node.params.items()}
     log = smk.log[0] if len(smk.log) else None
-    return Bundle(inputs), Bundle(outputs), Bundle(defaults | params), int(smk.threads), log
+    return Inputs(inputs), Outputs(outputs), Bundle(defaults | params), int(smk.threads), log
 
 
 def _parser(node):
@@ -205,7 +306,7 @@ def _parser(node):
             metavar="VALUE",
             type=param.type or yaml.safe_load,
             default=param.default,
-            help=f"{param.help} (default: {param.default!r})",
+            help=f"{param.help} (default: {json.dumps(param.default)})",
         )
     parser.add_argument("--threads", type=int, default=1, help="threads to use")
     parser.add_argument("--log", metavar="PATH", help="log file (default: stderr)")
@@ -215,13 +316,36 @@ def _parser(node):
 def _from_command_line(node, argv):
     args = vars(_parser(node).parse_args(argv))
 
-    def given(prefix, names):
-        return Bundle({k: args[f"{prefix}{k}"] for k in names if args[f"{prefix}{k}"] is not None})
+    def given(prefix, names, bundle):
+        return bundle({k: args[f"{prefix}{k}"] for k in names if args[f"{prefix}{k}"] is not None})
 
-    inputs = given("in_", node.inputs)
-    outputs = given("out_", [*node.outputs, PROVENANCE])
+    inputs = given("in_", node.inputs, Inputs)
+    outputs = given("out_", [*node.outputs, PROVENANCE], Outputs)
     params = Bundle({k: args[f"param_{k}"] for k in node.params})
     return inputs, outputs, params, args["threads"], args["log"]
+
+
+def params_as_options(params):
+    """The parameters as command-line options that paste back (``--tr 2.0 --runs null``).
+
+    Values are written as JSON, which the node's parser reads as YAML:
+    ``None`` becomes ``null``, ``True`` ``true``, a mapping ``{"a": 1}``.
+    """
+    return " ".join(
+        f"--{name.replace('_', '-')} {shlex.quote(option_value(value))}"
+        for name, value in params.items()
+    )
+
+
+def option_value(value):
+    """A parameter value as the text its option takes: plain when YAML reads it back, else JSON."""
+    if isinstance(value, str):
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value, default=str)
 
 
 def _section_params(node, given):
@@ -315,10 +439,16 @@ def run(node, smk=None, argv=None):
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     logger.info("node %s: inputs %s", node.name, dict(inputs))
-    logger.info("node %s: params %s", node.name, dict(params))
+    logger.info("node %s: params %s", node.name, params_as_options(params))
+    _TERMINAL.update(stream=terminal, node=node.name)
+    parent = snakemake_ancestor() if smk is not None else None
+    if parent is not None:
+        # Killed with Snakemake rather than left running as an orphan.
+        die_with(parent, lambda: _remove_outputs(outputs))
     try:
         _call(node, inputs, outputs, params, threads, log, terminal)
     finally:
+        _TERMINAL.update(stream=None, node=None)
         if terminal is not sys.__stderr__ and terminal is not sys.stderr:
             terminal.close()
 

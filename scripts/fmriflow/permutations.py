@@ -209,3 +209,49 @@ def unit_blocks(unit, y, runs, volumes):
             f"permute {unit!r}", "is not a permutation unit", f"Use one of {list(UNITS)}"
         )
     return label_blocks(y, runs, volumes) if unit == "block" else None
+
+
+def p_value_floor(n_permutations):
+    """The smallest permutation p-value ``(1 + k) / (1 + n)`` can take: ``1 / (1 + n)``."""
+    return 1.0 / (1.0 + int(n_permutations))
+
+
+def at_floor(p_values, n_permutations):
+    """Where a permutation p-value is its floor: no permuted score reached the observed one.
+
+    There the p-value is only an upper bound (``p <= 1 / (1 + n)``): more
+    permutations could give a smaller one.
+    """
+    floor = p_value_floor(n_permutations)
+    return np.asarray(p_values, dtype=np.float64) <= floor * (1 + 1e-9)
+
+
+def format_p(p_value, n_permutations):
+    """A permutation p-value as text: ``"<= 0.0099"`` at its floor, else its value."""
+    if at_floor(p_value, n_permutations):
+        return f"<= {p_value_floor(n_permutations):.2g}"
+    return f"{float(p_value):.3g}"
+
+
+def too_few_warning(n_permutations, alpha, what, unit="permutations"):
+    """A warning when no permutation p-value can reach ``alpha`` (None otherwise).
+
+    Parameters
+    ----------
+    n_permutations : int
+        Permutations (or group draws) asked for; 0 for none.
+    alpha : float
+        The significance level the p-values are read against.
+    what : str
+        The config entry, for the message.
+    unit : str
+        What is counted (``"permutations"``, ``"draws"``).
+    """
+    if not n_permutations or p_value_floor(n_permutations) <= alpha:
+        return None
+    needed = int(np.ceil(1.0 / alpha - 1.0))
+    return (
+        f"{what}: with {n_permutations} {unit} no p-value can be below "
+        f"{p_value_floor(n_permutations):.3g}, so nothing can reach {alpha:g}; "
+        f"ask for at least {needed} (the usual choice is 1000 or more)"
+    )

@@ -69,7 +69,8 @@ def workflow_commit(repository=REPOSITORY):
     -------
     dict
         ``{"git_commit": str or None, "git_dirty": bool or None}``; None when
-        the workflow is not a git checkout (e.g. an unpacked archive).
+        the workflow is not the top of a git checkout (e.g. an unpacked
+        archive, even one inside another repository).
     """
 
     def git(*args):
@@ -82,6 +83,10 @@ def workflow_commit(repository=REPOSITORY):
         ).stdout.strip()
 
     try:
+        top = git("rev-parse", "--show-toplevel")
+        if Path(top).resolve() != Path(repository).resolve():
+            # An unpacked archive inside some other repository: not its commit.
+            return {"git_commit": None, "git_dirty": None}
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
@@ -160,6 +165,6 @@ def write_sidecar(node_name, inputs, outputs, params, path):
         "params": _plain(dict(params)),
         "seeds": _plain(seeds_in(dict(params))),
         "versions": package_versions(),
-        "workflow": workflow_commit(),
+        "workflow": workflow_commit() | {"library": str(REPOSITORY / "scripts" / "fmriflow")},
     }
     return write_json(record, path)

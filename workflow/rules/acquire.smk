@@ -393,6 +393,7 @@ rule import_local:
         tr=local_setting("tr"),
         events_format=local_setting("events_format"),
         rest_label=local_setting("rest_label"),
+        runs=local_setting("runs"),
     script:
         "../../scripts/import_local.py"
 
@@ -465,3 +466,4 @@ use rule import_local_roi as import_local_stimuli with:
     params:
         role="stimuli",
         shape=local_setting("stimulus_shape"),
+        runs=local_setting("runs"),

@@ -47,6 +47,30 @@ def dataset_kind(name):
     return dataset["local"]["kind"]
 
 
+def dataset_tr(name):
+    """The repetition time (s) of a dataset, known before any job runs."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "simulate":
+        return float(dataset["simulate"][dataset_kind(name)]["tr"])
+    if dataset["source"] == "fetch":
+        from fmriflow.fetch import FETCHED_TR
+
+        return FETCHED_TR[dataset["fetch"]["fetcher"]]
+    return float(dataset["local"]["tr"])
+
+
+def dataset_space(name):
+    """'native' or an MNI space name, from the config."""
+    dataset = config["datasets"][name]
+    if dataset["source"] == "simulate":
+        return "MNI152" if dataset_kind(name) == "rest" else "native"
+    if dataset["source"] == "fetch":
+        from fmriflow.fetch import FETCHED_SPACE
+
+        return FETCHED_SPACE[dataset["fetch"]["fetcher"]]
+    return dataset["local"]["space"]
+
+
 def datasets_where(source, kind=None):
     """Names of the datasets from ``source`` (and of ``kind``)."""
     return [
@@ -384,14 +408,14 @@ def subject_path(wildcards, file, folder=SUBJECT_DATA):
 
 
 def mask_inputs(wildcards):
-    """The BOLD image, and the ROI and brain mask when the preprocessing uses them."""
+    """The BOLD image, the subject ROI (used, or checked against the BOLD grid and the
+    mask) and the brain mask when the preprocessing uses it."""
     preprocess = config["datasets"][wildcards.dataset]["preprocess"]
     files = {
         "bold": subject_path(wildcards, "bold.nii.gz"),
         "description": f"data/{wildcards.dataset}/dataset.json",
     }
-    uses_roi = preprocess["include_roi"] or preprocess["mask"] == "roi"
-    if uses_roi and has_file(wildcards, "roi.nii.gz"):
+    if has_file(wildcards, "roi.nii.gz"):
         files["roi"] = subject_path(wildcards, "roi.nii.gz")
     if preprocess["mask"] == "dataset":
         files["brain_mask"] = f"data/{wildcards.dataset}/brainmask.nii.gz"

@@ -24,6 +24,7 @@ rule mask:
     params:
         mask_choice=preprocess_setting("mask"),
         include_roi=preprocess_setting("include_roi"),
+        resample_masks=preprocess_setting("resample_masks"),
         smoothing_fwhm=preprocess_setting("smoothing_fwhm"),
         bad_voxels=preprocess_setting("bad_voxels"),
     script:

@@ -20,6 +20,46 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 
+def load_config_file(path):
+    """A YAML config file, or one message naming the file, the line and the fix."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise WorkflowError(
+            f"Config file {path}: cannot be read ({exc.strerror}). Check the path."
+        ) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise WorkflowError(
+            f"Config file {where}: not valid YAML ({problem}). Fix the syntax there: indent "
+            "with spaces, close brackets and quotes, quote values that hold ': ' or ' #'."
+        ) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise WorkflowError(
+            f"Config file {path}: holds a {type(loaded).__name__}, not a mapping of keys. "
+            "Start from config/config.yaml."
+        )
+    return loaded
+
+
+def use_default_config(path, config):
+    """Fill ``config`` from the default config file, keeping what --config set."""
+    from snakemake.utils import update_config
+
+    merged = load_config_file(path)
+    update_config(merged, dict(config))
+    config.clear()
+    config.update(merged)
+
+
 def validate_config(config):
     """Validate the config in place: fill in defaults, sort keys, check cross-references."""
     from fmriflow.errors import InputError
@@ -40,6 +80,113 @@ def validate_config(config):
     check_searchlight_groups(config)
     check_clustering_requests(config)
     check_connectomes(config)
+    check_against_the_data(config)
+    warn_too_few_permutations(config)
+
+
+def check_against_the_data(config):
+    """What the config and cheaply read facts of the data can tell before any job:
+    filters against the TR, MNI masks against the space, searchlight radii against the
+    voxel size, and decoding labels against the events."""
+    from fmriflow.cleaning import check_filter_settings
+    from fmriflow.errors import InputError
+
+    for name, dataset in config["datasets"].items():
+        where = f"datasets.{name}.preprocess"
+        clean = dataset["preprocess"]["clean"]
+        try:
+            check_filter_settings(dataset_tr(name), clean["high_pass"], clean["low_pass"])
+        except InputError as exc:
+            raise WorkflowError(
+                f"Invalid config at '{where}.clean' (TR {dataset_tr(name):g} s): {exc}"
+            ) from None
+        mask = dataset["preprocess"]["mask"]
+        space = dataset_space(name)
+        if mask.startswith("mni_") and not str(space).upper().startswith("MNI"):
+            raise config_error(
+                f"{where}.mask",
+                f"{mask} is a template mask in MNI space, and dataset '{name}' is in "
+                f"'{space}' space",
+                "Choose epi (computed from the data), dataset or roi; or, if the images are "
+                "in MNI space, say so (local.space: MNI152NLin2009cAsym)",
+            )
+    if not workflow.is_main_process:
+        return  # the rest reads data files: checked before the jobs were started
+    for section in ("decoding", "searchlight"):
+        for index, entry in enumerate(config[section]):
+            check_labels_in_events(f"{section}[{index}]", entry)
+    for index, entry in enumerate(config["searchlight"]):
+        check_searchlight_radius(f"searchlight[{index}]", entry)
+
+
+def check_labels_in_events(where, entry):
+    """The labels an analysis names are in every subject's events (local and known data)."""
+    from fmriflow.local import event_labels
+    from fmriflow.simulate import HAXBY_CATEGORIES
+
+    if entry["labels"] == "all":
+        return
+    dataset = config["datasets"][entry["dataset"]]
+    if dataset["source"] == "local":
+        settings = dataset["local"]
+        found = {s: event_labels(settings, s) for s in dataset_subjects(entry["dataset"])}
+    else:
+        found = {"every subject": {*HAXBY_CATEGORIES, "rest"}}
+    for subject, labels in found.items():
+        missing = [label for label in entry["labels"] if label not in labels]
+        if labels and missing:
+            raise config_error(
+                f"{where}.labels",
+                f"label(s) {missing} are not in the events of dataset '{entry['dataset']}' "
+                f"(subject {subject}), whose labels are {sorted(labels)}",
+                "Name labels of the events, or 'all'",
+            )
+
+
+def check_searchlight_radius(where, entry):
+    """A searchlight sphere spans more than its centre voxel."""
+    import numpy as np
+
+    from fmriflow.errors import InputError
+    from fmriflow.fetch import FETCHED_VOXEL_SIZES
+    from fmriflow.local import first_bold_voxel_sizes
+    from fmriflow.searchlight.spheres import check_radius
+
+    dataset = config["datasets"][entry["dataset"]]
+    if dataset["source"] == "simulate":
+        sizes = dataset["simulate"]["task"]["voxel_size"]
+    elif dataset["source"] == "fetch":
+        sizes = FETCHED_VOXEL_SIZES.get(dataset["fetch"]["fetcher"])
+    else:
+        sizes = first_bold_voxel_sizes(dataset["local"], dataset_subjects(entry["dataset"]))
+    if sizes is None:
+        return
+    try:
+        check_radius(entry["radius"], np.diag([*map(float, sizes), 1.0]))
+    except InputError as exc:
+        raise WorkflowError(f"Invalid config at '{where}.radius': {exc}") from None
+
+
+def warn_too_few_permutations(config):
+    """Warn (once, before any job) where no permutation p-value can reach its level."""
+    from fmriflow.permutations import too_few_warning
+
+    if not workflow.is_main_process:
+        return
+    warnings = []
+    for index, entry in enumerate(config.get("decoding", [])):
+        where = f"decoding[{index}] ({entry['name']})"
+        warnings.append(too_few_warning(entry["permutations"], 0.05, where))
+    for index, entry in enumerate(config.get("searchlight", [])):
+        where = f"searchlight[{index}] ({entry['name']})"
+        warnings.append(too_few_warning(entry["permutations"], entry["fwe_alpha"], where))
+        if entry.get("group"):
+            group = entry["group"]
+            warnings.append(
+                too_few_warning(group["draws"], group["alpha"], f"{where}.group", "draws")
+            )
+    for message in filter(None, warnings):
+        print(f"fmriflow warning: {message}", file=sys.stderr)
 
 
 def sorted_keys(value):
@@ -93,7 +240,56 @@ def check_local_files(name, settings):
         raise WorkflowError(
             f"Dataset '{name}': {len(problems)} configured file(s) not found:\n  "
             f"{shown}{more}\nFix the templates or the subject/run lists in "
-            f"datasets.{name}.local."
+            f"datasets.{name}.local.{numbers_hint(settings)}"
+        )
+    check_local_kind(name, settings)
+    check_local_tr(name, settings)
+
+
+def numbers_hint(settings):
+    """A hint when YAML read subject or run labels as numbers (01 becomes 1)."""
+    numbers = [
+        f"{key} {value}"
+        for key in ("subjects", "runs")
+        for value in settings.get(key) or []
+        if isinstance(value, int) and not isinstance(value, bool)
+    ]
+    if not numbers:
+        return ""
+    return (
+        f"\nNote: {', '.join(numbers[:5])} "
+        f"{'was read as a number' if len(numbers) == 1 else 'were read as numbers'}, and "
+        "YAML drops leading zeros (01 becomes 1): write labels in quotes, e.g. "
+        "subjects: ['01', '02']."
+    )
+
+
+def check_local_kind(name, settings):
+    """Task data need events: without, every volume would be one 'rest' condition."""
+    if settings["kind"] == "task" and not settings.get("events"):
+        raise WorkflowError(
+            f"Invalid config in 'datasets.{name}.local': kind is task (the default) but no "
+            "events are given, so no volume would have a condition. Give the template of the "
+            "events tables (events: ...), or set kind: rest for resting-state data."
+        )
+
+
+def check_local_tr(name, settings):
+    """The config's TR agrees with the BOLD headers, unless it says it overrides them."""
+    from fmriflow.local import tr_disagreements
+
+    if not workflow.is_main_process:
+        return  # checked before the jobs were started; jobs need not read every header
+    disagreeing = tr_disagreements(settings, dataset_subjects(name))
+    if disagreeing:
+        path, recorded = disagreeing[0]
+        others = f" (and {len(disagreeing) - 1} more images)" if len(disagreeing) > 1 else ""
+        raise WorkflowError(
+            f"Dataset '{name}': datasets.{name}.local.tr is {settings['tr']:g} s but the header "
+            f"of {path} records a TR of {recorded:g} s{others}; filters and event timing would "
+            f"use the wrong one. Set tr: {recorded:g} if the header is right, or "
+            "tr_overrides_header: true if the config is right (the imported image's header "
+            "then records the config's TR)."
         )
 
 

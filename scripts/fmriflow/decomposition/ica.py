@@ -13,6 +13,7 @@ import numpy as np
 from fmriflow.decomposition.matching import spatial_correlation
 from fmriflow.decomposition.pca import check_group_rows, group_blocks
 from fmriflow.errors import InputError
+from fmriflow.progress import Progress
 from fmriflow.streaming import RowBlocks, truncated_svd
 
 logger = logging.getLogger("fmriflow")
@@ -309,11 +310,13 @@ def group_ica(
     if int(n_init) > 1 and solver == "auto":
         solver = "randomized"
     runs, converged = [], []
+    progress = Progress(int(n_init), what="ICA", unit="restarts", logger="fmriflow.ica", every=0)
     for run_seed in _run_seeds(seed, int(n_init)):
         _, basis = truncated_svd(blocks, n_components, run_seed, solver)
         maps, ok = _fastica(basis, run_seed, fun, max_iter, tol)
         runs.append(maps)
         converged.append(ok)
+        progress()
     agreement = _consensus(runs) if len(runs) > 1 else np.ones(1)
     best = int(np.argmax(agreement))
     return finished_decomposition(

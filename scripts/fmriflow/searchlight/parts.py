@@ -9,13 +9,12 @@ once the parts are gathered.
 """
 
 import logging
-import threading
-import time
 
 import numpy as np
 
 from fmriflow.errors import InputError
 from fmriflow.io import atomic_output
+from fmriflow.progress import Progress  # noqa: F401 (re-exported)
 from fmriflow.searchlight.permutations import summarize_permutations
 from fmriflow.searchlight.scores import SearchlightResult
 
@@ -111,41 +110,3 @@ def gather_parts(paths, alpha=0.05):
         return SearchlightResult(scores, fold_scores, parts[0]["n_test"], n_rechecked)
     null = np.concatenate([part["null"] for part in parts], axis=1)
     return summarize_permutations(scores, null, alpha, n_rechecked)
-
-
-class Progress:
-    """Centres done and the time left, logged every ``every`` seconds (and at the end).
-
-    Parameters
-    ----------
-    n_centres : int
-        Centres to score.
-    every : float
-        Seconds between log lines.
-    """
-
-    def __init__(self, n_centres, every=30.0):
-        self.n_centres, self.every = n_centres, every
-        self.done = 0
-        self.start = self.last = time.perf_counter()
-        self._lock = threading.Lock()
-
-    def __call__(self, n_done):
-        """Record ``n_done`` more centres (from any thread)."""
-        with self._lock:
-            self.done += n_done
-            now = time.perf_counter()
-            if now - self.last < self.every and self.done < self.n_centres:
-                return
-            self.last = now
-            elapsed = now - self.start
-            done = self.done
-        left = elapsed / done * (self.n_centres - done) if done else float("nan")
-        logger.info(
-            "searchlight: %d of %d centres (%.0f%%) in %.0f s, about %.0f s left",
-            done,
-            self.n_centres,
-            100.0 * done / self.n_centres,
-            elapsed,
-            left,
-        )
