@@ -10,6 +10,8 @@ What is compared
       ``searchlight_scores(..., "lda_shrinkage")`` and
       ``searchlight_scores(..., "nearest_centroid")`` (the closed-form
       engine ``closed_form_searchlight``: every sphere from per-fold sums);
+    * ``searchlight_scores(..., "linear_svc")`` on the ROI (the general
+      path's LinearSVC, liblinear without scikit-learn's per-call overhead);
     * ``searchlight_scores(..., "svc")`` (the general path, scikit-learn
       fitted sphere by sphere);
 
@@ -18,11 +20,13 @@ What is compared
     .fit(bold_img, y, groups=runs)`` with the matching estimator:
     ``GaussianNB()``, ``RidgeClassifier(alpha=1.0)``,
     ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1)``,
-    ``NearestCentroid()`` or ``SVC(kernel="linear")``. nilearn reads the same
+    ``NearestCentroid()``, ``LinearSVC(random_state=0, max_iter=10000)`` or
+    ``SVC(kernel="linear")``. nilearn reads the same
     data as an uncompressed 4D NIfTI image: float32 as cached, except for
     ridge and LDA, where it reads a float64 copy (fmriflow's ridge and LDA
     are exact with respect to scikit-learn on float64 data; nearest centroid
-    and naive Bayes are exact on the data as given). Both use the same number of workers
+    and naive Bayes are exact on the data as given). Both use the same
+    number of workers
     (``--n-jobs``, default 2): nilearn's processes; fmriflow's processes for
     the general path, threads for the exact paths. Also timed: 100 label
     permutations (within runs) over the whole brain with each exact path
@@ -103,8 +107,13 @@ LABELS = {
     "lda_shrinkage": "shrinkage LDA",
     "nearest_centroid": "nearest centroid",
     "svc": "linear SVC",
+    "linear_svc": "LinearSVC",
 }
 #: Whole brain, nilearn's time over ours, at least.
+#: Classifiers of the general path compared on the ROI: SVC (libsvm, scikit-learn per
+#: sphere) and LinearSVC (liblinear called without scikit-learn's per-call overhead).
+GENERAL = ("svc", "linear_svc")
+
 #: Classifiers whose nilearn reference reads the float64 copy of the data.
 FLOAT64_REFERENCE = ("ridge", "lda_shrinkage")
 
@@ -245,7 +254,7 @@ def nilearn_method(kind):
     from sklearn.model_selection import LeaveOneGroupOut
     from sklearn.naive_bayes import GaussianNB
     from sklearn.neighbors import NearestCentroid
-    from sklearn.svm import SVC
+    from sklearn.svm import SVC, LinearSVC
 
     estimators = {
         "gnb": GaussianNB,
@@ -253,6 +262,7 @@ def nilearn_method(kind):
         "lda_shrinkage": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1),
         "nearest_centroid": NearestCentroid,
         "svc": lambda: SVC(kernel="linear"),
+        "linear_svc": lambda: LinearSVC(random_state=0, max_iter=10000),
     }
     # Ridge and LDA on the float64 copy: the reference fmriflow's are exact to.
     image = "bold64.nii" if kind in FLOAT64_REFERENCE else "bold.nii"
@@ -322,7 +332,7 @@ def plan(workdir, subsets, n_jobs):
         }
 
     specs = []
-    for kind in (*EXACT, "svc"):
+    for kind in (*EXACT, *GENERAL):
         specs += [spec("fmriflow", kind, roi), spec("nilearn", kind, roi)]
     for kind in EXACT:
         specs += [
@@ -371,7 +381,7 @@ def compare(specs, workdir, subsets):
         return " (nilearn on float64)" if kind in FLOAT64_REFERENCE else ""
 
     checks = {}
-    for kind in (*EXACT, "svc"):
+    for kind in (*EXACT, *GENERAL):
         checks[kind, f"ROI, {LABELS[kind]}{note(kind)}"] = np.array_equal(
             scores(f"roi/fmriflow/{kind}"), scores(f"roi/nilearn/{kind}")
         )
@@ -432,7 +442,7 @@ def report(results, specs, checks, subsets, sizes):
         )
 
     rows = {}
-    for kind in (*EXACT, "svc"):
+    for kind in (*EXACT, *GENERAL):
         rows[f"ROI, {LABELS[kind]}"] = versus(f"roi/fmriflow/{kind}", f"roi/nilearn/{kind}")
     extrapolated = {kind: extrapolate(results, kind, subsets, brain_n) for kind in EXACT}
     brain_speedup = {}

@@ -55,7 +55,7 @@ def decode_group(inputs, outputs, params, threads):
     t_value = "n/a" if test["t"] is None else f"{test['t']:.2f}"
     title = (
         f"{params.analysis}: mean accuracy {test['accuracy_mean']:.2f} vs chance "
-        f"{test['chance_mean']:.2f} (t={t_value}, one-sided p={p_value}, "
+        f"{test['chance_mean']:.3g} (t={t_value}, one-sided p={p_value}, "
         f"n={test['n_subjects']}){title_prevalence}"
     )
     figures.plot_group_accuracies(table, outputs.figure, title)

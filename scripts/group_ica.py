@@ -67,7 +67,8 @@ def group_ica(inputs, outputs, params, threads):
         },
         outputs.summary,
     )
-    draw(components, affine, table, inputs.mean, description["space"], outputs)
+    heading = f"{METHOD_NAMES[method]}, {n_components} components"
+    draw(components, affine, table, inputs.mean, description["space"], outputs, heading)
 
 
 def decompose(data, settings):
@@ -112,15 +113,25 @@ def stability_table(result, n_components):
     return table
 
 
-def draw(components, affine, table, mean_path, space, outputs):
+#: How the decomposition methods are named in figure titles.
+METHOD_NAMES = {
+    "canica": "CanICA",
+    "concat": "concatenation ICA",
+    "dict_learning": "dictionary learning",
+}
+
+
+def draw(components, affine, table, mean_path, space, outputs, heading):
     """The overlay of all components and one figure per component."""
     image = nib.Nifti1Image(components, affine)
     background = None if str(space).upper().startswith("MNI") else nib.load(mean_path)
-    figures.plot_overlay(image, background, outputs.overlay)
+    figures.plot_overlay(
+        image, background, outputs.overlay, f"{heading}: each component in its own colour"
+    )
     folder = Path(outputs.maps)
     folder.mkdir(parents=True, exist_ok=True)
     for row in table.itertuples():
-        title = f"#{row.component}: {100 * row.explained_variance:.1f}% var."
+        title = f"{heading}, #{row.component}: {100 * row.explained_variance:.1f}% of the variance"
         if "reproducibility" in table.columns:
             title += f", stability {row.reproducibility:.2f}"
         if "name" in table.columns and row.name:
@@ -133,6 +144,7 @@ def draw(components, affine, table, mean_path, space, outputs):
             [title],
             folder / f"component_{row.component:02d}.png",
             threshold=1e-6,
+            colorbar_label="component weight (arbitrary units)",
         )
 
 

@@ -82,12 +82,12 @@ def draw(summary, chance, subject, inputs, outputs):
         title = (
             f"sub-{subject}, {summary['analysis']}: accuracy > FWE threshold {threshold:.2f} "
             f"(p < {summary['fwe_alpha']:g}, {summary['n_permutations']} permutations; "
-            f"chance {chance:.2f})"
+            f"chance {chance:.3g})"
         )
     else:
         threshold = chance
         title = (
-            f"sub-{subject}, {summary['analysis']}: accuracy above chance {chance:.2f} — "
+            f"sub-{subject}, {summary['analysis']}: accuracy above chance {chance:.3g} — "
             "not tested (no permutations)"
         )
     figures.plot_maps(

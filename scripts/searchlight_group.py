@@ -221,7 +221,7 @@ def draw(summary, clusters, prevalence, centres, affine, inputs, outputs):
     title = (
         f"{summary['analysis']}, {summary['n_subjects']} subjects: group mean accuracy in "
         f"clusters with FWE p <= {alpha:g} (voxel p < {cluster['voxel_p']:g}, "
-        f"{cluster['n_draws']} draws; chance {summary['chance']:.2f}; "
+        f"{cluster['n_draws']} draws; chance {summary['chance']:.3g}; "
         f"{cluster['n_significant_clusters']} significant "
         f"cluster{'' if cluster['n_significant_clusters'] == 1 else 's'})"
     )

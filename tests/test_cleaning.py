@@ -61,6 +61,42 @@ def test_clean_runs_equals_nilearn_run_by_run(rng, settings, with_confounds):
     np.testing.assert_allclose(out, reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("with_confounds", [False, True])
+def test_clean_runs_is_nilearns_clean_with_runs_bit_for_bit(rng, settings, with_confounds):
+    """The whole-block filter gives exactly the values of clean(..., runs=...), which
+    filters one column at a time."""
+    matrix, runs, confounds = drifting_runs(rng)
+    confounds = confounds if with_confounds else None
+    out = np.zeros(matrix.shape, dtype=np.float64)
+    cleaning.clean_runs(matrix, runs, 2.0, out, confounds=confounds, **settings)
+    filtered = settings.get("high_pass") or settings.get("low_pass")
+    reference = clean(
+        matrix.astype(np.float64),
+        runs=runs,
+        confounds=confounds,
+        t_r=2.0,
+        filter="butterworth" if filtered else False,
+        standardize_confounds=True,
+        ensure_finite=False,
+        **settings,
+    )
+    np.testing.assert_array_equal(out, reference)
+
+
+def test_runs_in_any_order_are_cleaned_in_place(rng):
+    """Run labels need not increase in time (a lab's runs: ['3', '1']): each volume's row
+    keeps its place."""
+    matrix, runs, _ = drifting_runs(rng)
+    relabelled = np.array([2, 0, 1])[runs]  # time order 2, 0, 1
+    out = np.zeros(matrix.shape, dtype=np.float64)
+    cleaning.clean_runs(matrix, relabelled, 2.0, out, high_pass=0.02)
+    expected = np.zeros_like(out)
+    cleaning.clean_runs(matrix, runs, 2.0, expected, high_pass=0.02)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_runs_are_cleaned_independently(rng):
     """Changing one run's data does not change another run's cleaned values."""
     matrix, runs, _ = drifting_runs(rng)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from nilearn.signal import clean
 from scipy import stats
+from sklearn.base import clone
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
@@ -97,6 +98,25 @@ def test_nested_search_equals_cross_val_score_of_grid_search(subject, name):
     )
     np.testing.assert_array_equal(folds["accuracy"].to_numpy(), reference)
     assert set(folds[f"best_{key}"]) <= set(grid)
+    # Ties among the grid's inner scores, from GridSearchCV's own results per fold.
+    for fold, (train, _) in enumerate(LeaveOneGroupOut().split(X, y, runs)):
+        inner = clone(reference_search).fit(X[train], y[train], groups=runs[train])
+        scores = inner.cv_results_["mean_test_score"]
+        assert folds["search_tied"][fold] == np.sum(scores == scores.max())
+
+
+def test_a_separable_problem_marks_every_grid_value_tied(subject):
+    """Far apart classes: every C scores 100% in the inner folds, and the fold table says
+    that the chosen C is no preference."""
+    X, y, runs = contrast(subject, ["face", "house"])
+    X = X + 50.0 * (y == "face")[:, None]
+    search = classifiers.with_search(classifiers.make_classifier("svc"), "svc", [0.01, 1, 100])
+    folds, _ = decoding.cross_validate(
+        X, y, runs, search, decoding.make_cv("leave_one_run_out"), search=True
+    )
+    assert (folds["search_tied"] == 3).all()
+    summary = decoding.summarize(folds, np.unique(y))
+    assert summary["search_tied_per_fold"] == [3] * len(folds)
 
 
 def test_other_cv_schemes_split_by_run(subject):
@@ -169,7 +189,7 @@ def test_largest_weights_fall_on_informative_voxels(subject):
     sim, _, brain, _ = subject
     X, y, _ = contrast(subject, ["face", "house"], voxels="brain")
     maps, names = classifiers.display_weights(classifiers.make_classifier("svc"), X, y, "svc")
-    assert maps.shape == (1, X.shape[1]) and names == ["house vs face"]
+    assert maps.shape == (1, X.shape[1]) and names == ["house (positive) vs face (negative)"]
     informative = simulate.informative_voxels(sim.truth, "face", "house")[brain]
     ranking = np.argsort(np.abs(maps[0]))[::-1]
     # The voxels with the largest weights are mostly informative, far above
@@ -253,9 +273,9 @@ def test_multiclass_and_anova_weight_maps(subject):
     for name in ("svc", "logreg_l2", "gnb"):
         maps, names = classifiers.display_weights(classifiers.make_classifier(name), X, y, name)
         assert maps.shape == (3, X.shape[1]) and names == [
-            "cat vs rest",
-            "face vs rest",
-            "house vs rest",
+            "cat vs the other classes",
+            "face vs the other classes",
+            "house vs the other classes",
         ]
     pipeline = classifiers.make_classifier("anova_svc", selection_value=25)
     maps, _ = classifiers.display_weights(pipeline, X[:, :200], y, "anova_svc")

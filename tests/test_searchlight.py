@@ -9,6 +9,7 @@ from nilearn.decoding import SearchLight
 from nilearn.image import coord_transform
 from nilearn.maskers.nifti_spheres_masker import apply_mask_and_get_affinity
 from nilearn.signal import clean
+from sklearn.base import clone
 from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import SVC
@@ -256,6 +257,38 @@ def test_svc_scores_equal_nilearn(subject, grid, tmp_path):
     result = sl.searchlight_scores(mapped, y, runs, spheres, "svc", n_jobs=2)
     reference = nilearn_scores(X, y, runs, brain, centres, affine, SVC(kernel="linear"))
     np.testing.assert_array_equal(result.scores, reference)
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "balance"),
+    [
+        ("linear_svc", ["face", "house"], False),
+        ("linear_svc", ["face", "house", "cat"], True),
+        ("linear_svc_l1", ["face", "cat", "shoe"], False),
+    ],
+)
+def test_linear_svc_without_per_call_overhead_predicts_as_scikit_learn(
+    subject, name, labels, balance
+):
+    """The direct liblinear call gives, fold by fold, the predictions of LinearSVC fitted
+    by scikit-learn on every sphere (float32 data, binary and one-vs-rest)."""
+    from fmriflow.searchlight import estimator as general
+
+    _, _, brain, roi = subject
+    X, y, runs = contrast(subject, labels)
+    spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(roi, 25))
+    pipeline = classifiers.make_classifier(name, balance=balance, n_classes=len(labels))
+    model = pipeline.steps[-1][1]
+    assert general.liblinear_fit_predict(model) is not None
+    splits = list(LeaveOneGroupOut().split(X, y, runs))
+    matrix = spheres.matrix
+    fast = general.fit_spheres(X, y, splits, matrix.indices, matrix.indptr, model)
+    for sphere in range(spheres.n_centres):
+        x = X[:, matrix.indices[matrix.indptr[sphere] : matrix.indptr[sphere + 1]]]
+        for fold, (train, test) in enumerate(splits):
+            reference = clone(model).fit(x[train], y[train]).predict(x[test])
+            assert fast[fold, sphere] == np.sum(reference == y[test])
+    assert general.liblinear_fit_predict(SVC(kernel="linear")) is None
 
 
 # --- ground truth ------------------------------------------------------------------

@@ -430,7 +430,8 @@ def display_weights(pipeline, X, y, name):
         Multiclass: one map per class (one-vs-rest). Zero outside the
         voxels selected by ANOVA.
     names : list of str
-        A title per map.
+        A title per map: ``"house (positive) vs face (negative)"``, or
+        ``"cat vs the other classes"``.
     """
     from sklearn.base import clone
 
@@ -438,7 +439,7 @@ def display_weights(pipeline, X, y, name):
     classes = np.unique(y)
     if len(classes) == 2:
         maps = _fitted_weights(clone(pipeline).fit(X, y), entry, X.shape[1], classes)[:1]
-        return maps, [f"{classes[1]} vs {classes[0]}"]
+        return maps, [f"{classes[1]} (positive) vs {classes[0]} (negative)"]
     if entry.one_vs_rest_display:
         binary = np.array([0, 1])
         maps = np.vstack(
@@ -451,7 +452,8 @@ def display_weights(pipeline, X, y, name):
         )
     else:
         maps = _fitted_weights(clone(pipeline).fit(X, y), entry, X.shape[1], classes)
-    return maps, [f"{c} vs rest" for c in classes]
+    # "Other classes", not "rest": rest is also the name of the fixation condition.
+    return maps, [f"{c} vs the other classes" for c in classes]
 
 
 def _fitted_weights(model, entry, n_features, classes):

@@ -189,9 +189,14 @@ def _fit_fold(estimator, X, y, runs, train, test, search):
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     model = clone(estimator)
+    tied = {}
     if search:
         model.fit(X[train], y[train], groups=runs[train])
         best = {k.rsplit("__", 1)[1]: v for k, v in model.best_params_.items()}
+        # How many grid values scored as well as the best in the inner folds: with
+        # several (a separable problem), the "best" value is no preference at all.
+        inner = np.asarray(model.cv_results_["mean_test_score"], dtype=float)
+        tied = {"search_tied": int(np.sum(inner >= model.best_score_ - 1e-12))}
     else:
         model.fit(X[train], y[train])
         best = {}
@@ -206,7 +211,7 @@ def _fit_fold(estimator, X, y, runs, train, test, search):
         "chance_balanced": 1.0 / len(np.unique(y)),
         "best_params": best,
         "predicted": predicted,
-    }
+    } | tied
 
 
 def cross_validate(X, y, runs, estimator, cv, search=False, n_jobs=1):
@@ -364,6 +369,9 @@ def summarize(folds, classes, permutation=None):
     best = [c for c in folds.columns if c.startswith("best_")]
     if best:
         summary["best_params_per_fold"] = folds[best].to_dict(orient="list")
+    if "search_tied" in folds.columns:
+        # Folds where every grid value tied: the chosen value says nothing.
+        summary["search_tied_per_fold"] = [int(n) for n in folds["search_tied"]]
     if permutation is not None:
         score, null, p_value, *described = permutation
         summary["permutation"] = (described[0] if described else {}) | {

@@ -68,12 +68,13 @@ def plot_maps(
         vmax = float(np.max(np.abs(data))) or 1.0
         # Without a background of its own, nilearn's MNI152 template is used.
         background = {} if background_img is None else {"bg_img": background_img}
+        mode, cuts = display_views(volume)
         display = plotting.plot_stat_map(
             volume,
             **background,
             axes=axes,
-            display_mode="ortho",
-            cut_coords=_peak_coords(volume),
+            display_mode=mode,
+            cut_coords=cuts,
             symmetric_cbar=symmetric,
             vmin=None if symmetric else vmin,
             vmax=vmax,
@@ -88,6 +89,40 @@ def plot_maps(
         if colorbar_label and colorbar is not None:
             colorbar.set_label(colorbar_label)
     save_figure(figure, path)
+
+
+#: An image axis with fewer voxels than this is a thin slab: no view across it.
+THIN_AXIS = 3
+
+
+def display_views(volume):
+    """Nilearn's display mode and cuts for a map: three views, or one for a thin slab.
+
+    A single slice (or a slab of a few) shown in three orthogonal views has
+    two views that cut across it, empty or a line, with the orientation
+    labels over the data: such an image is shown in its own plane only.
+
+    Parameters
+    ----------
+    volume : nibabel.Nifti1Image
+        A 3D map.
+
+    Returns
+    -------
+    mode : str
+        ``"ortho"``, or ``"x"``, ``"y"`` or ``"z"`` (the world axis the slab
+        is thin along).
+    cuts : tuple or list
+        The peak's world coordinates (``ortho``), or the slab's position
+        along that axis.
+    """
+    peak = _peak_coords(volume)
+    thin = [axis for axis, size in enumerate(volume.shape[:3]) if size < THIN_AXIS]
+    if len(thin) != 1:
+        return "ortho", peak
+    # The world axis that the thin image axis runs along.
+    world = int(np.argmax(np.abs(volume.affine[:3, thin[0]])))
+    return "xyz"[world], [peak[world]]
 
 
 def _peak_coords(volume):
@@ -145,13 +180,24 @@ def plot_group_accuracies(table, path, title):
     save_figure(figure, path)
 
 
-def plot_overlay(maps_img, background_img, path):
-    """All maps of a 4D image at once, one colour each (nilearn ``plot_prob_atlas``)."""
+def plot_overlay(maps_img, background_img, path, title):
+    """All maps of a 4D image at once, one colour each (nilearn ``plot_prob_atlas``).
+
+    No colour bar: the colours tell the maps apart and measure nothing.
+    """
     from nilearn import plotting
 
-    figure = plt.figure(figsize=(9, 3))
+    figure = plt.figure(figsize=(9, 3.3))
     kwargs = {} if background_img is None else {"bg_img": background_img}
-    plotting.plot_prob_atlas(maps_img, figure=figure, draw_cross=False, colorbar=False, **kwargs)
+    display = plotting.plot_prob_atlas(
+        maps_img, figure=figure, draw_cross=False, colorbar=False, **kwargs
+    )
+    # The background's own grey colour bar (nilearn's plot_anat draws one) measures
+    # nothing a reader needs.
+    background_bar = getattr(display, "_colorbar_ax", None)
+    if background_bar is not None:
+        background_bar.remove()
+    figure.suptitle(textwrap.fill(title, 100), fontsize=9, x=0.02, ha="left")
     save_figure(figure, path)
 
 

@@ -131,14 +131,15 @@ def check_labels_in_events(where, entry):
         settings = dataset["local"]
         found = {s: event_labels(settings, s) for s in dataset_subjects(entry["dataset"])}
     else:
-        found = {"every subject": {*HAXBY_CATEGORIES, "rest"}}
+        found = {None: {*HAXBY_CATEGORIES, "rest"}}
     for subject, labels in found.items():
         missing = [label for label in entry["labels"] if label not in labels]
         if labels and missing:
+            whose = "" if subject is None else f" (subject {subject})"
             raise config_error(
                 f"{where}.labels",
-                f"label(s) {missing} are not in the events of dataset '{entry['dataset']}' "
-                f"(subject {subject}), whose labels are {sorted(labels)}",
+                f"label(s) {missing} are not in the events of dataset '{entry['dataset']}'"
+                f"{whose}, whose labels are {sorted(labels)}",
                 "Name labels of the events, or 'all'",
             )
 

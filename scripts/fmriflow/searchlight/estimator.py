@@ -113,9 +113,9 @@ def fit_spheres(X, y, splits, indices, indptr, estimator):
     """Correct test predictions (fold, sphere) of consecutive spheres (CSR row pointers)."""
     import warnings
 
-    from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
 
+    fit_predict = liblinear_fit_predict(estimator) or sklearn_fit_predict(estimator)
     correct = np.zeros((len(splits), len(indptr) - 1), dtype=np.int64)
     with warnings.catch_warnings():
         # As nilearn: a classifier may not converge on some sphere.
@@ -123,6 +123,68 @@ def fit_spheres(X, y, splits, indices, indptr, estimator):
         for i in range(len(indptr) - 1):
             x = np.asarray(X[:, indices[indptr[i] : indptr[i + 1]]])
             for f, (train, test) in enumerate(splits):
-                model = clone(estimator).fit(x[train], y[train])
-                correct[f, i] = int(np.sum(model.predict(x[test]) == y[test]))
+                predicted = fit_predict(x[train], y[train], x[test])
+                correct[f, i] = int(np.sum(predicted == y[test]))
     return correct
+
+
+def sklearn_fit_predict(estimator):
+    """``(x_train, y_train, x_test) -> predictions`` of a fresh clone of ``estimator``."""
+    from sklearn.base import clone
+
+    def fit_predict(x_train, y_train, x_test):
+        return clone(estimator).fit(x_train, y_train).predict(x_test)
+
+    return fit_predict
+
+
+def liblinear_fit_predict(estimator):
+    """``LinearSVC``'s fit and predict without its per-call overhead, or None.
+
+    ``LinearSVC.fit`` validates its input, then calls scikit-learn's
+    ``_fit_liblinear`` with its parameters; ``predict`` takes the sign (or
+    the largest) of ``x @ coef_.T + intercept_``. On a searchlight sphere
+    (a few hundred volumes, tens of voxels) the validation and cloning cost
+    as much as liblinear itself. Here the same ``_fit_liblinear`` call gets
+    the data as ``fit`` would pass it (float64, C order) and the decision
+    is the same product: the predictions are scikit-learn's (tested sphere
+    by sphere). None for anything but a plain ``LinearSVC`` (one-vs-rest),
+    or when scikit-learn's private helpers are not there (another version).
+    """
+    from sklearn.svm import LinearSVC
+
+    if type(estimator) is not LinearSVC or estimator.multi_class != "ovr":
+        return None
+    try:
+        from sklearn.svm._base import _fit_liblinear
+        from sklearn.svm._classes import _validate_dual_parameter
+    except ImportError:
+        return None
+    p = estimator.get_params()
+
+    def fit_predict(x_train, y_train, x_test):
+        x_train = np.ascontiguousarray(x_train, dtype=np.float64)
+        dual = _validate_dual_parameter(p["dual"], p["loss"], p["penalty"], "ovr", x_train)
+        coef, intercept, _ = _fit_liblinear(
+            x_train,
+            y_train,
+            p["C"],
+            p["fit_intercept"],
+            p["intercept_scaling"],
+            p["class_weight"],
+            p["penalty"],
+            dual,
+            p["verbose"],
+            p["max_iter"],
+            p["tol"],
+            p["random_state"],
+            "ovr",
+            p["loss"],
+        )
+        classes = np.unique(y_train)
+        scores = np.ascontiguousarray(x_test, dtype=np.float64) @ coef.T + intercept
+        if scores.shape[1] == 1:
+            return classes[(scores[:, 0] > 0).astype(int)]
+        return classes[scores.argmax(axis=1)]
+
+    return fit_predict
