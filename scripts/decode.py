@@ -118,6 +118,7 @@ def write_weights(pipeline, X, data, classifier, subject, inputs, outputs):
         nib.load(inputs.background),
         [f"sub-{subject}: {name} (refit on all data, display only)" for name in names],
         outputs.weights_png,
+        colorbar_label=classifiers.weight_units(classifier),
     )
 
 

@@ -55,3 +55,9 @@ def test_liblinear_entries_are_not_fitted_in_threads():
         expected = name not in liblinear
         assert classifiers.thread_safe(pipeline) is expected, name
         assert classifiers.thread_safe(classifiers.with_search(pipeline, name, [1.0])) is expected
+
+
+def test_weight_maps_say_what_their_colour_bar_measures():
+    assert classifiers.weight_units("gnb") == "difference of class means / pooled SD"
+    assert "centroids" in classifiers.weight_units("nearest_centroid")
+    assert classifiers.weight_units("svc") == "classifier weight (arbitrary units)"

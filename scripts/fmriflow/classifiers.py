@@ -411,6 +411,16 @@ def with_search(pipeline, name, grid):
     return GridSearchCV(pipeline, {path: list(grid)}, cv=LeaveOneGroupOut(), scoring="accuracy")
 
 
+def weight_units(name):
+    """What the weight map of a registry classifier measures, for its colour bar."""
+    weights = get(name).weights
+    if weights is naive_bayes_weights:
+        return "difference of class means / pooled SD"
+    if weights is centroid_weights:
+        return "difference of class centroids (data units)"
+    return "classifier weight (arbitrary units)"
+
+
 def display_weights(pipeline, X, y, name):
     """Per-voxel weights of a model refitted on all data, for display only.
 
