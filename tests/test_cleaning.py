@@ -158,3 +158,18 @@ def test_select_confounds_checks_columns_and_values():
         cleaning.select_confounds(frame, ["z"], "c.tsv")
     with pytest.raises(InputError, match="NaN or n/a"):
         cleaning.select_confounds(frame, None, "c.tsv")
+
+
+@pytest.mark.parametrize("settings", [{"high_pass": 0.01}, {"high_pass": 0.01, "low_pass": 0.1}])
+def test_a_run_too_short_for_the_filter_is_named_with_its_length(rng, settings):
+    """scipy refuses to filter a run shorter than its padding; the message says which run."""
+    matrix, runs, _ = drifting_runs(rng, lengths=(40, 12, 47))
+    runs = runs + 1  # the lab's run labels
+    with pytest.raises(ValueError) as raw:
+        clean(matrix[runs == 2].astype(np.float64), t_r=2.0, filter="butterworth", **settings)
+    padlen = raw.value.args[0].split("which is ")[-1].rstrip(".")
+    with pytest.raises(InputError) as caught:
+        cleaning.clean_runs(matrix, runs, 2.0, np.zeros_like(matrix), **settings)
+    message = str(caught.value)
+    assert message.startswith("run 2: it has 12 volumes")
+    assert f"needs more than {padlen} volumes" in message

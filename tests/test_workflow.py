@@ -92,6 +92,24 @@ SCHEMA_ERRORS = [
         ["datasets.simtask.source", "'ftp' is not one of"],
     ),
     (
+        lambda c: c["datasets"].update(lab={"source": "bids", "bids": {"task": "objects"}}),
+        ["datasets.lab.bids.root", "the BIDS root folder", "is required"],
+    ),
+    (
+        lambda c: c["datasets"].update(lab={"source": "bids", "bids": {"root": "/study"}}),
+        ["datasets.lab.bids.task", "the task label is required"],
+    ),
+    (
+        lambda c: c["datasets"].update(lab={"source": "local", "local": {"subjects": ["01"]}}),
+        ["datasets.lab.local.bold", "template of the BOLD images", "listed in files"],
+    ),
+    (
+        lambda c: c["datasets"].update(
+            lab={"source": "local", "local": {"subjects": ["01"], "files": {"01": {}}}}
+        ),
+        ["datasets.lab.local.files.01", "'bold' is a required property"],
+    ),
+    (
         lambda c: c["datasets"]["simrest"]["preprocess"]["clean"].update(low_pass="fast"),
         ["datasets.simrest.preprocess.clean.low_pass", "'fast' is not of type"],
     ),
@@ -232,7 +250,7 @@ def test_the_schema_names_the_faulty_key(mutate, fragments):
 
 
 @pytest.mark.parametrize(
-    ("mutate", "fragments"), SCHEMA_ERRORS[:1] + SCHEMA_ERRORS[4:5] + WORKFLOW_ERRORS
+    ("mutate", "fragments"), SCHEMA_ERRORS[:1] + SCHEMA_ERRORS[8:9] + WORKFLOW_ERRORS
 )
 def test_invalid_config_fails_before_any_job(tmp_path, mutate, fragments):
     config = write_config(tmp_path, mutate)

@@ -13,6 +13,7 @@ block at once rather than column by column (identical values, about 25
 times faster; see :func:`clean_run`).
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -119,20 +120,38 @@ def clean_runs(
     """
     runs = np.asarray(runs)
     check_filter_settings(tr, high_pass, low_pass)
-    run_rows = [np.flatnonzero(runs == run) for run in np.unique(runs)]
+    run_rows = {run: np.flatnonzero(runs == run) for run in np.unique(runs)}
     for start in range(0, matrix.shape[1], CLEAN_BLOCK_VOXELS):
         block = np.asarray(matrix[:, start : start + CLEAN_BLOCK_VOXELS], dtype=np.float64)
-        for rows in run_rows:
-            out[rows, start : start + block.shape[1]] = clean_run(
-                block[rows],
-                tr,
-                detrend,
-                standardize,
-                high_pass,
-                low_pass,
-                None if confounds is None else confounds[rows],
-            )
+        for run, rows in run_rows.items():
+            try:
+                out[rows, start : start + block.shape[1]] = clean_run(
+                    block[rows],
+                    tr,
+                    detrend,
+                    standardize,
+                    high_pass,
+                    low_pass,
+                    None if confounds is None else confounds[rows],
+                )
+            except ValueError as exc:
+                raise too_short_to_filter(exc, run, rows.size) from None
     return out
+
+
+def too_short_to_filter(exc, run, n_volumes):
+    """The error for a run shorter than the Butterworth filter's padding, else ``exc``."""
+    found = re.search(r"greater than padlen, which is (\d+)", str(exc))
+    if found is None:
+        return exc
+    return InputError(
+        f"run {run}",
+        f"it has {n_volumes} volumes and the band-pass filter (preprocess.clean.high_pass/"
+        f"low_pass) pads each run with {found.group(1)}, so it needs more than "
+        f"{found.group(1)} volumes",
+        "Leave the short run out, or set high_pass and low_pass to null (detrending "
+        "still removes the linear drift)",
+    )
 
 
 def clean_run(signals, tr, detrend, standardize, high_pass, low_pass, confounds):

@@ -110,7 +110,27 @@ def expand(template, subject, runs):
 
 
 def subject_files(settings, subject):
-    """All source files of one subject, by role, from the config templates."""
+    """All source files of one subject, by role.
+
+    Parameters
+    ----------
+    settings : dict
+        A local dataset's config section: its templates, or ``files``, the
+        explicit lists per subject (which a ``bids`` dataset's query fills in).
+    subject : str
+        Subject label.
+
+    Returns
+    -------
+    dict
+        Role (``bold``, ``events``, ``confounds``, ``roi``, ``anat``,
+        ``stimuli``) to the list of paths, one per run or one per subject;
+        roles the subject does not have are absent.
+    """
+    listed = settings.get("files")
+    if listed:
+        entry = listed[str(subject)]
+        return {key: list(entry[key]) for key in TEMPLATE_KEYS if entry.get(key)}
     files = {}
     for key in TEMPLATE_KEYS:
         template = settings.get(key)
@@ -119,16 +139,42 @@ def subject_files(settings, subject):
     return files
 
 
+def subject_runs(settings, subject):
+    """The run labels of one subject: its own (``files``) or the configured ``runs``."""
+    listed = settings.get("files")
+    if listed:
+        return listed[str(subject)].get("runs")
+    return settings.get("runs")
+
+
+def has_role(settings, key):
+    """Whether the dataset's config gives files of one role (a template or listed files)."""
+    listed = settings.get("files")
+    if listed:
+        return any(entry.get(key) for entry in listed.values())
+    return bool(settings.get(key))
+
+
+def origin(settings, key):
+    """Where the config names the files of one role, for messages."""
+    if settings.get("files"):
+        return f"listed in local.files.{key}"
+    return f"from template local.{key}: {settings.get(key)!r}"
+
+
 def missing_files(settings, subjects):
     """Messages for every configured file that does not exist (for early checks)."""
     problems = []
+    listed = settings.get("files") or {}
     for subject in subjects:
+        if listed and str(subject) not in listed:
+            problems.append(f"subject {subject}: no entry in local.files")
+            continue
         for key, paths in subject_files(settings, subject).items():
             for path in paths:
                 if not Path(path).is_file():
                     problems.append(
-                        f"subject {subject}: {key} file {path} not found "
-                        f"(from template local.{key}: {settings[key]!r})"
+                        f"subject {subject}: {key} file {path} not found ({origin(settings, key)})"
                     )
     participants = settings.get("participants")
     if participants and not Path(participants).is_file():
@@ -187,12 +233,12 @@ def tr_disagreements(settings, subjects):
         config says its ``tr`` overrides the headers, or a header records no
         TR).
     """
-    if settings.get("tr_overrides_header") or not settings.get("bold"):
+    if settings.get("tr_overrides_header"):
         return []
     tr = float(settings["tr"])
     disagreeing = []
     for subject in subjects:
-        for path in expand(settings["bold"], subject, settings.get("runs")):
+        for path in subject_files(settings, subject).get("bold", []):
             recorded = header_tr(path) if Path(path).is_file() else None
             if recorded is not None and abs(recorded - tr) > TR_TOLERANCE * tr:
                 disagreeing.append((path, recorded))
@@ -216,10 +262,8 @@ def event_labels(settings, subject):
         BIDS ``trial_type`` values and the rest label, or the per-volume
         ``label`` values; empty without events.
     """
-    if not settings.get("events"):
-        return set()
     labels = set()
-    for path in expand(settings["events"], subject, settings.get("runs")):
+    for path in subject_files(settings, subject).get("events", []):
         if not Path(path).is_file():
             continue
         frame = read_table(path, "events table")
@@ -233,9 +277,10 @@ def event_labels(settings, subject):
 
 def first_bold_voxel_sizes(settings, subjects):
     """Voxel sizes (mm) of the first subject's first BOLD image (its header); None if absent."""
-    if not subjects or not settings.get("bold"):
+    paths = subject_files(settings, subjects[0]).get("bold") if subjects else None
+    if not paths:
         return None
-    path = expand(settings["bold"], subjects[0], settings.get("runs"))[0]
+    path = paths[0]
     if not Path(path).is_file():
         return None
     return tuple(float(z) for z in nib.load(path).header.get_zooms()[:3])
@@ -558,12 +603,12 @@ def confounds_table(paths, lengths, columns):
     return pd.concat(frames, ignore_index=True)
 
 
-def check_source_file(path, key, template):
-    """Check that a templated source file exists, naming the template."""
+def check_source_file(path, key, where):
+    """Check that a source file exists, naming where the config gives it (see ``origin``)."""
     if not Path(path).is_file():
         raise InputError(
             path,
-            f"{key} file not found (from template local.{key}: {template!r})",
+            f"{key} file not found ({where})",
             "Fix the template or the subject/run lists in the config",
         )
     return check_file_exists(path, key)

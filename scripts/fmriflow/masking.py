@@ -394,8 +394,8 @@ def check_mask_not_empty(mask, what, choice=None):
             what,
             "the mask computed from the mean EPI is empty: the image shows no contrast "
             "between brain and background that nilearn's compute_epi_mask can threshold",
-            "Give the dataset a brain mask (local.brain_mask) and set preprocess.mask: "
-            "dataset, or set preprocess.mask: roi with a subject ROI (local.roi)",
+            "Give the dataset a brain mask (local.brain_mask, or bids.brain_mask) and set "
+            "preprocess.mask: dataset, or set preprocess.mask: roi with a subject ROI (local.roi)",
         )
     raise InputError(
         what,

@@ -320,6 +320,8 @@ rule describe_local:
     params:
         name="{dataset}",
         settings=dataset_section("local"),
+        source=dataset_source,
+        query=bids_query,
     script:
         "../../scripts/describe_local.py"
 
@@ -393,7 +395,7 @@ rule import_local:
         tr=local_setting("tr"),
         events_format=local_setting("events_format"),
         rest_label=local_setting("rest_label"),
-        runs=local_setting("runs"),
+        runs=local_subject_runs,
     script:
         "../../scripts/import_local.py"
 
@@ -466,4 +468,4 @@ use rule import_local_roi as import_local_stimuli with:
     params:
         role="stimuli",
         shape=local_setting("stimulus_shape"),
-        runs=local_setting("runs"),
+        runs=local_subject_runs,

@@ -71,19 +71,31 @@ def dataset_space(name):
     return dataset["local"]["space"]
 
 
+#: Sources whose files are the lab's own, imported by the local rules: given by
+#: templates or lists (local), or found by a query (bids, resolved into the
+#: dataset's local section by validate_config).
+LOCAL_SOURCES = ("local", "bids")
+
+
+def imports_local_files(dataset):
+    """Whether a dataset's files are the lab's own (source local or bids)."""
+    return dataset["source"] in LOCAL_SOURCES
+
+
 def datasets_where(source, kind=None):
-    """Names of the datasets from ``source`` (and of ``kind``)."""
+    """Names of the datasets from ``source`` (and of ``kind``); 'local' includes bids."""
+    sources = LOCAL_SOURCES if source == "local" else (source,)
     return [
         name
         for name, dataset in config["datasets"].items()
-        if dataset["source"] == source and kind in (None, dataset_kind(name))
+        if dataset["source"] in sources and kind in (None, dataset_kind(name))
     ]
 
 
 def dataset_has_brain_mask(name):
     """Whether ``data/{name}/brainmask.nii.gz`` exists in the canonical layout."""
     dataset = config["datasets"][name]
-    if dataset["source"] == "local":
+    if imports_local_files(dataset):
         return dataset["local"]["brain_mask"] is not None
     return dataset["source"] == "simulate"
 
@@ -91,7 +103,7 @@ def dataset_has_brain_mask(name):
 def stimulus_shape(name):
     """The image grid of a stimulus dataset's features, or None if they are not pixels."""
     dataset = config["datasets"][name]
-    if dataset["source"] == "local":
+    if imports_local_files(dataset):
         shape = dataset["local"]["stimulus_shape"]
         return None if shape is None else list(shape)
     from fmriflow.fetch import MIYAWAKI_SHAPE
@@ -150,7 +162,10 @@ def subject_files(name, subject):
 
         roles = subject_roles(dataset["fetch"]["fetcher"], subject)
         return {LOCAL_FILES[role] for role in roles}
-    return {file for key, file in LOCAL_FILES.items() if dataset["local"][key]}
+    from fmriflow.local import subject_files as source_files
+
+    roles = source_files(dataset["local"], subject)
+    return {file for key, file in LOCAL_FILES.items() if key in roles}
 
 
 def has_file(wildcards, file):
@@ -614,7 +629,7 @@ def participant_columns(name):
         from fmriflow.simulate import PARTICIPANT_COLUMNS
 
         return list(PARTICIPANT_COLUMNS)
-    if dataset["source"] == "local":
+    if imports_local_files(dataset):
         from fmriflow.io import read_table
 
         table = read_table(dataset["local"]["participants"], "participants table")
@@ -762,6 +777,24 @@ def local_setting(key):
 
     get.__name__ = f"local_{key}"
     return get
+
+
+def dataset_source(wildcards):
+    """The dataset's source (simulate, fetch, local or bids)."""
+    return config["datasets"][wildcards.dataset]["source"]
+
+
+def bids_query(wildcards):
+    """A bids dataset's query (its bids section), else None."""
+    dataset = config["datasets"][wildcards.dataset]
+    return dataset["bids"] if dataset["source"] == "bids" else None
+
+
+def local_subject_runs(wildcards):
+    """A local subject's run labels (its own when the files are listed per subject)."""
+    from fmriflow.local import subject_runs
+
+    return subject_runs(config["datasets"][wildcards.dataset]["local"], wildcards.subject)
 
 
 def preprocess_setting(*keys):

@@ -72,6 +72,7 @@ def validate_config(config):
     # One canonical key order, so that the rules' params (compared by
     # Snakemake to decide re-runs) do not depend on the order of the keys in
     # the config file or on which keys were filled in by defaults.
+    resolve_bids_datasets(checked)
     config.clear()
     config.update(sorted_keys(checked))
     check_names_unique(config)
@@ -82,6 +83,37 @@ def validate_config(config):
     check_connectomes(config)
     check_against_the_data(config)
     warn_too_few_permutations(config)
+
+
+#: Where the indexes of BIDS datasets are cached (relative to the working directory).
+BIDS_INDEX_CACHE = Path(".fmriflow") / "bids"
+
+
+def resolve_bids_datasets(config):
+    """Index each bids dataset (or read its cached index) and fill in its local section.
+
+    The main process lists the dataset's files to see whether the cached
+    index is still current; jobs (which Snakemake starts after the main
+    process checked it) read the cache without looking at the dataset.
+    """
+    from fmriflow.bids import cached_index, local_settings
+    from fmriflow.errors import InputError
+
+    for name, dataset in config["datasets"].items():
+        if dataset["source"] != "bids":
+            continue
+        settings = dataset["bids"]
+        try:
+            index = cached_index(
+                name,
+                settings,
+                BIDS_INDEX_CACHE,
+                check_signature=workflow.is_main_process,
+                notify=lambda message: print(message, file=sys.stderr),
+            )
+        except InputError as exc:
+            raise WorkflowError(f"Dataset '{name}' (source bids): {exc}") from None
+        dataset["local"] = {**dataset["local"], **local_settings(settings, index)}
 
 
 def check_against_the_data(config):
@@ -127,7 +159,7 @@ def check_labels_in_events(where, entry):
     if entry["labels"] == "all":
         return
     dataset = config["datasets"][entry["dataset"]]
-    if dataset["source"] == "local":
+    if imports_local_files(dataset):
         settings = dataset["local"]
         found = {s: event_labels(settings, s) for s in dataset_subjects(entry["dataset"])}
     else:
@@ -222,7 +254,7 @@ def check_datasets(config):
     for name, dataset in config["datasets"].items():
         # Raises a WorkflowError naming the dataset for unknown subjects.
         dataset_subjects(name)
-        if dataset["source"] == "local":
+        if imports_local_files(dataset):
             check_local_files(name, dataset["local"])
 
 
@@ -267,7 +299,9 @@ def numbers_hint(settings):
 
 def check_local_kind(name, settings):
     """Task data need events: without, every volume would be one 'rest' condition."""
-    if settings["kind"] == "task" and not settings.get("events"):
+    from fmriflow.local import has_role
+
+    if settings["kind"] == "task" and not has_role(settings, "events"):
         raise WorkflowError(
             f"Invalid config in 'datasets.{name}.local': kind is task (the default) but no "
             "events are given, so no volume would have a condition. Give the template of the "
