@@ -8,6 +8,7 @@ hashlib for checksums, np.concatenate for the runs).
 """
 
 import csv
+import gzip
 import hashlib
 import importlib.util
 import json
@@ -675,6 +676,31 @@ def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_nod
         "bold.nii.gz",
         "events.tsv",
     ]
+
+
+def test_an_uncompressed_bold_image_is_compressed_on_import(tmp_path, run_node):
+    """A lab's plain .nii lands as a real gzip file under the canonical .nii.gz name."""
+    rng = np.random.default_rng(8)
+    data = rng.normal(size=SHAPE + (6,)).astype(np.float32)
+    source = tmp_path / "study" / "sub-01_bold.nii"
+    save_image(data, AFFINE, source, tr=TR)
+    write_tsv(pd.DataFrame({"label": ["face", "house"] * 3}), tmp_path / "study" / "ev.tsv")
+    bold = tmp_path / "out" / "bold.nii.gz"
+    digests = []
+    for _ in range(2):
+        run_node(
+            "import_local",
+            source_bold=[source],
+            source_events=[tmp_path / "study" / "ev.tsv"],
+            bold=bold,
+            events=tmp_path / "out" / "events.tsv",
+            tr=TR,
+            events_format="per_volume",
+        )
+        with gzip.open(bold, "rb") as stream:
+            assert stream.read() == source.read_bytes()
+        digests.append(sha256_of(bold))
+    assert digests[0] == digests[1]  # no time stamp or name in the gzip header
 
 
 def test_header_tr_reads_the_time_unit_and_ignores_an_unrecorded_tr(tmp_path):

@@ -23,6 +23,7 @@ volume) become 0, any other ``n/a`` or text is an error. The lab's files
 are only read: a file taken as is is copied, never hard-linked.
 """
 
+import gzip
 import shutil
 from pathlib import Path
 from string import Formatter
@@ -614,13 +615,28 @@ def check_source_file(path, key, where):
     return check_file_exists(path, key)
 
 
+#: The first bytes of a gzip stream.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def copy_source(source, destination):
     """Copy one of the lab's files into the workflow's folders, atomically.
 
     Never a hard link: Snakemake touches the outputs of a job, which would
     change the modification time of the lab's original file through the
     link, and anything later written in place would change the original.
+    An uncompressed file (``.nii``) copied to a ``.gz`` name is compressed
+    on the way (with no time stamp or name in the gzip header, so that re-runs
+    write the same bytes).
     """
+    with open(source, "rb") as stream:
+        compressed = stream.read(2) == GZIP_MAGIC
     with atomic_output(destination) as tmp:
-        shutil.copyfile(source, tmp)
+        if compressed or not str(destination).endswith(".gz"):
+            shutil.copyfile(source, tmp)
+        else:
+            with open(source, "rb") as raw, open(tmp, "wb") as out:
+                packing = {"filename": "", "mode": "wb", "compresslevel": 1, "mtime": 0}
+                with gzip.GzipFile(fileobj=out, **packing) as packed:
+                    shutil.copyfileobj(raw, packed, 1 << 22)
     return Path(destination)
