@@ -60,9 +60,9 @@ Data
     (``fmriflow.parcellation.grow_parcels``, contiguous parcels of 50 to 700
     voxels), and 8 signed maps, ``M[k] - 0.5 M[k+1]`` (cyclically) of the
     planted networks ``M``: signed, yet every voxel with a weight has a
-    positive one, so nilearn 0.13.1's ``NiftiMapsMasker`` (which fits on the
-    voxels where some map is positive) and fmriflow (every voxel) solve the
-    same least-squares problem. Region tables by
+    positive one (so that nilearn before 0.14, whose ``NiftiMapsMasker`` fitted
+    on the voxels where some map is positive, and fmriflow, every voxel, solve
+    the same least-squares problem). Region tables by
     ``fmriflow.regions.labels_regions`` / ``maps_regions``. ``--quick``: 12
     subjects x 100 volumes. Written once into ``--data-dir`` (reused when its
     parameters match) or a temporary folder.
@@ -481,8 +481,8 @@ def measure_child(side, args):
     entered = time.perf_counter()
     factory = {"nilearn": nilearn_pipeline, "fmriflow group": fmriflow_group}[side]
     with warnings.catch_warnings():
-        # nilearn 0.13.1 announces its 0.14 "zscore" change on every
-        # ConnectivityMeasure fit (in every fold).
+        # nilearn's notes (the boolean standardize to be deprecated) on
+        # every ConnectivityMeasure fit, in every fold.
         warnings.simplefilter("ignore")
         run = factory(*args)
         imports = time.perf_counter() - entered

@@ -12,14 +12,14 @@ What is compared
       ``Parcellations("ward", n_parcels=100)``, both fitted on the list of
       4D files with their confound tables, the grey-matter mask file and
       the preprocessing CanICA applies by default (``smoothing_fwhm=6``,
-      ``standardize=True`` — in nilearn 0.13 the population z-score —,
+      ``standardize="zscore_sample"`` — what ``True`` means since nilearn 0.14 —,
       ``detrend=True``, no band-pass), ``random_state=0``, ``n_jobs=1``;
       the maps and labels saved as NIfTI (``to_filename``).
     * fmriflow: every job of the default target for that config —
       ``describe_local``, ``import_local`` and ``import_local_confounds``
       per subject, ``mask`` and ``clean`` (the same mask, smoothing,
       cleaning: ``mask: mni_gm``, ``smoothing_fwhm: 6``, ``detrend``,
-      ``standardize: zscore``, confounds), ``reduce_subject`` (twice per
+      ``standardize: zscore_sample``, confounds), ``reduce_subject`` (twice per
       subject: the ICA's and the clustering's reductions), ``group_ica``
       (``method: canica``, 10 components, ``n_subject_components: 10`` as
       nilearn keeps ``n_components`` per subject, ``n_init: 10`` as CanICA,
@@ -119,10 +119,10 @@ BLOB_FWHM = 14.0
 SEED = 0
 N_COMPONENTS = 10
 N_PARCELS = 100
-#: CanICA's default preprocessing (nilearn 0.13.1), applied on both sides.
+#: CanICA's default preprocessing (nilearn 0.14), applied on both sides.
 SMOOTHING_FWHM = 6.0
-#: nilearn's ``standardize=True`` is the population z-score ("zscore") in 0.13.
-STANDARDIZE = "zscore"
+#: nilearn's ``standardize=True`` is the sample z-score ("zscore_sample") since 0.14.
+STANDARDIZE = "zscore_sample"
 #: nilearn's Parcellations reduces each subject and the group to 200 components.
 PARCELLATION_COMPONENTS = 200
 #: CanICA's default number of FastICA restarts.
@@ -150,7 +150,7 @@ spec = json.load(open(sys.argv[1]))
 bold = spec["bold"]
 confounds = [pd.read_csv(path, sep="\\t") for path in spec["confounds"]]
 preprocessing = dict(
-    mask=spec["mask"], smoothing_fwhm=6, standardize=True, detrend=True,
+    mask=spec["mask"], smoothing_fwhm=6, standardize="zscore_sample", detrend=True,
     random_state=0, n_jobs=1,
 )
 imported = time.perf_counter()

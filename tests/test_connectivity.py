@@ -26,11 +26,6 @@ N_VOLUMES = 150  # more than one block of the maps fit (connectivity.VOLUME_BLOC
 #: Labels that wrap in 8 bits (128 -> -128 as int8, 256 -> 0 as uint8) or need 16.
 WIDE_LABELS = [127, 128, 255, 256, 257, 300, 1000, 30000]
 
-# nilearn 0.13.1 announces its 0.14 change of "zscore" on every ConnectivityMeasure fit.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The default strategy for standardize:FutureWarning"
-)
-
 
 @pytest.fixture(scope="module", autouse=True)
 def one_blas_thread():
@@ -89,7 +84,7 @@ def test_400_int16_labels_signals_equal_nilearn_labels_masker(grid):
 
     bold, mask_img = images(grid)
     masker = NiftiLabelsMasker(
-        nib.Nifti1Image(volume, affine), mask_img=mask_img, standardize=False, detrend=False
+        nib.Nifti1Image(volume, affine), mask_img=mask_img, standardize=None, detrend=False
     )
     expected = masker.fit_transform(bold)
     found_ids = [v for k, v in masker.region_ids_.items() if k != "background"]
@@ -117,25 +112,32 @@ def test_nonnegative_maps_signals_equal_nilearn_maps_masker(grid):
     masker = NiftiMapsMasker(
         nib.Nifti1Image(unmask(maps.T, mask), affine),
         mask_img=mask_img,
-        standardize=False,
+        standardize=None,
         detrend=False,
     )
     np.testing.assert_allclose(signals, masker.fit_transform(bold), rtol=1e-6, atol=1e-6)
 
 
 def test_signed_maps_signals_are_the_least_squares_fit_on_every_voxel(grid):
-    """Signed maps (ICA regions, a sign-flipped component). nilearn 0.13.1's
-    NiftiMapsMasker is wrong here: its ``_trim_maps`` builds the voxels of the fit
-    from ``maps > 0``, so voxels where every map is negative are left out (fixed in
-    0.14). The reference is ``numpy.linalg.lstsq`` on all the mask's voxels."""
+    """Signed maps (ICA regions, a sign-flipped component): ``numpy.linalg.lstsq`` on
+    all the mask's voxels, and nilearn's NiftiMapsMasker (which, before 0.14, left out
+    the voxels where every map is negative)."""
     mask, affine, data = grid
     rng = np.random.default_rng(3)
     maps = nonnegative_maps(mask, rng) * rng.choice([-1.0, 1.0], size=(int(mask.sum()), 6))
     only_negative = (maps <= 0).all(axis=1) & (maps < 0).any(axis=1)
-    assert only_negative.sum() > 20  # the voxels nilearn 0.13.1 drops
+    assert only_negative.sum() > 20  # the voxels nilearn 0.13 dropped
     signals = connectivity.region_signals(data, "maps", maps)
     expected, *_ = np.linalg.lstsq(maps, data.T.astype(np.float64), rcond=None)
     np.testing.assert_allclose(signals, expected.T, rtol=1e-10, atol=1e-10)
+    bold, mask_img = images(grid)
+    masker = NiftiMapsMasker(
+        nib.Nifti1Image(unmask(maps.T, mask), affine),
+        mask_img=mask_img,
+        standardize=None,
+        detrend=False,
+    )
+    np.testing.assert_allclose(signals, masker.fit_transform(bold), rtol=1e-6, atol=1e-6)
     # The normal equations hold: the residual is orthogonal to every map.
     residual = data.astype(np.float64) - signals @ maps.T
     np.testing.assert_allclose(residual @ maps, 0.0, atol=1e-8)
@@ -313,13 +315,13 @@ def chain_signals(rng, n_regions, n_volumes, strength=0.45):
 @pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
 def test_sparse_inverse_covariance_equals_graphical_lasso_cv_on_standardised_signals():
     """As nilearn's example: GraphicalLassoCV on the signals standardised per region
-    (here nilearn's population-std "zscore"), precision -> partial correlations."""
+    (nilearn's "zscore_sample"), precision -> partial correlations."""
     rng = np.random.default_rng(20)
     for _ in range(2):
         signals = chain_signals(rng, 6, 150)[0] * rng.uniform(0.5, 3.0, 6) + 4.0
         partial, alpha = connectivity.sparse_inverse_covariance(signals, n_folds=3)
         estimator = GraphicalLassoCV(cv=3, max_iter=500).fit(
-            standardize_signal(signals, standardize="zscore")
+            standardize_signal(signals, standardize="zscore_sample")
         )
         np.testing.assert_allclose(partial, prec_to_partial(estimator.precision_), atol=1e-10)
         assert alpha == estimator.alpha_
@@ -343,7 +345,7 @@ def test_group_sparse_partial_correlations_equal_group_sparse_covariance_cv():
     subjects = [chain_signals(rng, 5, 120)[0] * rng.uniform(1, 3) + 2.0 for _ in range(4)]
     partials, alpha = connectivity.group_sparse_partial_correlations(subjects, n_folds=3)
     estimator = GroupSparseCovarianceCV(cv=3, verbose=0).fit(
-        [standardize_signal(s, standardize="zscore") for s in subjects]
+        [standardize_signal(s, standardize="zscore_sample") for s in subjects]
     )
     expected = np.array([prec_to_partial(p) for p in np.moveaxis(estimator.precisions_, -1, 0)])
     np.testing.assert_allclose(partials, expected, atol=1e-10)

@@ -78,10 +78,8 @@ def cleaned_image(workdir, subject):
 
 
 def maps_reference(regions, image, mask_img):
-    """Least squares of the maps on the subject's voxels, with numpy. (nilearn 0.13.1's
-    NiftiMapsMasker fits only voxels where some map is positive, so it is wrong for
-    the signed maps of ICA regions; tests/test_connectivity.py compares it where it
-    is right.)"""
+    """Least squares of the maps on the subject's voxels, with numpy (nilearn's
+    NiftiMapsMasker agrees since 0.14: tests/test_connectivity.py)."""
     mask = np.asarray(mask_img.dataobj) > 0
     maps = np.asarray(regions.dataobj, dtype=np.float64)[mask]
     data = np.asarray(image.dataobj, dtype=np.float64)[mask]

@@ -48,9 +48,9 @@ def wide_labels_volume(mask, rng):
 
 
 def test_labels_regions_keep_full_width_labels_and_name_the_dropped(grid):
-    """The reference for the labels kept is nilearn's NiftiLabelsMasker (``region_ids_``,
-    right); for the masked labels, numpy: nilearn 0.13.1 casts its masked atlas
-    (``region_atlas_``) to int8, so 128 becomes -128 and 256 becomes 0 there."""
+    """The references are nilearn's NiftiLabelsMasker (the labels kept, ``region_ids_``,
+    and its masked atlas, ``region_atlas_``, which before nilearn 0.14 was cast to int8:
+    128 became -128 and 256 became 0) and numpy."""
     mask, affine = grid
     volume, inside = wide_labels_volume(mask, np.random.default_rng(0))
     names = {1: "one", 300: "three hundred", 400: "outside", 30000: "far"}
@@ -73,6 +73,8 @@ def test_labels_regions_keep_full_width_labels_and_name_the_dropped(grid):
         masker.fit_transform(nib.Nifti1Image(np.ones(SHAPE + (3,), np.float32), affine))
     kept = [v for k, v in masker.region_ids_.items() if k != "background"]
     assert result.table["index"].tolist() == kept
+    masked_atlas = np.asarray(masker.region_atlas_.dataobj)
+    np.testing.assert_array_equal(result.values, masked_atlas[mask])
 
     xyz = world(mask, affine)
     for row in result.table.itertuples():

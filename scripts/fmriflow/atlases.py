@@ -168,7 +168,7 @@ def _mirror(url):
 def _fetch_msdl_mirror(url, data_dir, verbose):
     """Fetch the MSDL archive from a mirror into the folder nilearn's fetcher reads.
 
-    ``fetch_atlas_msdl`` (nilearn 0.13, pinned by the project) ignores its
+    ``fetch_atlas_msdl`` (nilearn 0.13 and 0.14) ignores its
     ``url`` argument, so with a mirror the archive is fetched first, with
     nilearn's own downloader, into ``<data_dir>/msdl_atlas``; the fetcher
     then finds its files there.

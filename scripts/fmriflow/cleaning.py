@@ -105,7 +105,7 @@ def clean_runs(
         Destination, float32 (may be a memory-mapped ``.npy``).
     detrend : bool, default=True
         Remove a linear trend per run.
-    standardize : {"zscore_sample", "zscore", "psc"}, False or None
+    standardize : {"zscore_sample", "psc"}, False or None
         Per-run standardization of each voxel (see ``nilearn.signal.clean``);
         False or None for none.
     high_pass, low_pass : float, optional
@@ -169,9 +169,9 @@ def clean_run(signals, tr, detrend, standardize, high_pass, low_pass, confounds)
         # nilearn warns once per run when a filter is skipped; the
         # settings were checked above.
         warnings.filterwarnings("ignore", message=".*sample_mask.*")
-        # nilearn 0.13 announces that confounds will be scaled by the
-        # sample rather than population std: a rescaling of regressors,
-        # which leaves the residuals unchanged.
+        # nilearn announces that confounds will be scaled by the sample
+        # rather than population std: a rescaling of regressors, which
+        # leaves the residuals unchanged.
         warnings.filterwarnings(
             "ignore",
             message=".*confounds will be standardized.*",

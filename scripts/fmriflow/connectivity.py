@@ -182,13 +182,14 @@ def region_signals(data, kind, values, region_index=None):
 
 
 def _zscore(signals):
-    """Signals centred and divided by their (population) standard deviation.
+    """Signals centred and divided by their sample standard deviation (n - 1).
 
-    As nilearn 0.13.1's ``standardize="zscore"``; a constant signal is only
+    As nilearn's ``standardize="zscore_sample"``, the default of
+    ``ConnectivityMeasure`` since nilearn 0.14; a constant signal is only
     centred.
     """
     centred = signals - signals.mean(axis=0)
-    scale = centred.std(axis=0)
+    scale = centred.std(axis=0, ddof=1)
     scale[scale < np.finfo(np.float64).eps] = 1.0
     return centred / scale
 
