@@ -22,32 +22,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 def load_config_file(path):
     """A YAML config file, or one message naming the file, the line and the fix."""
-    import yaml
+    from fmriflow.config_files import load_config_file as load
+    from fmriflow.errors import InputError
 
     try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise WorkflowError(
-            f"Config file {path}: cannot be read ({exc.strerror}). Check the path."
-        ) from None
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise WorkflowError(
-            f"Config file {where}: not valid YAML ({problem}). Fix the syntax there: indent "
-            "with spaces, close brackets and quotes, quote values that hold ': ' or ' #'."
-        ) from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise WorkflowError(
-            f"Config file {path}: holds a {type(loaded).__name__}, not a mapping of keys. "
-            "Start from config/config.yaml."
-        )
-    return loaded
+        return load(path)
+    except InputError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def use_default_config(path, config):
