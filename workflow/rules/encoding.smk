@@ -37,7 +37,8 @@ rule encode:
         "logs/benchmark/encode/{dataset}_sub-{subject}_{analysis}.tsv"
     conda:
         "../../envs/fmriflow.yaml"
-    threads: 2
+    # One thread: the node runs numerical libraries single-threaded (fmriflow.node).
+    threads: 1
     resources:
         mem_mb=mem_mb_from_input(800, 6),
         runtime=120,

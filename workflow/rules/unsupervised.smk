@@ -62,7 +62,9 @@ rule group_ica:
         "logs/benchmark/group_ica/{dataset}_{name}.tsv"
     conda:
         "../../envs/fmriflow.yaml"
-    threads: 2
+    # One thread: the node runs numerical libraries single-threaded (fmriflow.node),
+    # so a second core would sit idle while parcellate waits for it.
+    threads: 1
     resources:
         mem_mb=mem_mb_from_input(1000, 3),
         runtime=120,
