@@ -127,10 +127,13 @@ def test_group_matrices_equal_nilearn(tiny_run, analysis):
 
 
 def test_sparse_models_equal_scikit_learn_and_nilearn(tiny_run):
-    """As nilearn's examples fit them: on signals standardised per region."""
+    """As nilearn's examples fit them: on signals standardised per region (nilearn's
+    ``zscore_sample``, what ``standardize=True`` means since nilearn 0.14)."""
+    from nilearn.signal import standardize_signal
+
     folder = group_folder(tiny_run, "ica_regions")
     signals = signals_of(tiny_run, "ica_regions")
-    standardised = [(s - s.mean(0)) / s.std(0) for s in signals]
+    standardised = [standardize_signal(s, standardize="zscore_sample") for s in signals]
     for subject, data in zip(subjects(tiny_run), standardised, strict=True):
         estimator = GraphicalLassoCV(cv=3, max_iter=500).fit(data)
         found = read_matrix(

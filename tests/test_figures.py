@@ -58,3 +58,30 @@ def test_the_component_overlay_has_a_title_and_no_meaningless_colour_bar(tmp_pat
     views = [axes for axes in reference.axes if getattr(axes, "_colorbar", None) is None]
     assert len(ours.axes) == len(views)
     plt.close("all")
+
+
+def test_a_long_group_title_fits_inside_a_narrow_figure(tmp_path, monkeypatch):
+    """Three subjects give the narrowest figure; the group test's title is the longest."""
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "subject": ["01", "02", "03"],
+            "accuracy": [0.67, 0.66, 0.64],
+            "accuracy_std": [0.03, 0.04, 0.04],
+            "chance": [0.125] * 3,
+        }
+    )
+    title = (
+        "all_categories: mean accuracy 0.66 vs chance 0.125 (t=65.02, one-sided "
+        "p=0.000118, n=3); prevalence: global null p=0.001, gamma0 >= 0.56 (at most 0.99)"
+    )
+    saved = []
+    monkeypatch.setattr(figures, "save_figure", lambda figure, path: saved.append(figure))
+    figures.plot_group_accuracies(table, tmp_path / "accuracies.png", title)
+    figure = saved[0]
+    text = figure.axes[0].title
+    box = text.get_window_extent(figure.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= figure.bbox.x1 and box.y1 <= figure.bbox.y1
+    assert " ".join(text.get_text().split()) == title
+    plt.close("all")

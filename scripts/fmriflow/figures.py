@@ -26,6 +26,26 @@ def save_figure(figure, path, dpi=100):
     plt.close(figure)
 
 
+def fit_title(figure, axes, title, fontsize=9, widths=(60, 52, 45, 38, 32, 26)):
+    """Give ``axes`` the title ``title``, wrapped until it fits inside the figure.
+
+    The layout is tightened after each try (``tight_layout``), so the title is
+    measured where it will be drawn; the narrowest wrapping is kept if none fits.
+
+    Returns
+    -------
+    matplotlib.text.Text
+    """
+    renderer = figure.canvas.get_renderer()
+    for width in widths:
+        text = axes.set_title(textwrap.fill(title, width), fontsize=fontsize)
+        figure.tight_layout()
+        box = text.get_window_extent(renderer)
+        if box.x0 >= 0 and box.x1 <= figure.bbox.x1 and box.y1 <= figure.bbox.y1:
+            break
+    return text
+
+
 def plot_maps(
     maps_img,
     background_img,
@@ -174,9 +194,8 @@ def plot_group_accuracies(table, path, title):
     axes.set_xticks(x, [f"sub-{s}" for s in table["subject"]], rotation=45, ha="right")
     axes.set_ylim(0, 1.02)
     axes.set_ylabel("cross-validated accuracy")
-    axes.set_title(textwrap.fill(title, 60), fontsize=9)
     axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
+    fit_title(figure, axes, title)
     save_figure(figure, path)
 
 
