@@ -104,10 +104,9 @@ def nonnegative_maps(mask, rng, n_maps=6):
     return maps
 
 
-def test_nonnegative_maps_signals_equal_nilearn_maps_masker(grid):
-    mask, affine, data = grid
-    maps = nonnegative_maps(mask, np.random.default_rng(2))
-    signals = connectivity.region_signals(data, "maps", maps)
+def nilearn_maps_signals(grid, maps):
+    """nilearn's NiftiMapsMasker on the grid's data, with the maps given on its mask."""
+    mask, affine, _ = grid
     bold, mask_img = images(grid)
     masker = NiftiMapsMasker(
         nib.Nifti1Image(unmask(maps.T, mask), affine),
@@ -115,7 +114,14 @@ def test_nonnegative_maps_signals_equal_nilearn_maps_masker(grid):
         standardize=None,
         detrend=False,
     )
-    np.testing.assert_allclose(signals, masker.fit_transform(bold), rtol=1e-6, atol=1e-6)
+    return masker.fit_transform(bold)
+
+
+def test_nonnegative_maps_signals_equal_nilearn_maps_masker(grid):
+    mask, affine, data = grid
+    maps = nonnegative_maps(mask, np.random.default_rng(2))
+    signals = connectivity.region_signals(data, "maps", maps)
+    np.testing.assert_allclose(signals, nilearn_maps_signals(grid, maps), rtol=1e-6, atol=1e-6)
 
 
 def test_signed_maps_signals_are_the_least_squares_fit_on_every_voxel(grid):
@@ -130,14 +136,7 @@ def test_signed_maps_signals_are_the_least_squares_fit_on_every_voxel(grid):
     signals = connectivity.region_signals(data, "maps", maps)
     expected, *_ = np.linalg.lstsq(maps, data.T.astype(np.float64), rcond=None)
     np.testing.assert_allclose(signals, expected.T, rtol=1e-10, atol=1e-10)
-    bold, mask_img = images(grid)
-    masker = NiftiMapsMasker(
-        nib.Nifti1Image(unmask(maps.T, mask), affine),
-        mask_img=mask_img,
-        standardize=None,
-        detrend=False,
-    )
-    np.testing.assert_allclose(signals, masker.fit_transform(bold), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(signals, nilearn_maps_signals(grid, maps), rtol=1e-6, atol=1e-6)
     # The normal equations hold: the residual is orthogonal to every map.
     residual = data.astype(np.float64) - signals @ maps.T
     np.testing.assert_allclose(residual @ maps, 0.0, atol=1e-8)
