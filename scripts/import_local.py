@@ -1,11 +1,13 @@
 """Node import_local: one subject of a lab's own BOLD image and events, in the canonical layout.
 
-Copies the BOLD image when there is one file per subject, concatenates the
+Links to the BOLD image when there is one compressed file per subject
+(``link_bold``; copies it when the file is uncompressed, compressing it,
+or with ``link_bold: false``), concatenates the
 runs when the template has ``{run}``, and converts the events (per-volume or
 BIDS) to one row per volume; rest data without events get one 'rest' label
 per volume and one run per BOLD file. Runs are numbered by the lab's own
 run labels (``local.runs``) when they are whole numbers, else 1, 2, ….
-The lab's files are only read, never linked. The ROI, anatomy and
+The lab's files are only read. The ROI, anatomy and
 confounds are imported by ``import_local_file``.
 """
 
@@ -21,6 +23,8 @@ from fmriflow.local import (
     copy_source,
     events_table,
     header_tr,
+    is_gzipped,
+    link_source,
     run_numbers,
 )
 from fmriflow.node import Node, Param, run
@@ -35,7 +39,10 @@ def import_local(inputs, outputs, params, threads):
         lengths = [source.shape[3]]
         recorded = header_tr(inputs.source_bold[0])
         if recorded is None or abs(recorded - params.tr) <= TR_TOLERANCE * params.tr:
-            copy_source(inputs.source_bold[0], outputs.bold)
+            if params.link_bold and is_gzipped(inputs.source_bold[0]):
+                link_source(inputs.source_bold[0], outputs.bold)
+            else:
+                copy_source(inputs.source_bold[0], outputs.bold)
         else:
             # The config overrides the header (checked before any job): record its TR.
             logger.warning(
@@ -75,6 +82,9 @@ NODE = Node(
     outputs={"bold": "bold.nii.gz to write", "events": "events.tsv to write"},
     params={
         "tr": Param(2.0, "repetition time in seconds (BIDS events, the header of joined runs)"),
+        "link_bold": Param(
+            True, "link to a single compressed BOLD file instead of copying it (link_bold)"
+        ),
         "events_format": Param("bids", "bids (onset, duration, trial_type) or per_volume"),
         "runs": Param(
             None,

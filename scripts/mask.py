@@ -30,6 +30,7 @@ def mask(inputs, outputs, params, threads):
         space=description["space"],
         include_roi=params.include_roi,
         resample_masks=params.resample_masks,
+        template_path=inputs.get("template"),
     )
     for note in notes:
         logger.info(note)
@@ -81,6 +82,7 @@ NODE = Node(
         "description": "the dataset's dataset.json",
         "roi": "the subject's roi.nii.gz (mask choice roi, or include_roi)",
         "brain_mask": "the dataset's brainmask.nii.gz (mask choice dataset)",
+        "template": "the dataset's template_mask.nii.gz (mask choice mni_brain or mni_gm)",
     },
     outputs={
         "mask": "mask.nii.gz to write (the exact mask used)",
@@ -96,7 +98,7 @@ NODE = Node(
         ),
         "bad_voxels": Param("error", "NaN or constant voxels: 'error' or 'drop'"),
     },
-    optional_inputs=("roi", "brain_mask"),
+    optional_inputs=("roi", "brain_mask", "template"),
 )
 
 if __name__ == "__main__":

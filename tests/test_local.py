@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -666,9 +667,9 @@ def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_nod
     folder = out / "sub-01"
     describe_and_import(run_node, settings, out, subjects=["01"])
     assert sha256_of(folder / "bold.nii.gz") == sha256_of(study / "sub-01_bold.nii.gz")
-    # A copy, not a hard link: Snakemake touches outputs, which must not
-    # reach the lab's original file.
-    assert not os.path.samefile(folder / "bold.nii.gz", study / "sub-01_bold.nii.gz")
+    # A symbolic link to the lab's file (by its absolute path), not a copy.
+    assert (folder / "bold.nii.gz").is_symlink()
+    assert os.readlink(folder / "bold.nii.gz") == str((study / "sub-01_bold.nii.gz").resolve())
     header, rows = read_tsv_plain(folder / "events.tsv")
     assert [row[0] for row in rows] == labels
     assert [int(row[1]) for row in rows] == run_column
@@ -676,6 +677,25 @@ def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_nod
         "bold.nii.gz",
         "events.tsv",
     ]
+
+
+def test_link_bold_false_copies_the_image(tmp_path, run_node):
+    rng = np.random.default_rng(6)
+    source = tmp_path / "study" / "sub-01_bold.nii.gz"
+    save_image(rng.normal(size=SHAPE + (6,)).astype(np.float32), AFFINE, source, tr=TR)
+    bold = tmp_path / "out" / "bold.nii.gz"
+    run_node(
+        "import_local",
+        source_bold=[source],
+        bold=bold,
+        events=tmp_path / "out" / "events.tsv",
+        tr=TR,
+        link_bold=False,
+    )
+    assert not bold.is_symlink() and sha256_of(bold) == sha256_of(source)
+    # A copy, not a hard link: Snakemake touches outputs, which must not
+    # reach the lab's original file.
+    assert not os.path.samefile(bold, source)
 
 
 def test_an_uncompressed_bold_image_is_compressed_on_import(tmp_path, run_node):
@@ -1123,3 +1143,75 @@ def test_local_example_config_is_valid(tmp_path):
     assert f"{expected} configured file(s) not found" in message
     assert settings["bold"].format(subject="01", run="1") in message
     assert written_files(tmp_path) == []
+
+
+@pytest.mark.workflow
+def test_workflow_links_single_bold_files_and_puts_the_template_mask_once(tmp_path):
+    """One .nii.gz per subject: linked, never touched, re-imported when it changes.
+
+    The MNI brain mask is put on the dataset's grid by one template_mask job
+    and every subject's mask is nilearn's template resampled to its grid.
+    """
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_to_img
+
+    rng = np.random.default_rng(12)
+    study = tmp_path / "study"
+    for subject in SUBJECTS:
+        data = 100 + rng.normal(size=SHAPE + (30,)).astype(np.float32)
+        save_image(data, AFFINE, study / f"sub-{subject}_bold.nii.gz", tr=TR)
+    settings = {
+        "kind": "rest",
+        "tr": TR,
+        "space": "MNI152NLin2009cAsym",
+        "subjects": list(SUBJECTS),
+        "bold": str(study / "sub-{subject}_bold.nii.gz"),
+    }
+    dataset = {
+        "source": "local",
+        "local": settings,
+        "preprocess": {"mask": "mni_brain", "clean": {"high_pass": None, "low_pass": None}},
+    }
+    config = tmp_path / "lab.yaml"
+    config.write_text(yaml.safe_dump({"datasets": {"lab": dataset}}))
+    work = tmp_path / "work"
+    work.mkdir()
+    masks = [f"results/lab/sub-{subject}/mask.nii.gz" for subject in SUBJECTS]
+    before = file_states(study)
+    # (an option ends --configfile's list of files before the targets)
+    result = snakemake(work, config, "--printshellcmds", *masks)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    assert file_states(study) == before
+    for subject in SUBJECTS:
+        bold = work / "data" / "lab" / f"sub-{subject}" / "bold.nii.gz"
+        assert bold.is_symlink()
+        assert os.path.samefile(bold, study / f"sub-{subject}_bold.nii.gz")
+        sidecar = json.loads((bold.parent / "import_local.provenance.json").read_text())
+        assert sha256_of(study / f"sub-{subject}_bold.nii.gz") in json.dumps(sidecar)
+
+    reference = resample_to_img(
+        load_mni152_brain_mask(),
+        nib.load(study / "sub-01_bold.nii.gz").slicer[..., 0],
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
+    expected = np.asarray(reference.dataobj) != 0
+    assert expected.any()
+    template = nib.load(work / "results" / "lab" / "template_mask.nii.gz")
+    np.testing.assert_array_equal(np.asarray(template.dataobj) != 0, expected)
+    for path in masks:
+        np.testing.assert_array_equal(np.asarray(nib.load(work / path).dataobj) != 0, expected)
+    assert len(list((work / "logs" / "template_mask").glob("*.log"))) == 1
+    assert "the template on the dataset's grid" in (work / "logs/mask/lab_sub-02.log").read_text()
+
+    again = snakemake(work, config, "-n", "--printshellcmds", *masks)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # The lab replaces one subject's image: that subject alone is imported again.
+    data = 100 + rng.normal(size=SHAPE + (30,)).astype(np.float32)
+    save_image(data, AFFINE, study / "sub-02_bold.nii.gz", tr=TR)
+    changed = snakemake(work, config, "-n", "--quiet", "rules", "--printshellcmds", *masks)
+    planned = changed.stdout + changed.stderr
+    assert re.search(r"import_local\s+1\b", planned), planned[-2000:]

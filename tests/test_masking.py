@@ -251,6 +251,31 @@ def test_template_mask_uses_nilearn_grid_when_it_matches():
     np.testing.assert_array_equal(mask, reference.get_fdata() > 0)
 
 
+def test_the_datasets_template_mask_serves_subjects_on_its_grid_only(tmp_path):
+    from nilearn.datasets import load_mni152_brain_mask
+
+    reference = load_mni152_brain_mask(resolution=8)
+    saved = tmp_path / "template_mask.nii.gz"
+    # A file that differs from the template shows which source was read.
+    marked = np.asarray(reference.dataobj) != 0
+    marked[0, 0, 0] = True
+    nib.save(nib.Nifti1Image(marked.astype(np.uint8), reference.affine), saved)
+    mask, note = masking.dataset_template_mask(
+        "mni_brain", "MNI152", reference.affine, reference.shape, saved
+    )
+    np.testing.assert_array_equal(mask, marked)
+    assert "the template on the dataset's grid" in note
+    # A subject on another grid gets the template put on its own grid.
+    shifted = reference.affine.copy()
+    shifted[:3, 3] += 8
+    mask, note = masking.dataset_template_mask(
+        "mni_brain", "MNI152", shifted, reference.shape, saved
+    )
+    expected, _ = masking.template_mask("mni_brain", "MNI152", shifted, reference.shape)
+    np.testing.assert_array_equal(mask, expected)
+    assert note.startswith("this subject's grid differs from the dataset's (affines differ by")
+
+
 def test_truncated_image_is_reported(tmp_path, rng):
     path = write_image(tmp_path / "bold.nii.gz", random_bold(rng))
     raw = gzip.decompress(path.read_bytes())

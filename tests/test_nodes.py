@@ -244,6 +244,19 @@ def test_a_missing_optional_input_this_run_needs_is_a_usage_error(tmp_path):
     assert not (tmp_path / "out.tsv").exists()
 
 
+@pytest.mark.parametrize("name", ["items", "get", "copy"])
+def test_a_declared_name_a_dict_attribute_would_hide_is_refused(name):
+    from fmriflow.node import Node, Param
+
+    with pytest.raises(ValueError, match=f"names \\['{name}'\\] are attributes of a dict"):
+        Node("n", "d", print, params={name: Param(1, "x")})
+    # A name that once was a class attribute of the bundles reaches its value.
+    node = Node("n", "d", print, params={"kind": Param("mni_gm", "x")})
+    from fmriflow.node import Bundle
+
+    assert Bundle({"kind": "mni_gm"}).kind == "mni_gm" and "kind" in node.params
+
+
 def test_decode_run_with_one_class_stops_with_one_message(dataset, tmp_path):
     import json
 

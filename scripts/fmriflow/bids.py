@@ -421,7 +421,7 @@ def local_settings(settings, index):
     Returns
     -------
     dict
-        ``kind``, ``tr``, ``tr_overrides_header``, ``space``, ``subjects``,
+        ``kind``, ``tr``, ``tr_overrides_header``, ``link_bold``, ``space``, ``subjects``,
         ``files``, ``events_format`` (bids), ``rest_label``,
         ``confound_columns``, ``brain_mask`` and ``participants``.
     """
@@ -429,6 +429,7 @@ def local_settings(settings, index):
         "kind": settings.get("kind", "task"),
         "tr": index["tr"],
         "tr_overrides_header": settings.get("tr_overrides_header", False),
+        "link_bold": settings.get("link_bold", True),
         "space": index["space"],
         "subjects": list(index["subjects"]),
         "files": index["files"],

@@ -20,9 +20,7 @@ job runs (the workflow's ``subject_files``), and every job that reads one
 declares it as an input: files are never found by looking next to others.
 """
 
-import nibabel as nib
 import numpy as np
-import pandas as pd
 
 from fmriflow.errors import InputError
 from fmriflow.io import atomic_output, read_json, save_mask, write_json, write_table
@@ -34,6 +32,8 @@ REQUIRED_KEYS = ("name", "source", "kind", "tr", "space", "subjects")
 
 def bold_header(tr, shape=None):
     """A NIfTI header carrying the TR in seconds and millimetre units."""
+    import nibabel as nib
+
     header = nib.Nifti1Header()
     if shape is not None:
         header.set_data_shape(shape)
@@ -43,6 +43,8 @@ def bold_header(tr, shape=None):
 
 def save_bold(data, affine, tr, path):
     """Write a 4D BOLD array with its TR in the header, atomically."""
+    import nibabel as nib
+
     header = bold_header(tr)
     img = nib.Nifti1Image(np.asarray(data), affine, header=header)
     zooms = list(img.header.get_zooms()[:3]) + [float(tr)]
@@ -78,6 +80,8 @@ def save_roi(roi, path, affine=None):
 
 def save_image(img, path):
     """Write a nibabel image as it is (e.g. an anatomical image), atomically."""
+    import nibabel as nib
+
     with atomic_output(path) as tmp:
         nib.save(img, tmp)
     return path
@@ -116,5 +120,7 @@ def write_description(path, **fields):
 
 def rest_events(n_volumes, runs=None):
     """Events table of a rest scan: label 'rest', one run unless given."""
+    import pandas as pd
+
     runs = np.ones(n_volumes, dtype=int) if runs is None else np.asarray(runs)
     return pd.DataFrame({"label": [REST_LABEL] * n_volumes, "run": runs})

@@ -17,9 +17,7 @@ import uuid
 import zlib
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-import pandas as pd
 
 from fmriflow.errors import InputError, check_file_exists
 
@@ -52,7 +50,7 @@ def atomic_output(path):
         yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
 
 
@@ -77,6 +75,8 @@ def save_nifti(data, affine, path, header=None, dtype=None):
     pathlib.Path
         ``path``.
     """
+    import nibabel as nib
+
     data = np.asarray(data if dtype is None else np.asarray(data).astype(dtype))
     header = header.copy() if header is not None else None
     img = nib.Nifti1Image(data, affine, header=header)
@@ -108,6 +108,8 @@ def check_complete(path, role):
         What the image is for, used in messages.
     """
     import gzip
+
+    import nibabel as nib
 
     img = nib.load(str(path))
     expected = int(img.header.get_data_offset()) + int(
@@ -168,6 +170,8 @@ def load_nifti(path, role, ndim=None):
     nibabel.Nifti1Image
         The image, with its data not yet read.
     """
+    import nibabel as nib
+
     path = check_file_exists(path, role)
     try:
         img = nib.load(path)
@@ -393,6 +397,8 @@ def read_table(path, role="table", required=()):
     -------
     pandas.DataFrame
     """
+    import pandas as pd
+
     path = check_file_exists(path, role)
     try:
         frame = pd.read_csv(path, sep="\t", keep_default_na=True)
@@ -413,6 +419,8 @@ def write_matrix(matrix, names, path):
 
     Values keep full float64 precision (``repr``-exact round trip).
     """
+    import pandas as pd
+
     frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64), columns=list(names))
     frame.insert(0, "region", list(names))
     with atomic_output(path) as tmp:
@@ -481,6 +489,8 @@ def label_column(frame, path):
 
 def run_column(frame, path):
     """The ``run`` column of a per-volume table as integers, checked for whole numbers."""
+    import pandas as pd
+
     runs = pd.to_numeric(frame["run"], errors="coerce")
     if runs.isna().any() or not np.all(runs == np.round(runs)):
         raise InputError(
@@ -507,6 +517,8 @@ def read_events(path, n_volumes=None):
     pandas.DataFrame
         Columns ``label`` (str) and ``run`` (int), in volume order.
     """
+    import pandas as pd
+
     frame = read_table(path, "events table", required=("label", "run"))
     if n_volumes is not None and len(frame) != n_volumes:
         raise InputError(

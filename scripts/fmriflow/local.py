@@ -20,10 +20,13 @@ takes the ``trial_type`` of the event covering that time, or the rest label.
 fMRIPrep confounds (``desc-confounds_timeseries.tsv``) are read with the
 configured columns; their leading ``n/a`` (derivatives of the first
 volume) become 0, any other ``n/a`` or text is an error. The lab's files
-are only read: a file taken as is is copied, never hard-linked.
+are only read, never written: a compressed BOLD image taken as is becomes
+a symbolic link to the lab's file (:func:`link_source`; ``link_bold:
+false`` copies it instead), anything else is copied, never hard-linked.
 """
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 from string import Formatter
@@ -619,6 +622,39 @@ def check_source_file(path, key, where):
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+def is_gzipped(path):
+    """Whether a file starts with the gzip magic number."""
+    with open(path, "rb") as stream:
+        return stream.read(2) == GZIP_MAGIC
+
+
+def link_source(source, destination):
+    """Make ``destination`` a symbolic link to one of the lab's files, atomically.
+
+    The link holds the source's absolute path, so it works from any
+    working directory and on the compute nodes of a cluster that see the
+    same file system. Nothing can reach the lab's file through it: the
+    workflow's writers replace a file by renaming (which replaces the link,
+    not its target), Snakemake touches links themselves (``lutime``) and
+    removes the link, not the target, when it deletes an output. A changed
+    source is newer than the link, so Snakemake re-imports it.
+
+    Parameters
+    ----------
+    source, destination : str or pathlib.Path
+        The lab's file and the workflow's name for it.
+
+    Returns
+    -------
+    pathlib.Path
+        ``destination``.
+    """
+    target = Path(source).resolve()
+    with atomic_output(destination) as tmp:
+        os.symlink(target, tmp)
+    return Path(destination)
+
+
 def copy_source(source, destination):
     """Copy one of the lab's files into the workflow's folders, atomically.
 
@@ -629,8 +665,7 @@ def copy_source(source, destination):
     on the way (with no time stamp or name in the gzip header, so that re-runs
     write the same bytes).
     """
-    with open(source, "rb") as stream:
-        compressed = stream.read(2) == GZIP_MAGIC
+    compressed = is_gzipped(source)
     with atomic_output(destination) as tmp:
         if compressed or not str(destination).endswith(".gz"):
             shutil.copyfile(source, tmp)

@@ -328,6 +328,44 @@ def template_mask(kind, space, affine, shape):
     return mask_on_grid(load(), affine, shape, f"nilearn {kind} template mask")
 
 
+def dataset_template_mask(kind, space, affine, shape, template_path=None):
+    """An MNI template mask on a subject's grid, from the dataset's copy when it fits.
+
+    Putting nilearn's template on a grid costs seconds (importing
+    ``nilearn.datasets`` and a spline resampling of the 1 mm image), the
+    same for every subject on that grid; the workflow does it once per
+    dataset and each subject reads the result.
+
+    Parameters
+    ----------
+    kind : {"mni_brain", "mni_gm"}
+        Which mask.
+    space : str
+        The dataset's space (must be an MNI space).
+    affine, shape : numpy.ndarray, tuple
+        The subject's grid.
+    template_path : str or pathlib.Path, optional
+        The mask :func:`template_mask` gave on the dataset's grid.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+    note : str or None
+        Where the mask came from, or the resampling done.
+    """
+    other_grid = None
+    if template_path is not None:
+        mask, img = load_mask(template_path, f"{kind} template mask")
+        if same_grid(img.affine, img.shape, affine, shape):
+            return mask, f"{kind} mask: {template_path} (the template on the dataset's grid)"
+        other_grid = grid_difference(img.affine, img.shape, affine, shape)
+    mask, note = template_mask(kind, space, affine, shape)
+    if other_grid:
+        differs = f"this subject's grid differs from the dataset's ({other_grid})"
+        note = f"{differs}; {note}" if note else differs
+    return mask, note
+
+
 #: Iterations of the morphological opening of the EPI mask (nilearn's default).
 EPI_OPENING = 2
 
@@ -471,6 +509,7 @@ def build_mask(
     space="native",
     include_roi=False,
     resample_masks=False,
+    template_path=None,
 ):
     """The boolean mask of one subject, on its BOLD grid.
 
@@ -494,6 +533,10 @@ def build_mask(
     resample_masks : bool
         Resample a subject ROI or dataset brain mask that is not on the BOLD
         grid (nearest neighbour); if False such a mask is an error.
+    template_path : str or pathlib.Path, optional
+        ``mni_brain``/``mni_gm``: the template mask already computed on the
+        dataset's grid (:func:`template_mask`, written once per dataset);
+        used when the subject is on that grid, recomputed otherwise.
 
     Returns
     -------
@@ -528,7 +571,7 @@ def build_mask(
     elif choice == "epi":
         mask, note = epi_mask(mean_volume(bold_path).astype(np.float32), affine)
     else:
-        mask, note = template_mask(choice, space, affine, shape)
+        mask, note = dataset_template_mask(choice, space, affine, shape, template_path)
     notes += [note] if note else []
     check_mask_not_empty(mask, f"{choice} mask for {bold_path}", choice)
     if roi_path is not None and choice != "roi":

@@ -191,6 +191,12 @@ class Node:
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
             raise ValueError(f"node {self.name}: names used twice: {clashes}")
+        hidden = sorted(n for n in names if hasattr(Bundle, n))
+        if hidden:
+            raise ValueError(
+                f"node {self.name}: names {hidden} are attributes of a dict "
+                "(inputs.<name> would not reach them); rename them"
+            )
         unknown = sorted(
             set(self.optional_inputs) - set(self.inputs)
             | set(self.optional_outputs) - set(self.outputs)
@@ -209,7 +215,7 @@ class Bundle(dict):
     """
 
     #: What the keys are ("input", "output", "parameter"), for messages.
-    kind = "value"
+    _what = "value"
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -218,23 +224,23 @@ class Bundle(dict):
             return self[name]
         except KeyError:
             raise InputError(
-                f"{self.kind} {name}",
+                f"{self._what} {name}",
                 "is not given, and this run needs it",
                 f"Give --{name.replace('_', '-')} PATH (see the node's --help), or the "
-                f"rule's {self.kind} {name}",
+                f"rule's {self._what} {name}",
             ) from None
 
 
 class Inputs(Bundle):
     """A node's input files."""
 
-    kind = "input"
+    _what = "input"
 
 
 class Outputs(Bundle):
     """A node's output files."""
 
-    kind = "output"
+    _what = "output"
 
 
 def check_names(node, kind, given, declared, optional=()):

@@ -393,6 +393,7 @@ rule import_local:
         runtime=30,
     params:
         tr=local_setting("tr"),
+        link_bold=local_setting("link_bold"),
         events_format=local_setting("events_format"),
         rest_label=local_setting("rest_label"),
         runs=local_subject_runs,

@@ -297,6 +297,11 @@ def rule_jobs():
         ],
         "import_local_participants": [{"dataset": d} for d in datasets_with_participants("local")],
         "download_atlas": atlas_jobs(),
+        "template_mask": [
+            {"dataset": d}
+            for d in everyone
+            if config["datasets"][d]["preprocess"]["mask"] in TEMPLATE_MASKS
+        ],
         "mask": subject_jobs(everyone),
         "clean": subject_jobs(everyone),
         "decode": analysis_jobs("decoding"),
@@ -434,7 +439,21 @@ def mask_inputs(wildcards):
         files["roi"] = subject_path(wildcards, "roi.nii.gz")
     if preprocess["mask"] == "dataset":
         files["brain_mask"] = f"data/{wildcards.dataset}/brainmask.nii.gz"
+    if preprocess["mask"] in TEMPLATE_MASKS:
+        files["template"] = f"results/{wildcards.dataset}/template_mask.nii.gz"
     return files
+
+
+TEMPLATE_MASKS = ("mni_brain", "mni_gm")
+
+
+def template_mask_inputs(wildcards):
+    """The grid the dataset's template mask is put on: its first subject's BOLD image."""
+    first = dataset_subjects(wildcards.dataset)[0]
+    return {
+        "bold": f"{SUBJECT_DATA}/bold.nii.gz".format(dataset=wildcards.dataset, subject=first),
+        "description": f"data/{wildcards.dataset}/dataset.json",
+    }
 
 
 def clean_inputs(wildcards):

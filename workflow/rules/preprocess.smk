@@ -2,6 +2,28 @@
 # clean it run by run. Outputs are the cached inputs of every analysis.
 
 
+rule template_mask:
+    input:
+        unpack(template_mask_inputs),
+    output:
+        mask="results/{dataset}/template_mask.nii.gz",
+        provenance="results/{dataset}/template_mask.provenance.json",
+    log:
+        "logs/template_mask/{dataset}.log",
+    benchmark:
+        "logs/benchmark/template_mask/{dataset}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        mask_choice=preprocess_setting("mask"),
+    script:
+        "../../scripts/template_mask.py"
+
+
 rule mask:
     input:
         unpack(mask_inputs),

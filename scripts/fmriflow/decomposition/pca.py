@@ -119,7 +119,7 @@ def reduce_subject(data, n_components, seed=0, standardize=False, solver="auto")
         usually already is).
     solver : {"auto", "exact", "randomized"}, default="auto"
         See :func:`truncated_svd`. With "auto", scans shorter than about
-        ``18 (n_components + 10)`` volumes get the exact solver (cheaper
+        ``27 (n_components + 10)`` volumes get the exact solver (cheaper
         there), longer ones the seeded randomized SVD.
 
     Returns
