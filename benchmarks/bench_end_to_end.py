@@ -19,8 +19,12 @@ What is compared
       ``describe_local``, ``import_local`` and ``import_local_confounds``
       per subject, ``mask`` and ``clean`` (the same mask, smoothing,
       cleaning: ``mask: mni_gm``, ``smoothing_fwhm: 6``, ``detrend``,
-      ``standardize: zscore_sample``, confounds), ``reduce_subject`` (twice per
-      subject: the ICA's and the clustering's reductions), ``group_ica``
+      ``standardize: zscore_sample``, confounds), ``reduce_subject`` (the
+      ICA's reduction; the clustering's too when ``n_features`` is below the
+      number of volumes — otherwise ``subject_pca: false``: a subject PCA
+      keeping every volume is the data rotated, so the group PCA reads
+      ``clean.npy``), ``template_mask`` (the grey-matter mask on the grid,
+      once), ``group_ica``
       (``method: canica``, 10 components, ``n_subject_components: 10`` as
       nilearn keeps ``n_components`` per subject, ``n_init: 10`` as CanICA,
       ``threshold: auto``, one seed: no stability repetitions), ``parcellate``
@@ -275,6 +279,9 @@ def workflow_config(paths, n_volumes):
                 "method": "ward",
                 "n_clusters": [N_PARCELS],
                 "n_features": n_features(n_volumes),
+                # A subject PCA keeping every volume is the data rotated: the group
+                # PCA then reads clean.npy directly, as a user would configure it.
+                "subject_pca": n_features(n_volumes) < n_volumes,
                 "seed": SEED,
             }
         ],

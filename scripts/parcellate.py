@@ -1,10 +1,11 @@
 """Node parcellate: a parcellation of a dataset into regions, with its statistics.
 
-Builds every voxel's features from the subjects' cached PCAs (a group PCA
-of their time courses), optionally smooths them, clusters the voxels (Ward
-with spatial connectivity, K-means or ReNA), and reports the number of
-connected regions, the parcel sizes and how much of the data's variance the
-parcel means keep.
+Builds every voxel's features from the subjects' cached PCAs, or their
+cleaned data (``subject_pca: false``), by a group PCA of their time
+courses, optionally smooths them, clusters the voxels (Ward with spatial
+connectivity, K-means or ReNA), and reports the number of connected
+regions, the parcel sizes and how much of the data's variance the parcel
+means keep.
 """
 
 import nibabel as nib
@@ -25,8 +26,12 @@ def parcellate(inputs, outputs, params, threads):
     description = read_description(inputs.description)
     common = common_mask(list(inputs.masks), names=description["subjects"])
     affine, mask = common.affine, common.mask
+    # Cleaned data (subject_pca false) are centred per subject, as the subject PCA does.
     features = parc.voxel_features(
-        common.select(list(inputs.data)), settings["n_features"], seed=settings["seed"]
+        common.select(list(inputs.data)),
+        settings["n_features"],
+        seed=settings["seed"],
+        center=not settings["subject_pca"],
     )
     if settings["smoothing_fwhm"]:
         features = parc.smooth_features_in_place(
@@ -65,7 +70,7 @@ NODE = Node(
     description="Node parcellate: a parcellation of a dataset into regions, with its statistics.",
     function=parcellate,
     inputs={
-        "data": "per-subject PCAs (pca_{n}.npy)",
+        "data": "per-subject PCAs (pca_{n}.npy), or the clean.npy themselves (subject_pca false)",
         "clean": "the subjects' clean.npy (for the variance kept)",
         "masks": "the subjects' preprocessing masks (one grid; their intersection is used)",
         "mean": "the first subject's mean.nii.gz (figure background outside MNI space)",

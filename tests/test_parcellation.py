@@ -56,6 +56,23 @@ def test_features_from_data_or_reductions_give_the_same_parcels(planted, feature
         assert adjusted_rand_score(a, b) >= 0.95
 
 
+def test_without_subject_pca_the_features_are_those_of_full_rank_subject_pcas(planted):
+    """subject_pca false (clean data, centred) = subject PCAs keeping every volume."""
+    volumes = planted.subjects[0].shape[0]
+    assert all(s.shape[0] == volumes for s in planted.subjects)
+    full = [decomposition.reduce_subject(s, volumes, seed=0) for s in planted.subjects]
+    n = 12
+    from_pcas = parcellation.voxel_features(full, n, seed=0)
+    from_data = parcellation.voxel_features(planted.subjects, n, seed=0, center=True)
+    # Same columns up to sign (the sign of each component is fixed by its largest entry,
+    # which ties can flip), to float32 precision of the saved reductions.
+    signs = np.sign(np.sum(from_pcas * from_data, axis=0))
+    np.testing.assert_allclose(from_data * signs, from_pcas, atol=2e-4 * np.abs(from_pcas).max())
+    a = parcellation.parcellate(from_pcas, planted.mask, 12, "ward")
+    b = parcellation.parcellate(from_data, planted.mask, 12, "ward")
+    assert adjusted_rand_score(a, b) == 1
+
+
 def test_kmeans_fragments_shared_signals_and_ward_does_not():
     """Parcels sharing a time course (like two hemispheres of one network)."""
     sim = parcellation.simulate_parcels(n_parcels=12, n_signals=4, noise=1.0, seed=3)

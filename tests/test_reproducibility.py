@@ -256,3 +256,20 @@ def test_no_commit_is_credited_outside_the_workflows_own_checkout(tmp_path):
     assert workflow_commit(repository / "fmriflow-1.0") == {"git_commit": None, "git_dirty": None}
     top = workflow_commit(repository)
     assert len(top["git_commit"]) == 40 and top["git_dirty"] is False
+
+
+def test_recorded_versions_are_those_of_the_installed_distributions(tmp_path):
+    from importlib import metadata
+
+    from fmriflow import provenance
+
+    versions = provenance.package_versions()
+    for name in provenance.PACKAGES:
+        assert versions[name] == metadata.version(name), name
+    # Folder names are normalised, and the first folder on the path wins.
+    first, second = tmp_path / "first", tmp_path / "second"
+    (first / "Scikit_Learn-1.2.3.dist-info").mkdir(parents=True)
+    (second / "scikit_learn-9.9.dist-info").mkdir(parents=True)
+    (second / "not_a_dist.dist-info").mkdir()
+    found = provenance.installed_versions([str(first), str(second), str(tmp_path / "missing")])
+    assert found == {"scikit-learn": "1.2.3"}

@@ -16,8 +16,11 @@ result.
 """
 
 import json
+import os
 import platform
+import re
 import subprocess
+import sys
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -46,15 +49,55 @@ def sidecar_path(node_name, outputs):
     return first.parent / f"{node_name}.provenance.json"
 
 
+def installed_versions(paths=None):
+    """``{normalised name: version}`` read from the names of installed metadata folders.
+
+    An installed distribution has a folder ``<name>-<version>.dist-info``
+    in a folder of ``sys.path``; listing those folders is much cheaper than
+    reading each distribution's metadata (every job records the versions).
+    The first folder on the path that has a distribution wins, as for imports.
+
+    Parameters
+    ----------
+    paths : sequence of str, optional
+        Folders to look in; ``sys.path`` by default.
+
+    Returns
+    -------
+    dict
+    """
+    found = {}
+    for folder in sys.path if paths is None else paths:
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for entry in names:
+            stem = entry.removesuffix(".dist-info")
+            if stem != entry and "-" in stem:
+                name, version = stem.rsplit("-", 1)
+                found.setdefault(normalised_name(name), version)
+    return found
+
+
+def normalised_name(name):
+    """A distribution name as packaging compares them (``scikit_learn`` -> ``scikit-learn``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 @cache
 def package_versions():
     """Versions of Python and the scientific packages, by name."""
     versions = {"python": platform.python_version()}
+    installed = installed_versions()
     for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+        version = installed.get(normalised_name(name))
+        if version is None:
+            try:
+                version = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                version = None
+        versions[name] = version
     from fmriflow import __version__
 
     versions["fmriflow"] = __version__
@@ -83,11 +126,10 @@ def workflow_commit(repository=REPOSITORY):
         ).stdout.strip()
 
     try:
-        top = git("rev-parse", "--show-toplevel")
+        top, commit = git("rev-parse", "--show-toplevel", "HEAD").splitlines()
         if Path(top).resolve() != Path(repository).resolve():
             # An unpacked archive inside some other repository: not its commit.
             return {"git_commit": None, "git_dirty": None}
-        commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}

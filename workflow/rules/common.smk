@@ -225,7 +225,11 @@ def searchlight_part_jobs():
 def reduction_jobs():
     """Wildcards of every per-subject PCA that group ICA and clustering read."""
     sizes = {(entry["dataset"], n) for entry in config["ica"] for n in ica_reductions(entry)}
-    sizes |= {(entry["dataset"], entry["n_features"]) for entry in config["clustering"]}
+    sizes |= {
+        (entry["dataset"], entry["n_features"])
+        for entry in config["clustering"]
+        if entry["subject_pca"]
+    }
     return [
         job | {"n_components": str(n)}
         for dataset, n in sorted(sizes)
@@ -585,7 +589,9 @@ def ica_inputs(wildcards):
 
 
 def clustering_inputs(wildcards):
-    return group_inputs(wildcards, clustering_entry(wildcards)["n_features"])
+    """The subjects' PCAs of a clustering entry (or their clean.npy without subject_pca)."""
+    entry = clustering_entry(wildcards)
+    return group_inputs(wildcards, entry["n_features"] if entry["subject_pca"] else None)
 
 
 # --- connectomes ---------------------------------------------------------------------
