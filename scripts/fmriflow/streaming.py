@@ -196,9 +196,11 @@ class RowBlocks:
         if width is None:
             width = max(64, COLUMN_BLOCK_BYTES // (8 * self.n_rows))
         scales = self._row_scales()[:, None] if self.normalize_rows else None
-        matrices = [open_matrix(source) for source in self.sources]
         for start in range(0, self.n_columns, int(width)):
             columns = slice(start, min(start + int(width), self.n_columns))
+            # Reopened for every block, as for the row chunks: a mapping kept
+            # open would leave every page read so far resident.
+            matrices = [open_matrix(source) for source in self.sources]
             block = np.vstack(
                 [self._transformed_columns(i, m, columns) for i, m in enumerate(matrices)]
             )
