@@ -367,10 +367,11 @@ def migp(blocks, n_rows, seed=0):
     When everything fits (``m`` at least the total number of rows), ``W`` is
     the stack itself, subjects reordered: its SVD is the stack's.
 
-    Memory: the buffer, ``max(2 m, m + r) x n_columns`` float64, plus one
-    chunk of rows — independent of the number of subjects. Time: one pass
-    over the data plus one cut per ``m`` rows read or so, each ``O(b^2
-    n_columns)`` for a buffer of ``b`` rows.
+    Memory: the buffer, ``b = max(2 m, m + r)`` rows of ``n_columns``
+    float64, plus one chunk of rows — independent of the number of
+    subjects. Time: one pass over the data and one cut each time about
+    ``b - m`` rows were added (at most one per subject), each
+    ``O(b^2 n_columns)``: linear in the number of subjects.
 
     Parameters
     ----------
