@@ -3,9 +3,11 @@
 Checks that every subject is on the same grid, keeps the voxels common to
 all subjects' masks (logging any subject that loses some), decomposes the
 subjects' per-subject PCAs (CanICA, dictionary learning) or their cleaned
-data (concatenation ICA) once per seed, reports the first seed's maps with
-each component's stability across the other seeds, matches them to the
-planted networks when they are given (simulated data), and draws them.
+data (concatenation ICA) once per seed — the group PCA streamed from the
+files, or by MIGP for hundreds of subjects (``group_pca: migp``) —, reports
+the first seed's maps with each component's stability across the other
+seeds, matches them to the planted networks when they are given (simulated
+data), and draws them.
 """
 
 import logging
@@ -73,7 +75,11 @@ def group_ica(inputs, outputs, params, threads):
 
 def decompose(data, settings):
     """The decomposition with the first seed, repeated with the others for stability."""
-    options = {"threshold": settings["threshold"]}
+    options = {
+        "threshold": settings["threshold"],
+        "solver": settings["group_pca"],
+        "migp_rows": settings["migp_rows"],
+    }
     if settings["method"] == "dict_learning":
         options["alpha"] = settings["alpha"]
         function, method = dec.dict_learning, "dict_learning"

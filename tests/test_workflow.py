@@ -155,6 +155,10 @@ SCHEMA_ERRORS = [
         lambda c: c["datasets"].update(lab={"source": "local", "local": {"bold": "b.nii"}}),
         ["datasets.lab.local", "subjects"],
     ),
+    (
+        lambda c: c["ica"][0].update(group_pca="incremental"),
+        ["ica[0].group_pca", "'incremental' is not one of ['auto', 'migp']"],
+    ),
 ]
 
 #: Config errors across entries, or about the data, that the workflow catches at parse time.
@@ -231,6 +235,14 @@ WORKFLOW_ERRORS = [
     (
         lambda c: c["decoding"][0].update(labels=["face", "dog"]),
         ["decoding[0].labels", "label(s) ['dog'] are not in the events", "'face'"],
+    ),
+    (
+        lambda c: c["ica"][0].update(group_pca="migp", migp_rows=2),
+        ["ica[0].migp_rows", "keep 2 rows, fewer than the 3 group components", "at least"],
+    ),
+    (
+        lambda c: c["ica"][0].update(migp_rows=12),
+        ["ica[0].migp_rows", "the group PCA is 'auto'", "group_pca: migp"],
     ),
 ]
 

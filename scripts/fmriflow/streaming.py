@@ -6,6 +6,10 @@ either the exact eigendecomposition of the small Gram matrix (few rows, e.g.
 one subject's scan) or a seeded randomized subspace iteration (Halko et al.
 2011; memory ``n_voxels x (n_components + 10)`` floats whatever the number
 of subjects). Shared by the group decompositions and the parcellations.
+
+:func:`migp` is the third way, for hundreds of subjects: MIGP (Smith et al.
+2014) reads every subject once, in a seeded random order, and keeps a small
+running matrix whose top components approximate the stack's.
 """
 
 from pathlib import Path
@@ -155,18 +159,25 @@ class RowBlocks:
         return self._chunks(self.normalize_rows)
 
     def _chunks(self, normalize_rows):
-        for i, source in enumerate(self.sources):
-            matrix = open_matrix(source)
-            for start in range(0, matrix.shape[0], self.chunk_rows):
-                chunk = np.array(matrix[start : start + self.chunk_rows], dtype=np.float64)
-                if self._offsets[i] is not None:
-                    chunk -= self._offsets[i]
-                if self._scales[i] is not None:
-                    chunk *= self._scales[i]
-                if normalize_rows:
-                    norms = np.linalg.norm(chunk, axis=1, keepdims=True)
-                    chunk /= np.where(norms > 0, norms, 1.0)
-                yield chunk
+        for i in range(len(self.sources)):
+            yield from self._subject_chunks(i, normalize_rows)
+
+    def subject_chunks(self, i):
+        """Yield the transformed chunks of subject ``i`` alone (float64), in order."""
+        return self._subject_chunks(i, self.normalize_rows)
+
+    def _subject_chunks(self, i, normalize_rows):
+        matrix = open_matrix(self.sources[i])
+        for start in range(0, matrix.shape[0], self.chunk_rows):
+            chunk = np.array(matrix[start : start + self.chunk_rows], dtype=np.float64)
+            if self._offsets[i] is not None:
+                chunk -= self._offsets[i]
+            if self._scales[i] is not None:
+                chunk *= self._scales[i]
+            if normalize_rows:
+                norms = np.linalg.norm(chunk, axis=1, keepdims=True)
+                chunk /= np.where(norms > 0, norms, 1.0)
+            yield chunk
 
     def _transformed_columns(self, i, matrix, columns):
         """Rows of source ``i`` restricted to ``columns``, centred/scaled (float64)."""
@@ -341,3 +352,75 @@ def _randomized_svd(blocks, n_components, seed, n_oversamples, n_iter):
     singular_values = np.sqrt(np.maximum(eigenvalues[order], 0.0))
     components = (basis @ eigenvectors[:, order]).T
     return singular_values, components
+
+
+def migp(blocks, n_rows, seed=0):
+    """MIGP: a small matrix whose top components approximate those of the stack.
+
+    MELODIC's Incremental Group-PCA (Smith, Hyvärinen, Varoquaux, Miller &
+    Beckmann 2014, "Group-PCA for very large fMRI datasets", NeuroImage
+    101:738-749). The subjects are visited once each, in a random order
+    drawn from ``seed``; their transformed rows (as :class:`RowBlocks`
+    yields them) are appended to a running matrix ``W``. Whenever the next
+    subject would not fit in a buffer of ``max(2 m, m + r)`` rows (``m =
+    n_rows``, ``r`` the most rows of one subject), ``W`` is cut back to its
+    top ``m`` components ``S[:m, None] * Vt[:m]``, from the eigendecomposition
+    of the small Gram matrix ``W @ W.T``; at the end it is cut once more.
+    When everything fits (``m`` at least the total number of rows), ``W`` is
+    the stack itself, subjects reordered: its SVD is the stack's.
+
+    Memory: the buffer, ``b = max(2 m, m + r)`` rows of ``n_columns``
+    float64, plus one chunk of rows — independent of the number of
+    subjects. Time: one pass over the data and one cut each time about
+    ``b - m`` rows were added (at most one per subject), each
+    ``O(b^2 n_columns)``: linear in the number of subjects.
+
+    Parameters
+    ----------
+    blocks : RowBlocks
+        The subjects' matrices ``A_i`` (transformed as ``blocks`` says).
+    n_rows : int
+        ``m``: the rows kept after each cut (MIGP's internal dimension),
+        at least the number of components wanted from the result.
+    seed : int, default=0
+        Seed of the subjects' order (``numpy.random.default_rng``).
+
+    Returns
+    -------
+    numpy.ndarray, shape (min(m, n_rows_total), n_columns), float64
+        ``W``, whose right singular vectors and singular values approximate
+        the stack's top ``m`` (exactly equal when no cut was needed); give it
+        to :func:`truncated_svd` as ``RowBlocks([W])``.
+    """
+    m = int(n_rows)
+    if m < 1:
+        raise ValueError(f"MIGP keeps at least one row, not {n_rows}")
+    capacity = max(2 * m, m + max(blocks.row_counts))
+    buffer = np.empty((capacity, blocks.n_columns))
+    filled = 0
+    for i in np.random.default_rng(seed).permutation(len(blocks.sources)):
+        if filled + blocks.row_counts[i] > capacity:
+            filled = _keep_top_rows(buffer, filled, m)
+        for chunk in blocks.subject_chunks(int(i)):
+            buffer[filled : filled + chunk.shape[0]] = chunk
+            filled += chunk.shape[0]
+    if filled > m:
+        filled = _keep_top_rows(buffer, filled, m)
+    return buffer[:filled]
+
+
+def _keep_top_rows(buffer, filled, m):
+    """Replace ``W = buffer[:filled]`` by its top ``m`` components, in place; return ``m``.
+
+    ``W = U S Vt`` gives ``S Vt = U.T @ W``, with ``U`` from the
+    eigendecomposition of ``W @ W.T``; computed a block of columns (about
+    :data:`COLUMN_BLOCK_BYTES`) at a time, so the temporary stays small.
+    """
+    rows = buffer[:filled]
+    eigenvalues, eigenvectors = np.linalg.eigh(rows @ rows.T)
+    top = eigenvectors[:, np.argsort(eigenvalues)[::-1][:m]].T.copy()
+    width = max(64, COLUMN_BLOCK_BYTES // (8 * filled))
+    for start in range(0, buffer.shape[1], width):
+        columns = slice(start, start + width)
+        buffer[:m, columns] = top @ buffer[:filled, columns]
+    return m

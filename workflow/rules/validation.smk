@@ -356,6 +356,8 @@ def check_analyses(config):
     for section in ("ica", "clustering"):
         for index, entry in enumerate(config[section]):
             check_dataset_reference(config, f"{section}[{index}]", entry["dataset"])
+    for index, entry in enumerate(config["ica"]):
+        check_group_pca(f"ica[{index}]", entry)
     for section in ("encoding", "reconstruction"):
         for index, entry in enumerate(config[section]):
             where = f"{section}[{index}]"
@@ -415,6 +417,17 @@ def check_searchlight_groups(config):
                 f"dataset '{entry['dataset']}' has {n_subjects} subject",
                 "Group inference needs at least 2 subjects; set group: null",
             )
+
+
+def check_group_pca(where, entry):
+    """MIGP's rows: only with group_pca migp, and at least the entry's components."""
+    from fmriflow.decomposition.pca import check_group_solver
+    from fmriflow.errors import InputError
+
+    try:
+        check_group_solver(entry["group_pca"], entry["n_components"], entry["migp_rows"])
+    except InputError as exc:
+        raise config_error(f"{where}.{exc.what}", exc.problem, exc.fix) from None
 
 
 def check_tuned_by_c(where, entry):

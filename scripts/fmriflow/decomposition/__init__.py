@@ -37,6 +37,10 @@ What is ours and what is not
   ``n_voxels x (n_components + 10)`` floats whatever the number of
   subjects) or, when there are few rows (a subject's scan), the exact
   eigendecomposition of the small Gram matrix, which is then cheaper.
+  For hundreds of subjects, ``solver="migp"`` (:func:`fmriflow.streaming.migp`,
+  MIGP of Smith et al. 2014) reads each subject once into a running matrix
+  of a few times ``n_components`` rows, so that the group job's memory does
+  not depend on the number of subjects and its time grows linearly.
   nilearn's ``CanICA`` loads each 4D image, stacks every subject's reduced
   data in memory and calls scikit-learn's SVDs.
 * FastICA (``sklearn.decomposition.fastica``) and dictionary learning

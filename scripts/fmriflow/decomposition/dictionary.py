@@ -11,6 +11,7 @@ from fmriflow.decomposition.ica import (
     group_ica,
     resolve_threshold,
 )
+from fmriflow.decomposition.pca import check_group_solver
 from fmriflow.streaming import RowBlocks
 
 
@@ -24,6 +25,8 @@ def dict_learning(
     threshold=None,
     cca=True,
     seed=0,
+    solver="auto",
+    migp_rows=None,
 ):
     """Sparse group maps by online dictionary learning, from an ICA start.
 
@@ -70,6 +73,11 @@ def dict_learning(
         Scale every subject component to unit norm first.
     seed : int, default=0
         Seed of the initialisation and of the voxel order.
+    solver : {"auto", "exact", "randomized", "migp"}, default="auto"
+        Group PCA of the initial group ICA (``init=None``); see
+        :func:`group_ica`. The learning itself still holds ``A``.
+    migp_rows : int, optional
+        Rows kept by MIGP (``solver="migp"``); see :func:`group_pca`.
 
     Returns
     -------
@@ -80,9 +88,10 @@ def dict_learning(
     from sklearn.decomposition import dict_learning_online
 
     ratio = resolve_threshold(threshold, n_components)
+    check_group_solver(solver, n_components, migp_rows)
     converged = True
     if init is None:
-        start = group_ica(subjects, n_components, seed=seed)
+        start = group_ica(subjects, n_components, seed=seed, solver=solver, migp_rows=migp_rows)
         init_maps, converged = start.raw_maps, start.converged
     else:
         init_maps = init.raw_maps if isinstance(init, Decomposition) else np.asarray(init)

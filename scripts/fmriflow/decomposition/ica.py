@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fmriflow.decomposition.matching import spatial_correlation
-from fmriflow.decomposition.pca import check_group_rows, group_blocks
+from fmriflow.decomposition.pca import (
+    check_group_rows,
+    check_group_solver,
+    group_blocks,
+    reduced_by_migp,
+)
 from fmriflow.errors import InputError
 from fmriflow.progress import Progress
 from fmriflow.streaming import RowBlocks, truncated_svd
@@ -246,6 +251,7 @@ def group_ica(
     max_iter=200,
     tol=1e-4,
     solver="auto",
+    migp_rows=None,
 ):
     """Group ICA of resting-state data (CanICA, or concatenated ICA).
 
@@ -291,8 +297,16 @@ def group_ica(
         ``converged`` says so.
     tol : float, default=1e-4
         FastICA tolerance.
-    solver : {"auto", "exact", "randomized"}, default="auto"
-        Solver of the group SVD (:func:`truncated_svd`).
+    solver : {"auto", "exact", "randomized", "migp"}, default="auto"
+        Solver of the group SVD (:func:`truncated_svd`), or ``"migp"``: the
+        group matrix is first reduced once by MIGP (Smith et al. 2014;
+        subjects read once, in an order drawn from ``seed``, memory
+        independent of their number; see :func:`group_pca`) to
+        ``migp_rows`` rows, and every restart takes the exact top
+        components of that small matrix: the restarts differ by FastICA's
+        seed only. For hundreds of subjects.
+    migp_rows : int, optional
+        Rows kept by MIGP (``solver="migp"`` only); see :func:`group_pca`.
 
     Returns
     -------
@@ -305,8 +319,11 @@ def group_ica(
     if int(n_init) < 1:
         raise InputError(f"n_init {n_init}", "at least one run is needed", "Use n_init >= 1")
     ratio = resolve_threshold(threshold, n_components)
+    rows = check_group_solver(solver, n_components, migp_rows)
     blocks = group_blocks(subjects, model, cca)
     check_group_rows(blocks, n_components, model)
+    if solver == "migp":
+        blocks, solver = reduced_by_migp(blocks, rows, seed), "exact"
     if int(n_init) > 1 and solver == "auto":
         solver = "randomized"
     runs, converged = [], []
