@@ -52,15 +52,20 @@ Every random draw comes from ``numpy.random.default_rng`` seeded with
 subjects are simulated, and the same config gives the same bytes.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy.ndimage import gaussian_filter
-from scipy.signal import butter, lfilter, sosfiltfilt
 
 from fmriflow.dataset import REST_LABEL
 from fmriflow.errors import InputError
+
+# pandas and scipy are imported where used: the workflow reads this module's
+# subject labels and constants when it parses, before any job.
+if TYPE_CHECKING:
+    import pandas as pd
 
 HAXBY_CATEGORIES = (
     "face",
@@ -159,6 +164,8 @@ def block_design(n_runs, categories, block_volumes, rest_volumes, rng):
     pandas.DataFrame
         Columns ``label`` and ``run`` (runs numbered from 0), one row per volume.
     """
+    import pandas as pd
+
     labels, runs = [], []
     for run in range(n_runs):
         run_labels = [REST_LABEL] * rest_volumes
@@ -205,6 +212,8 @@ def _glover_plateau(tr, n=60):
 
 def smooth_field(shape, sigma, rng):
     """Gaussian white noise smoothed with ``sigma`` voxels, unit variance."""
+    from scipy.ndimage import gaussian_filter
+
     field = gaussian_filter(rng.standard_normal(shape), sigma)
     return field / field.std()
 
@@ -251,6 +260,8 @@ def category_patterns(roi, categories, null_pair, density, smoothness, rng):
 
 def ar1_noise(n_volumes, n_voxels, rho, rng, burn_in=50):
     """Stationary AR(1) noise with unit variance, one column per voxel."""
+    from scipy.signal import lfilter
+
     white = rng.standard_normal((n_volumes + burn_in, n_voxels))
     noise = lfilter([np.sqrt(1.0 - rho**2)], [1.0, -rho], white, axis=0)
     return noise[burn_in:]
@@ -258,6 +269,8 @@ def ar1_noise(n_volumes, n_voxels, rho, rng, burn_in=50):
 
 def spatial_noise(mask, n_volumes, rho, smoothness, rng):
     """Unit-variance noise on the mask's voxels, smooth in space, AR(1) in time."""
+    from scipy.ndimage import gaussian_filter
+
     if smoothness > 0:
         impulse = np.zeros((9, 9, 9))
         impulse[4, 4, 4] = 1.0
@@ -458,6 +471,8 @@ def network_maps(grey, affine, n_networks, blob_fwhm):
 
 def band_limited(n_volumes, n_series, tr, rng, band=(0.01, 0.1)):
     """Random time courses filtered to a frequency band, unit variance."""
+    from scipy.signal import butter, sosfiltfilt
+
     nyquist = 0.5 / tr
     high = min(band[1], 0.9 * nyquist)
     sos = butter(3, [band[0] / nyquist, high / nyquist], btype="band", output="sos")
@@ -608,6 +623,8 @@ def simulate_rest_subject(
     ).astype(np.float32)
     bold = np.zeros(brain.shape + (n_volumes,), dtype=np.float32)
     bold[brain] = values.T
+    import pandas as pd
+
     confounds = pd.DataFrame(artefacts, columns=[f"artefact_{j + 1}" for j in range(n_confounds)])
     events = pd.DataFrame({"label": [REST_LABEL] * n_volumes, "run": 0})
     truth = np.moveaxis(maps, 0, -1).astype(np.float32)

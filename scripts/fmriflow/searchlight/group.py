@@ -61,10 +61,13 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, sparse, stats
+from scipy import sparse
 from scipy.sparse import csgraph
 
 from fmriflow.errors import InputError
+
+# scipy.ndimage and scipy.stats are imported where used: the workflow imports
+# this package when it parses (to check searchlight radii), before any job.
 
 #: Draws whose indices are generated at once (the random sequence does not
 #: depend on ``batch``).
@@ -774,6 +777,8 @@ def cluster_structure(connectivity):
             "is not a number of neighbours of a voxel",
             "Use 6 (faces), 18 (faces and edges) or 26 (faces, edges and corners)",
         )
+    from scipy import ndimage
+
     return ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
 
 
@@ -858,6 +863,8 @@ def label_clusters(above, mask, structure):
     sizes : numpy.ndarray of int64, shape (n_clusters,)
         Voxels of cluster ``c`` at ``sizes[c - 1]``, decreasing.
     """
+    from scipy import ndimage
+
     volume = np.zeros(mask.shape, dtype=bool)
     volume[mask] = above
     labels, n_clusters = ndimage.label(volume, structure=structure)
@@ -974,6 +981,8 @@ def prevalence_test(
     p_u = (1.0 + count) / (1.0 + n_draws)
     at_least = n_draws - np.searchsorted(np.sort(max_min), observed, side="left")
     p_c = (1.0 + at_least) / (1.0 + n_draws)
+    from scipy import stats
+
     t = stats.ttest_1samp(accuracy, chance[None, :], axis=0, alternative="greater")
     return PrevalenceResult(
         min_accuracy=observed,
