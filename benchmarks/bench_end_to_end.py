@@ -155,10 +155,12 @@ Checks (printed, not enforced; no timed assertion)
     chance level (the workflow's: the training folds' majority class, and
     1 / number of classes) and the largest difference between the two
     sides' accuracies fold by fold (folds matched by their test run);
-    the searchlight maps at their common centres: the largest absolute
-    difference, the correlation, the number of centres that differ, and
-    the mean accuracy of the workflow's map inside and outside the ROI
-    (where the planted patterns are, and where they are not).
+    the searchlight maps at their common centres: the mean accuracy of
+    each, the chance level, the largest absolute difference, the number of
+    centres that differ and the correlation; over the whole brain
+    (``--centres mask``), the mean accuracy of the workflow's map inside
+    and outside the ROI too (where the planted patterns are, and where
+    they are not).
 
     The issue's targets are printed with their verdict: fmriflow's wall
     time at most 1.0x nilearn's, peak memory at most 0.7x, and the same
@@ -870,8 +872,8 @@ def score_task(paths, fmriflow_run, nilearn_run, centres):
         )
         roi = load_volume(paths["roi"][index]) > 0
         where = brain if centres == "mask" else roi
-        path = folder / "searchlight" / SEARCHLIGHT_NAME / "accuracy.nii.gz"
-        ours_map = load_volume(path)[where].astype(np.float64)
+        maps = folder / "searchlight" / SEARCHLIGHT_NAME
+        ours_map = load_volume(maps / "accuracy.nii.gz")[where].astype(np.float64)
         theirs_map = load_volume(spec["subjects"][index]["searchlight"])[where].astype(np.float64)
         difference = np.abs(ours_map - theirs_map)
         in_roi = roi[where]
@@ -884,6 +886,7 @@ def score_task(paths, fmriflow_run, nilearn_run, centres):
                 "difference": float(difference.max()),
                 "differing": int(np.sum(difference > SCORE_TOLERANCE)),
                 "correlation": float(np.corrcoef(ours_map, theirs_map)[0, 1]),
+                "chance": json.loads((maps / "summary.json").read_text())["chance"],
                 "in_roi": float(ours_map[in_roi].mean()),
                 "outside": float(ours_map[~in_roi].mean()) if (~in_roi).any() else None,
             }
@@ -1069,7 +1072,7 @@ def main(argv=None):
     print_rules(rules, ours, args)
     print()
     if task:
-        same = print_task_checks(scores)
+        same = print_task_checks(scores, args.centres)
     else:
         recovery = print_rest_checks(args, scores)
     print()
@@ -1233,7 +1236,7 @@ def print_rest_checks(args, scores):
     return recovery
 
 
-def print_task_checks(scores):
+def print_task_checks(scores, centres):
     """Decoding and searchlight agreement tables of the task cohort; returns whether equal."""
     decoding, searchlight = scores["decoding"], scores["searchlight"]
     print(
@@ -1255,25 +1258,25 @@ def print_task_checks(scores):
     if not all(row["same_folds"] for row in decoding):
         print("the two sides' folds test different runs (compared on the common ones)")
     print()
+    whole_brain = centres == "mask"
     print(
-        "Searchlight maps at their common centres: mean accuracy, largest |difference|, "
-        f"centres differing by more than {SCORE_TOLERANCE:g}, correlation; fmriflow's mean "
-        "inside and outside the ROI"
+        "Searchlight maps at their common centres: mean accuracy, chance (training majority), "
+        f"largest |difference|, centres differing by more than {SCORE_TOLERANCE:g}, correlation"
+        + ("; fmriflow's mean inside and outside the ROI" if whole_brain else "")
     )
-    print_table(
-        searchlight,
-        [
-            ("subject", "subject", ""),
-            ("centres", "centres", "d"),
-            ("fmriflow", "fmriflow", ".4f"),
-            ("nilearn", "nilearn", ".4f"),
-            ("max |difference|", "difference", ".2g"),
-            ("differing", "differing", "d"),
-            ("correlation", "correlation", ".6f"),
-            ("in ROI", "in_roi", ".3f"),
-            ("outside", "outside", ".3f"),
-        ],
-    )
+    columns = [
+        ("subject", "subject", ""),
+        ("centres", "centres", "d"),
+        ("fmriflow", "fmriflow", ".4f"),
+        ("nilearn", "nilearn", ".4f"),
+        ("chance", "chance", ".3f"),
+        ("max |difference|", "difference", ".2g"),
+        ("differing", "differing", "d"),
+        ("correlation", "correlation", ".6f"),
+    ]
+    if whole_brain:
+        columns += [("in ROI", "in_roi", ".3f"), ("outside", "outside", ".3f")]
+    print_table(searchlight, columns)
     decoding_same = all(
         row["same_folds"] and row["difference"] <= SCORE_TOLERANCE for row in decoding
     )
