@@ -1,12 +1,15 @@
 """Benchmark: the whole workflow on a lab's own NIfTI files against nilearn's few-line script.
 
-What is compared
-    One resting-state study taken from the user's files to group networks
-    and a parcellation, twice: once as ``snakemake --cores 2`` runs it in a
-    fresh working directory (the cohort given as a ``local`` dataset by path
-    templates), once as the few lines of nilearn a user would write for the
-    same work, in one Python process:
+Two studies, chosen with ``--cohort``: a resting-state one (``rest``, the
+default: group ICA and a parcellation) and a Haxby-like task one (``task``:
+decoding and a searchlight). Each is given to fmriflow as a lab would have
+it (a ``local`` dataset described by path templates) and run end to end by
+``snakemake --cores 2`` in a fresh working directory; the same files go
+through the few lines of nilearn a user would write for the same work, in
+one Python process. Both commands are timed and their memory sampled the
+same way, and their answers compared.
 
+What is compared: rest (``--cohort rest``)
     * nilearn (``NILEARN_SCRIPT``, written next to its outputs and run with
       this Python): ``CanICA(n_components=10)`` then
       ``Parcellations("ward", n_parcels=100)``, both fitted on the list of
@@ -32,20 +35,81 @@ What is compared
       Parcellations reduces to 200 components per subject and for the
       group), their figures, the provenance sidecars and table.
 
+What is compared: task (``--cohort task``)
+    Face against house in every subject, decoded in the ventral-temporal
+    ROI and mapped by a searchlight, both cross-validated leave-one-run-out:
+
+    * nilearn (``NILEARN_TASK_SCRIPT``), per subject: the label table read
+      with pandas, the BOLD file loaded once (``load_img``), two
+      ``NiftiMasker(mask_img=..., runs=<run of each volume>, detrend=True,
+      standardize="zscore_sample")`` — one on the brain mask, one on the
+      subject's ROI file: each run detrended and z-scored on its own, as
+      the workflow's clean step does —, the face and house volumes kept;
+      decoding as the tutorial does, ``cross_val_score(SVC(kernel="linear"),
+      X_roi, y, groups=runs, cv=LeaveOneGroupOut())``; then
+      ``SearchLight(<brain mask>, process_mask_img=<centres>, radius=5.6,
+      cv=LeaveOneGroupOut(), n_jobs=2)`` with the tutorial's (and
+      nilearn's default) estimator ``"svc"``, which nilearn 0.14.1 builds as
+      ``LinearSVC(penalty="l2", max_iter=10000, random_state=0)``, fitted
+      on the cleaned face and house volumes put back into an image
+      (``inverse_transform``); the fold accuracies saved as JSON and each
+      map as NIfTI (``scores_img_``, set to float32 first: it takes the
+      mask's header, whose uint8 type would store the accuracies in steps
+      of 1/255).
+    * fmriflow: every job of the default target for that config —
+      ``describe_local``, ``import_local_brain_mask``, and per subject
+      ``import_local`` (the BOLD file linked, the label table turned into
+      ``events.tsv``), ``import_local_roi``, ``mask`` (``mask: dataset``,
+      the lab's brain mask; ``include_roi``; no smoothing) and ``clean``
+      (``detrend``, ``standardize: zscore_sample``, per run, no band-pass,
+      no confounds); ``decode`` (``face_vs_house``: ``classifier: svc``,
+      the registry's ``SVC(kernel="linear")``, ``voxels: roi``,
+      leave-one-run-out, no permutations) and ``decode_group``;
+      ``searchlight_part`` and ``searchlight`` (``classifier: linear_svc``,
+      the registry's ``LinearSVC(C=1, random_state=0, max_iter=10000)``:
+      nilearn's ``"svc"``; radius 5.6 mm, centres as nilearn's; no
+      permutations); their figures, the provenance sidecars and table.
+      The searchlight's centres are the ROI's voxels (``--centres roi``,
+      the default), its spheres holding every brain-mask voxel within the
+      radius, on both sides: nilearn's searchlight over the whole brain
+      (``--centres mask``, 3,912 centres) takes several minutes per subject
+      on a busy 2-core machine, which the default size would make close
+      to half an hour; both sides do the same centres, so nothing is
+      extrapolated.
+
 Data
-    A simulated cohort written as a lab would have it (``fmriflow.simulate``,
-    the generator of the workflow's rest datasets): ``--subjects`` subjects
-    (default 20) x ``--volumes`` volumes (default 150), TR 2 s, on nilearn's
-    MNI152 grid at 4 mm (grey matter: 28,144 voxels; the signal on the
-    whole-brain mask), ``--networks`` planted networks (default 8, all the
-    simulator knows; ``network_maps``, 14 mm blobs), SNR drawn in [1, 2],
-    with drifts, AR(1) noise, a baseline and two slow artefacts whose time
-    courses are the confound tables. Per subject ``sub-XX_bold.nii.gz``
-    (float32, TR in the header; ``--uncompressed``: ``.nii``) and
-    ``sub-XX_confounds.tsv``; the grey-matter mask (``mask.nii.gz``) and the
-    planted maps on its voxels (``truth.npy``, for scoring only). Written
-    under ``/tmp/e2e/data`` and reused when its parameters match.
-    ``--quick``: 6 subjects x 100 volumes.
+    Simulated with ``fmriflow.simulate`` (the generator of the workflow's
+    simulated datasets) and written as a lab would have it, under
+    ``/tmp/e2e/data`` (rest) or ``/tmp/e2e-task/data`` (task), reused when
+    its parameters match (with ``--keep``: otherwise the folder is removed
+    at the end).
+
+    *rest*: ``--subjects`` subjects (default 20) x ``--volumes`` volumes
+    (default 150), TR 2 s, on nilearn's MNI152 grid at 4 mm (grey matter:
+    28,144 voxels; the signal on the whole-brain mask), ``--networks``
+    planted networks (default 8, all the simulator knows;
+    ``network_maps``, 14 mm blobs), SNR drawn in [1, 2], with drifts, AR(1)
+    noise, a baseline and two slow artefacts whose time courses are the
+    confound tables. Per subject ``sub-XX_bold.nii.gz`` (float32, TR in the
+    header; ``--uncompressed``: ``.nii``) and ``sub-XX_confounds.tsv``; the
+    grey-matter mask (``mask.nii.gz``) and the planted maps on its voxels
+    (``truth.npy``, for scoring only). ``--quick``: 6 subjects x 100
+    volumes.
+
+    *task* (``simulate_task_subject``, the workflow's Haxby-like model):
+    ``--subjects`` subjects (default 6, as Haxby's study) x ``--runs`` runs
+    (default 12, as Haxby's) of 126 volumes (8 category blocks of 9
+    volumes, rest around them), TR 2.5 s, 1,512 volumes per subject, on the
+    simulator's default grid (``--shape``, default 20 x 24 x 20, Haxby's
+    3.5 x 3.75 x 3.75 mm voxels: a 3,912-voxel brain, a 356-voxel
+    bilateral ventral-temporal-like ROI), SNR drawn in [1, 2], category
+    patterns planted in the ROI (face and house differ there only), drift,
+    AR(1) spatially smooth noise, int16 like Haxby's files. Per subject, as
+    Haxby's release lays them out, ``sub-XX/bold.nii.gz`` (all runs in one
+    file, TR in the header; ``--uncompressed``: ``.nii``),
+    ``sub-XX/labels.tsv`` (one row per volume: ``label``, ``run``) and
+    ``sub-XX/mask4_vt.nii.gz`` (the ROI); one ``brain_mask.nii.gz``.
+    ``--quick``: 3 subjects x 4 runs.
 
 How it is measured
     Each side is one command started with ``subprocess`` (this Python, the
@@ -54,14 +118,19 @@ How it is measured
     file written included. Peak memory: a thread samples ``/proc`` every
     ``--interval`` seconds (default 0.05), finds the command's whole process
     tree (parents from ``/proc/<pid>/stat``) and sums the resident memory
-    of its processes (``/proc/<pid>/statm``); the largest sum is the peak
-    (pages shared between processes — libraries — count once per process,
-    which overstates the workflow, whose jobs are separate interpreters). A
-    job shorter than the interval can be missed between samples; the
-    ``max_rss`` of Snakemake's per-job benchmark files is printed beside.
-    Snakemake runs in a fresh directory (``/tmp/e2e/run``, removed first,
-    nothing cached), with the workflow's own profile and its one BLAS thread
-    per job; nilearn with the machine's default threads
+    of its processes (the ``rss`` of the same file); the largest sum is the
+    peak. A child caught between ``vfork`` and ``exec`` (Snakemake starting
+    a job, a job starting ``git``, a worker pool starting a worker: same
+    virtual size and resident pages as its parent) shares its parent's
+    pages and is not counted again. Otherwise pages shared between
+    processes (libraries) count once per process, which overstates the
+    workflow, whose jobs are separate interpreters, and nilearn's
+    searchlight, whose two workers are too. A job shorter
+    than the interval can be missed between samples; the ``max_rss`` of
+    Snakemake's per-job benchmark files is printed beside. Snakemake runs
+    in a fresh directory (``run/`` under the cohort's folder, removed
+    first, nothing cached), with the workflow's own profile and its one
+    BLAS thread per job; nilearn with the machine's default threads
     (``--nilearn-threads N`` sets ``OPENBLAS/OMP/MKL_NUM_THREADS``). The
     input files are read once before each command (page cache warm). The
     order of the two runs is ``--order`` (default: fmriflow first).
@@ -71,22 +140,40 @@ How it is measured
     two at a time, so the sum exceeds the wall time), with the number of
     jobs and the largest ``max_rss``; the rest of the wall time is
     Snakemake's own (parsing, the DAG, checks before any job, scheduling).
+    nilearn's script times its own steps (imports; per subject masking and
+    cleaning, decoding, searchlight), printed beside.
 
 Checks (printed, not enforced; no timed assertion)
-    Recovery: the 10 maps of each side (the saved, thresholded maps, on the
-    mask's voxels) matched one to one with the planted networks by absolute
-    spatial correlation (Hungarian, ``fmriflow.decomposition.match_components``),
-    the mean matched correlation of each, and the mean of the two sides'
-    maps matched with each other. Parcellation: the adjusted Rand index
-    between the two labelings, and for each the number of parcels,
-    connected regions, fragmented parcels and the compression R² on the
-    workflow's cleaned data (``summarize_parcellation``: the variance kept
-    when each voxel is replaced by its parcel's mean; the same data for
-    both). The issue's targets are printed with their verdict: fmriflow's
-    wall time at most 1.0x nilearn's, peak memory at most 0.7x, recovery
-    equal (within 0.01).
+    *rest*. Recovery: the 10 maps of each side (the saved, thresholded
+    maps, on the mask's voxels) matched one to one with the planted
+    networks by absolute spatial correlation (Hungarian,
+    ``fmriflow.decomposition.match_components``), the mean matched
+    correlation of each, and the mean of the two sides' maps matched with
+    each other. Parcellation: the adjusted Rand index between the two
+    labelings, and for each the number of parcels, connected regions,
+    fragmented parcels and the compression R² on the workflow's cleaned
+    data (``summarize_parcellation``: the variance kept when each voxel is
+    replaced by its parcel's mean; the same data for both).
 
-Run ``.venv/bin/python benchmarks/bench_end_to_end.py [--quick] [--subjects N] [--keep]``.
+    *task*. Per subject, the mean decoding accuracy of each side with the
+    chance level (the workflow's: the training folds' majority class, and
+    1 / number of classes) and the largest difference between the two
+    sides' accuracies fold by fold (folds matched by their test run);
+    the searchlight maps at their common centres: the mean accuracy of
+    each, the chance level, the largest absolute difference, the number of
+    centres that differ and the correlation; over the whole brain
+    (``--centres mask``), the mean accuracy of the workflow's map inside
+    and outside the ROI too (where the planted patterns are, and where
+    they are not).
+
+    The issue's targets are printed with their verdict: fmriflow's wall
+    time at most 1.0x nilearn's, peak memory at most 0.7x, and the same
+    answers — rest: recovery equal (within 0.01); task: every fold accuracy
+    and every searchlight centre equal (within 1e-6, the float32 maps'
+    precision).
+
+Run ``.venv/bin/python benchmarks/bench_end_to_end.py [--cohort rest|task] [--quick]
+[--subjects N] [--keep]``.
 """
 
 import argparse
@@ -168,6 +255,77 @@ ward.labels_img_.to_filename(spec["labels"])
 end = time.perf_counter()
 print(json.dumps({"imports": imported - start, "canica": fitted_ica - imported,
                   "parcellations": end - fitted_ica}))
+'''
+
+#: The task cohort's folder, dataset name and simulation (the simulator's task defaults).
+TASK_ROOT = Path("/tmp/e2e-task")
+TASK_DATASET = "haxbylike"
+TASK_TR = 2.5
+TASK_SHAPE = (20, 24, 20)
+#: Haxby's voxels (mm), the simulator's default.
+VOXEL_SIZE = (3.5, 3.75, 3.75)
+CONTRAST = ("face", "house")
+#: nilearn's searchlight example's radius (mm).
+RADIUS = 5.6
+DECODING_NAME = "face_vs_house"
+SEARCHLIGHT_NAME = "face_vs_house_svc"
+#: The workflow's registry names of nilearn's estimators: the tutorial's SVC(kernel="linear")
+#: for decoding, SearchLight's default "svc" (a LinearSVC) for the searchlight.
+DECODING_CLASSIFIER, SEARCHLIGHT_CLASSIFIER = "svc", "linear_svc"
+#: Accuracies counted as equal when they differ by at most this (the maps are float32).
+SCORE_TOLERANCE = 1e-6
+
+NILEARN_TASK_SCRIPT = '''\
+"""nilearn's code for the same work: face vs house per subject, in the ROI and by searchlight."""
+
+import json
+import sys
+import time
+
+start = time.perf_counter()
+import numpy as np
+import pandas as pd
+from nilearn.decoding import SearchLight
+from nilearn.image import load_img
+from nilearn.maskers import NiftiMasker
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+from sklearn.svm import SVC
+
+spec = json.load(open(sys.argv[1]))
+steps = {"imports": time.perf_counter() - start, "cleaning": 0.0, "decoding": 0.0,
+         "searchlight": 0.0}
+folds = {}
+for subject in spec["subjects"]:
+    tic = time.perf_counter()
+    table = pd.read_csv(subject["labels"], sep="\\t")
+    runs = table["run"].to_numpy()
+    keep = table["label"].isin(spec["labels"]).to_numpy()
+    y, groups = table["label"].to_numpy()[keep], runs[keep]
+    bold = load_img(subject["bold"])
+    # Every run detrended and z-scored on its own.
+    cleaning = dict(runs=runs, detrend=True, standardize="zscore_sample")
+    brain_masker = NiftiMasker(mask_img=spec["brain_mask"], **cleaning)
+    brain = brain_masker.fit_transform(bold)[keep]
+    roi = NiftiMasker(mask_img=subject["roi"], **cleaning).fit_transform(bold)[keep]
+    toc = time.perf_counter()
+    steps["cleaning"] += toc - tic
+    scores = cross_val_score(SVC(kernel="linear"), roi, y, groups=groups, cv=LeaveOneGroupOut())
+    folds[subject["name"]] = {"runs": np.unique(groups).tolist(), "accuracy": scores.tolist()}
+    tic = time.perf_counter()
+    steps["decoding"] += tic - toc
+    searchlight = SearchLight(
+        spec["brain_mask"], process_mask_img=subject["centres"], radius=spec["radius"],
+        cv=LeaveOneGroupOut(), n_jobs=spec["n_jobs"],
+    )
+    searchlight.fit(brain_masker.inverse_transform(brain), y, groups=groups)
+    # The map takes the mask's header: saved as float32, not the mask's uint8 (in 1/255 steps).
+    scores = searchlight.scores_img_
+    scores.set_data_dtype("float32")
+    scores.to_filename(subject["searchlight"])
+    steps["searchlight"] += time.perf_counter() - tic
+with open(spec["decoding"], "w") as output:
+    json.dump(folds, output)
+print(json.dumps(steps))
 '''
 
 
@@ -288,12 +446,160 @@ def workflow_config(paths, n_volumes):
     }
 
 
+def cohort_files(paths):
+    """Every input file of a cohort (read once before each command: page cache warm)."""
+    names = ("bold", "confounds", "labels", "roi")
+    files = [path for name in names for path in paths.get(name, [])]
+    return files + [paths[name] for name in ("mask", "brain_mask") if name in paths]
+
+
+def prepare_task_cohort(folder, n_subjects, n_runs, shape, compressed):
+    """Simulate the Haxby-like cohort into ``folder`` as a lab's files (reused when there)."""
+    import nibabel as nib
+
+    import_fmriflow()
+    from fmriflow import simulate
+    from fmriflow.dataset import save_bold, save_roi
+    from fmriflow.io import write_table
+
+    settings = {
+        "cohort": "task",
+        "subjects": n_subjects,
+        "runs": n_runs,
+        "shape": list(shape),
+        "compressed": compressed,
+        "snr": list(SNR),
+        "seed": SEED,
+    }
+    subjects = simulate.subject_labels(n_subjects)
+    extension = "nii.gz" if compressed else "nii"
+    templates = {
+        "bold": f"sub-{{subject}}/bold.{extension}",
+        "labels": "sub-{subject}/labels.tsv",
+        "roi": "sub-{subject}/mask4_vt.nii.gz",
+    }
+    paths = {"subjects": subjects, "brain_mask": folder / "brain_mask.nii.gz"}
+    for name, template in templates.items():
+        paths[f"{name}_template"] = str(folder / template)
+        paths[name] = [folder / template.format(subject=s) for s in subjects]
+    stamp = folder / "settings.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == settings:
+        return paths
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    affine = simulate.grid_affine(shape, VOXEL_SIZE)
+    brain, roi = simulate.task_masks(tuple(shape))
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), paths["brain_mask"])
+    for index, subject in enumerate(subjects):
+        (folder / f"sub-{subject}").mkdir()
+        sim = simulate.simulate_task_subject(index, SEED, tuple(shape), n_runs, TASK_TR, SNR)
+        save_bold(sim.bold, affine, TASK_TR, paths["bold"][index])
+        write_table(sim.events[["label", "run"]], paths["labels"][index])
+        save_roi(sim.roi, paths["roi"][index], affine)
+    stamp.write_text(json.dumps(settings))
+    print(
+        f"generated {n_subjects} subjects x {n_runs} runs ({len(sim.events)} volumes each, "
+        f"{int(brain.sum())} brain voxels, {int(roi.sum())} in the ROI) in "
+        f"{time.perf_counter() - start:.0f} s into {folder}",
+        flush=True,
+    )
+    return paths
+
+
+def task_workflow_config(paths, root, centres):
+    """The workflow's config for the task cohort: nilearn's cleaning, estimators and folds."""
+    return {
+        "download_dir": str(root / "downloads"),
+        "datasets": {
+            TASK_DATASET: {
+                "source": "local",
+                "local": {
+                    "kind": "task",
+                    "tr": TASK_TR,
+                    "space": "native",
+                    "subjects": paths["subjects"],
+                    "bold": paths["bold_template"],
+                    "events": paths["labels_template"],
+                    "events_format": "per_volume",
+                    "roi": paths["roi_template"],
+                    "brain_mask": str(paths["brain_mask"]),
+                },
+                "preprocess": {
+                    "mask": "dataset",
+                    "include_roi": True,
+                    "smoothing_fwhm": None,
+                    "clean": {
+                        "detrend": True,
+                        "standardize": STANDARDIZE,
+                        "high_pass": None,
+                        "low_pass": None,
+                        "confounds": False,
+                    },
+                },
+            }
+        },
+        "decoding": [
+            {
+                "name": DECODING_NAME,
+                "dataset": TASK_DATASET,
+                "labels": list(CONTRAST),
+                "voxels": "roi",
+                "classifier": DECODING_CLASSIFIER,
+                "cv": {"scheme": "leave_one_run_out"},
+                "permutations": 0,
+            }
+        ],
+        "searchlight": [
+            {
+                "name": SEARCHLIGHT_NAME,
+                "dataset": TASK_DATASET,
+                "labels": list(CONTRAST),
+                "centres": centres,
+                "radius": RADIUS,
+                "classifier": SEARCHLIGHT_CLASSIFIER,
+                "cv": {"scheme": "leave_one_run_out"},
+                "permutations": 0,
+            }
+        ],
+    }
+
+
+def task_nilearn_spec(paths, folder, centres, n_jobs):
+    """What nilearn's task script reads: the files, the contrast, where to write."""
+    return {
+        "labels": list(CONTRAST),
+        "radius": RADIUS,
+        "n_jobs": n_jobs,
+        "brain_mask": str(paths["brain_mask"]),
+        "decoding": str(folder / "decoding.json"),
+        "subjects": [
+            {
+                "name": subject,
+                "bold": str(bold),
+                "labels": str(labels),
+                "roi": str(roi),
+                "centres": str(paths["brain_mask"] if centres == "mask" else roi),
+                "searchlight": str(folder / f"sub-{subject}_searchlight.nii.gz"),
+            }
+            for subject, bold, labels, roi in zip(
+                paths["subjects"], paths["bold"], paths["labels"], paths["roi"], strict=True
+            )
+        ],
+    }
+
+
 # --- measurement ----------------------------------------------------------------------
 
 
-def process_parents():
-    """Parent pid of every process on the machine (those that vanish are skipped)."""
-    parents = {}
+def process_table():
+    """Every process on the machine: pid -> (parent pid, virtual bytes, resident pages).
+
+    Read from ``/proc/<pid>/stat`` (its ``rss`` is ``statm``'s resident
+    count); processes that vanish while being read are skipped.
+    """
+    table = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -304,23 +610,30 @@ def process_parents():
             continue
         # The command name (in parentheses) may contain spaces: split after it.
         fields = text[text.rfind(b")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-    return parents
+        table[int(entry.name)] = (int(fields[1]), int(fields[20]), int(fields[21]))
+    return table
 
 
 def tree_rss(root):
-    """Summed resident bytes of ``root`` and all its descendants, and their number."""
+    """Summed resident bytes of ``root`` and all its descendants, and their number.
+
+    A child whose virtual size and resident pages are exactly its parent's
+    is a process between ``vfork`` (or ``fork``) and ``exec`` — Snakemake
+    starting a job, a job starting ``git`` —: its pages are its parent's and
+    are not counted twice.
+    """
+    table = process_table()
     children = {}
-    for pid, parent in process_parents().items():
+    for pid, (parent, _, _) in table.items():
         children.setdefault(parent, []).append(pid)
     total, count, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
         stack.extend(children.get(pid, ()))
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as statm:
-                resident = int(statm.read().split()[1])
-        except (OSError, IndexError):
+        if pid not in table:
+            continue
+        parent, size, resident = table[pid]
+        if pid != root and parent in table and table[parent][1:] == (size, resident):
             continue
         total += resident * PAGE
         count += 1
@@ -371,16 +684,16 @@ def run_measured(command, cwd, log, interval, env=None):
     }
 
 
-def run_fmriflow(paths, args):
-    """``snakemake --cores 2`` on the cohort, in a fresh directory."""
+def run_fmriflow(config, inputs, args):
+    """``snakemake --cores 2`` on a cohort's ``config``, in a fresh directory."""
     import yaml
 
-    workdir = ROOT / "run"
+    workdir = args.root / "run"
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(workflow_config(paths, args.volumes), sort_keys=False))
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
         str(SNAKEMAKE),
         "--snakefile",
@@ -388,26 +701,25 @@ def run_fmriflow(paths, args):
         "--directory",
         str(workdir),
         "--configfile",
-        str(config),
+        str(config_path),
         "--cores",
         str(args.cores),
     ]
-    warm_page_cache(paths["bold"] + paths["confounds"] + [paths["mask"]])
-    result = run_measured(command, workdir, ROOT / "snakemake.log", args.interval)
+    warm_page_cache(inputs)
+    result = run_measured(command, workdir, args.root / "snakemake.log", args.interval)
     result["command"] = " ".join(command)
     result["workdir"] = workdir
     return result
 
 
-def run_nilearn(paths, args):
-    """nilearn's script, in its own process."""
-    folder = ROOT / "nilearn"
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    script = folder / "pipeline.py"
-    script.write_text(NILEARN_SCRIPT)
-    spec = {
+def nilearn_folder(args):
+    """Where nilearn's script, its spec and its outputs go."""
+    return args.root / "nilearn"
+
+
+def rest_nilearn_spec(paths, folder):
+    """What nilearn's rest script reads: the files, the models' sizes, where to write."""
+    return {
         "bold": [str(p) for p in paths["bold"]],
         "confounds": [str(p) for p in paths["confounds"]],
         "mask": str(paths["mask"]),
@@ -416,14 +728,24 @@ def run_nilearn(paths, args):
         "components": str(folder / "canica_components.nii.gz"),
         "labels": str(folder / "ward_labels.nii.gz"),
     }
+
+
+def run_nilearn(script_text, spec, inputs, args):
+    """nilearn's script (``script_text``, reading ``spec``), in its own process."""
+    folder = nilearn_folder(args)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    script = folder / "pipeline.py"
+    script.write_text(script_text)
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     env = dict(os.environ)
     if args.nilearn_threads:
         env.update({name: str(args.nilearn_threads) for name in THREAD_VARIABLES})
     command = [str(PYTHON), str(script), str(spec_path)]
-    warm_page_cache(paths["bold"] + paths["confounds"] + [paths["mask"]])
-    result = run_measured(command, folder, ROOT / "nilearn.log", args.interval, env=env)
+    warm_page_cache(inputs)
+    result = run_measured(command, folder, args.root / "nilearn.log", args.interval, env=env)
     result["command"] = " ".join(command)
     result["outputs"] = spec
     result["steps"] = None
@@ -519,16 +841,109 @@ def workdir_results(workdir):
     return Path(workdir) / "results" / DATASET
 
 
+def load_volume(path):
+    import nibabel as nib
+
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+def score_task(paths, fmriflow_run, nilearn_run, centres):
+    """Per subject: the two sides' decoding folds and searchlight maps, compared."""
+    import pandas as pd
+
+    results = Path(fmriflow_run["workdir"]) / "results" / TASK_DATASET
+    spec = nilearn_run["outputs"]
+    theirs_folds = json.loads(Path(spec["decoding"]).read_text())
+    brain = load_volume(paths["brain_mask"]) > 0
+    decoding, searchlight = [], []
+    for index, subject in enumerate(paths["subjects"]):
+        folder = results / f"sub-{subject}"
+        analysis = folder / "decoding" / DECODING_NAME
+        folds = pd.read_csv(analysis / "folds.tsv", sep="\t", dtype={"test_runs": str})
+        summary = json.loads((analysis / "summary.json").read_text())
+        ours = dict(zip(folds["test_runs"], folds["accuracy"], strict=True))
+        nilearn = theirs_folds[subject]
+        theirs = dict(zip(map(str, nilearn["runs"]), nilearn["accuracy"], strict=True))
+        common = sorted(set(ours) & set(theirs))
+        decoding.append(
+            {
+                "subject": subject,
+                "folds": len(common),
+                "same_folds": set(ours) == set(theirs),
+                "fmriflow": float(np.mean(list(ours.values()))),
+                "nilearn": float(np.mean(list(theirs.values()))),
+                "chance": summary["chance"],
+                "chance_balanced": summary["chance_balanced"],
+                "difference": max(abs(ours[run] - theirs[run]) for run in common),
+            }
+        )
+        roi = load_volume(paths["roi"][index]) > 0
+        where = brain if centres == "mask" else roi
+        maps = folder / "searchlight" / SEARCHLIGHT_NAME
+        ours_map = load_volume(maps / "accuracy.nii.gz")[where].astype(np.float64)
+        theirs_map = load_volume(spec["subjects"][index]["searchlight"])[where].astype(np.float64)
+        difference = np.abs(ours_map - theirs_map)
+        in_roi = roi[where]
+        searchlight.append(
+            {
+                "subject": subject,
+                "centres": int(where.sum()),
+                "fmriflow": float(ours_map.mean()),
+                "nilearn": float(theirs_map.mean()),
+                "difference": float(difference.max()),
+                "differing": int(np.sum(difference > SCORE_TOLERANCE)),
+                "correlation": float(np.corrcoef(ours_map, theirs_map)[0, 1]),
+                "chance": json.loads((maps / "summary.json").read_text())["chance"],
+                "in_roi": float(ours_map[in_roi].mean()),
+                "outside": float(ours_map[~in_roi].mean()) if (~in_roi).any() else None,
+            }
+        )
+    labels = pd.read_csv(paths["labels"][0], sep="\t")
+    return {
+        "decoding": decoding,
+        "searchlight": searchlight,
+        "n_brain": int(brain.sum()),
+        "n_roi": int((load_volume(paths["roi"][0]) > 0).sum()),
+        "n_volumes": len(labels),
+        "n_selected": int(labels["label"].isin(CONTRAST).sum()),
+    }
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
 def parse_args(argv=None):
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 subjects x 100 volumes")
-    parser.add_argument("--subjects", type=int, default=20)
-    parser.add_argument("--volumes", type=int, default=150)
-    parser.add_argument("--networks", type=int, default=8, help="planted networks (1 to 8)")
+    parser.add_argument(
+        "--cohort",
+        choices=("rest", "task"),
+        default="rest",
+        help="rest: group ICA and Ward parcels; task: decoding and searchlight (Haxby-like)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="rest: 6 subjects x 100 volumes; task: 3 subjects x 4 runs",
+    )
+    parser.add_argument("--subjects", type=int, help="default: 20 (rest), 6 (task)")
+    parser.add_argument("--volumes", type=int, default=150, help="rest: volumes per subject")
+    parser.add_argument("--networks", type=int, default=8, help="rest: planted networks (1 to 8)")
+    parser.add_argument("--runs", type=int, default=12, help="task: runs per subject")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=TASK_SHAPE,
+        metavar=("X", "Y", "Z"),
+        help="task: the grid (default: the simulator's, 20 24 20)",
+    )
+    parser.add_argument(
+        "--centres",
+        choices=("roi", "mask"),
+        default="roi",
+        help="task: searchlight centres, the ROI's voxels (default) or every brain-mask voxel",
+    )
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     parser.add_argument(
         "--nilearn-threads",
@@ -548,8 +963,20 @@ def parse_args(argv=None):
     parser.add_argument(
         "--interval", type=float, default=0.05, help="seconds between memory samples"
     )
-    parser.add_argument("--keep", action="store_true", help=f"keep {ROOT} (data, runs, logs)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--keep", action="store_true", help=f"keep {ROOT} or {TASK_ROOT} (data, runs, logs)"
+    )
+    args = parser.parse_args(argv)
+    task = args.cohort == "task"
+    args.root = TASK_ROOT if task else ROOT
+    if args.subjects is None:
+        args.subjects = 6 if task else 20
+    if args.quick:
+        if task:
+            args.subjects, args.runs = 3, 4
+        else:
+            args.subjects, args.volumes = 6, 100
+    return args
 
 
 def print_failure(name, run):
@@ -558,48 +985,122 @@ def print_failure(name, run):
     print("\n".join(tail))
 
 
+def run_sides(sides, args):
+    """Run the two commands (``sides``: name -> callable) in ``--order``; stop on a failure."""
+    loads = [os.getloadavg()]
+    order = ("fmriflow", "nilearn")
+    if args.order == "nilearn-first":
+        order = order[::-1]
+    runs = {}
+    for side in order:
+        print(f"running {side} ...", flush=True)
+        runs[side] = sides[side]()
+        loads.append(os.getloadavg())
+        print(
+            f"  {side}: {runs[side]['seconds']:.1f} s, peak {runs[side]['peak'] / MB:.0f} MB, "
+            f"exit code {runs[side]['code']}; load average {loads[-1][0]:.2f}",
+            flush=True,
+        )
+    failed = [side for side, run in runs.items() if run["code"]]
+    for side in failed:
+        print_failure(side, runs[side])
+    if failed:
+        raise SystemExit(f"FAILED: {', '.join(failed)} (files kept in {args.root})")
+    return runs, loads
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if args.quick:
-        args.subjects, args.volumes = 6, 100
     command = " ".join([".venv/bin/python", "benchmarks/bench_end_to_end.py", *sys.argv[1:]])
-    ROOT.mkdir(parents=True, exist_ok=True)
+    args.root.mkdir(parents=True, exist_ok=True)
+    task = args.cohort == "task"
     done = False
     try:
-        paths = prepare_cohort(
-            ROOT / "data", args.subjects, args.volumes, args.networks, not args.uncompressed
+        if task:
+            paths = prepare_task_cohort(
+                args.root / "data", args.subjects, args.runs, args.shape, not args.uncompressed
+            )
+            config = task_workflow_config(paths, args.root, args.centres)
+            script = NILEARN_TASK_SCRIPT
+            spec = task_nilearn_spec(paths, nilearn_folder(args), args.centres, args.cores)
+        else:
+            paths = prepare_cohort(
+                args.root / "data",
+                args.subjects,
+                args.volumes,
+                args.networks,
+                not args.uncompressed,
+            )
+            config = workflow_config(paths, args.volumes)
+            script, spec = NILEARN_SCRIPT, rest_nilearn_spec(paths, nilearn_folder(args))
+        inputs = cohort_files(paths)
+        runs, loads = run_sides(
+            {
+                "fmriflow": lambda: run_fmriflow(config, inputs, args),
+                "nilearn": lambda: run_nilearn(script, spec, inputs, args),
+            },
+            args,
         )
-        loads = [os.getloadavg()]
-        order = ("fmriflow", "nilearn")
-        if args.order == "nilearn-first":
-            order = order[::-1]
-        runs = {}
-        for side in order:
-            print(f"running {side} ...", flush=True)
-            runs[side] = (
-                run_fmriflow(paths, args) if side == "fmriflow" else run_nilearn(paths, args)
-            )
-            loads.append(os.getloadavg())
-            print(
-                f"  {side}: {runs[side]['seconds']:.1f} s, peak {runs[side]['peak'] / MB:.0f} MB, "
-                f"exit code {runs[side]['code']}; load average {loads[-1][0]:.2f}",
-                flush=True,
-            )
-        failed = [side for side, run in runs.items() if run["code"]]
-        for side in failed:
-            print_failure(side, runs[side])
-        if failed:
-            raise SystemExit(f"FAILED: {', '.join(failed)} (files kept in {ROOT})")
         ours, theirs = runs["fmriflow"], runs["nilearn"]
         rules = rule_seconds(ours["workdir"])
-        scores = score(paths, ours, theirs)
+        if task:
+            scores = score_task(paths, ours, theirs, args.centres)
+        else:
+            scores = score(paths, ours, theirs)
         done = True
     finally:
         if done and not args.keep:
-            shutil.rmtree(ROOT, ignore_errors=True)
+            shutil.rmtree(args.root, ignore_errors=True)
 
     print()
     print(f"command: {command}")
+    if task:
+        print_task_settings(args, scores)
+    else:
+        print_rest_settings(args, scores)
+    print_machine(args, loads)
+    print()
+    print_sides(ours, theirs)
+    if theirs["steps"]:
+        steps = theirs["steps"]
+        if task:
+            print(
+                f"nilearn's script: imports {steps['imports']:.1f} s; over the subjects, "
+                f"loading and cleaning {steps['cleaning']:.1f} s, decoding "
+                f"{steps['decoding']:.1f} s, searchlight fit + save {steps['searchlight']:.1f} s"
+            )
+        else:
+            print(
+                f"nilearn's script: imports {steps['imports']:.1f} s, CanICA fit + save "
+                f"{steps['canica']:.1f} s, Parcellations fit + save "
+                f"{steps['parcellations']:.1f} s"
+            )
+    print()
+    print_rules(rules, ours, args)
+    print()
+    if task:
+        same = print_task_checks(scores, args.centres)
+    else:
+        recovery = print_rest_checks(args, scores)
+    print()
+    print("Targets (issue 13)")
+    print_resource_targets(ours, theirs)
+    if task:
+        print(
+            f"same answers (every fold accuracy and searchlight centre within "
+            f"{SCORE_TOLERANCE:g}): {verdict(same)}"
+        )
+    else:
+        difference = recovery["fmriflow"].mean - recovery["nilearn"].mean
+        print(
+            f"recovery fmriflow - nilearn {difference:+.3f}, equal within "
+            f"{RECOVERY_TOLERANCE:g} (or better): {verdict(difference >= -RECOVERY_TOLERANCE)}"
+        )
+    if args.keep:
+        print(f"kept: {args.root} (snakemake.log, nilearn.log, run/, nilearn/, data/)")
+
+
+def print_rest_settings(args, scores):
     print(
         f"cohort: {args.subjects} subjects x {args.volumes} volumes, MNI152 4 mm, "
         f"{scores['n_voxels']:,}-voxel grey-matter mask, "
@@ -612,6 +1113,35 @@ def main(argv=None):
         f"PCA components); preprocessing: grey-matter mask, smoothing {SMOOTHING_FWHM:g} mm, "
         f"detrend, z-score, confounds, no band-pass"
     )
+
+
+def print_task_settings(args, scores):
+    centres = (
+        f"every brain-mask voxel ({scores['n_brain']:,})"
+        if args.centres == "mask"
+        else f"the ROI's voxels ({scores['n_roi']:,}; --centres mask for the whole brain, "
+        "minutes per subject for nilearn)"
+    )
+    print(
+        f"cohort: {args.subjects} subjects x {args.runs} runs ({scores['n_volumes']:,} volumes "
+        f"each, TR {TASK_TR:g} s), grid {' x '.join(map(str, args.shape))} at "
+        f"{' x '.join(f'{v:g}' for v in VOXEL_SIZE)} mm, {scores['n_brain']:,}-voxel brain "
+        f"mask, {scores['n_roi']:,}-voxel ROI, SNR {SNR[0]:g}-{SNR[1]:g}; per subject one "
+        f"{'.nii' if args.uncompressed else '.nii.gz'} BOLD file (int16), a per-volume label "
+        "table and an ROI file"
+    )
+    print(
+        f"analyses: {' vs '.join(CONTRAST)} ({scores['n_selected']} volumes per subject), "
+        f"leave-one-run-out ({args.runs} folds); decoding in the ROI with SVC(kernel='linear') "
+        f"(fmriflow {DECODING_CLASSIFIER}); searchlight with LinearSVC (nilearn's default 'svc'; "
+        f"fmriflow {SEARCHLIGHT_CLASSIFIER}), spheres of brain-mask voxels within {RADIUS:g} mm "
+        f"of each centre, centres: {centres}, on both sides, no permutations; "
+        "preprocessing: brain mask, detrend and z-score (zscore_sample) per run, "
+        "no smoothing, no band-pass"
+    )
+
+
+def print_machine(args, loads):
     print(
         f"machine: {os.cpu_count()} cores; load average (1 min) "
         + ", ".join(f"{load[0]:.2f}" for load in loads)
@@ -619,7 +1149,9 @@ def main(argv=None):
         f"{args.cores}, 1 BLAS thread per job; nilearn: "
         + (f"{args.nilearn_threads} BLAS thread(s)" if args.nilearn_threads else "default threads")
     )
-    print()
+
+
+def print_sides(ours, theirs):
     rows = [
         {
             "side": name,
@@ -648,13 +1180,9 @@ def main(argv=None):
         ],
     )
     print("(last row: ratios; below 1 means fmriflow is faster or smaller)")
-    if theirs["steps"]:
-        steps = theirs["steps"]
-        print(
-            f"nilearn's script: imports {steps['imports']:.1f} s, CanICA fit + save "
-            f"{steps['canica']:.1f} s, Parcellations fit + save {steps['parcellations']:.1f} s"
-        )
-    print()
+
+
+def print_rules(rules, ours, args):
     print(
         "Where the workflow's time goes (logs/benchmark/<rule>/*.tsv: job seconds summed, "
         f"{args.cores} jobs at a time)"
@@ -677,7 +1205,10 @@ def main(argv=None):
         f"{total_jobs / args.cores:.1f} s, against a wall time of {ours['seconds']:.1f} s "
         "(the difference: Snakemake's own start-up, checks and scheduling, and idle cores)"
     )
-    print()
+
+
+def print_rest_checks(args, scores):
+    """Recovery and parcellation tables of the rest cohort; returns the recovery."""
     recovery = scores["recovery"]
     parcels = scores["parcels"]
     print(
@@ -709,11 +1240,64 @@ def main(argv=None):
             ("R² (workflow's clean data)", "r2", ".3f"),
         ],
     )
+    return recovery
+
+
+def print_task_checks(scores, centres):
+    """Decoding and searchlight agreement tables of the task cohort; returns whether equal."""
+    decoding, searchlight = scores["decoding"], scores["searchlight"]
+    print(
+        f"Decoding, {' vs '.join(CONTRAST)} in the ROI: mean accuracy over the folds, "
+        "chance (training majority; 1/classes), largest fold-by-fold difference"
+    )
+    print_table(
+        decoding,
+        [
+            ("subject", "subject", ""),
+            ("folds", "folds", "d"),
+            ("fmriflow", "fmriflow", ".4f"),
+            ("nilearn", "nilearn", ".4f"),
+            ("chance", "chance", ".3f"),
+            ("1/classes", "chance_balanced", ".3f"),
+            ("max |fold difference|", "difference", ".2g"),
+        ],
+    )
+    if not all(row["same_folds"] for row in decoding):
+        print("the two sides' folds test different runs (compared on the common ones)")
     print()
+    whole_brain = centres == "mask"
+    print(
+        "Searchlight maps at their common centres: mean accuracy, chance (training majority), "
+        f"largest |difference|, centres differing by more than {SCORE_TOLERANCE:g}, correlation"
+        + ("; fmriflow's mean inside and outside the ROI" if whole_brain else "")
+    )
+    columns = [
+        ("subject", "subject", ""),
+        ("centres", "centres", "d"),
+        ("fmriflow", "fmriflow", ".4f"),
+        ("nilearn", "nilearn", ".4f"),
+        ("chance", "chance", ".3f"),
+        ("max |difference|", "difference", ".2g"),
+        ("differing", "differing", "d"),
+        ("correlation", "correlation", ".6f"),
+    ]
+    if whole_brain:
+        columns += [("in ROI", "in_roi", ".3f"), ("outside", "outside", ".3f")]
+    print_table(searchlight, columns)
+    decoding_same = all(
+        row["same_folds"] and row["difference"] <= SCORE_TOLERANCE for row in decoding
+    )
+    searchlight_same = all(row["difference"] <= SCORE_TOLERANCE for row in searchlight)
+    print(
+        f"decoding identical fold by fold: {verdict(decoding_same)}; searchlight maps "
+        f"identical: {verdict(searchlight_same)}"
+    )
+    return decoding_same and searchlight_same
+
+
+def print_resource_targets(ours, theirs):
     time_ratio = ours["seconds"] / theirs["seconds"]
     memory_ratio = ours["peak"] / theirs["peak"]
-    difference = recovery["fmriflow"].mean - recovery["nilearn"].mean
-    print("Targets (issue 13)")
     print(
         f"wall time fmriflow/nilearn {time_ratio:.2f} <= {TARGET_TIME:g}: "
         f"{verdict(time_ratio <= TARGET_TIME)}"
@@ -722,12 +1306,6 @@ def main(argv=None):
         f"peak memory fmriflow/nilearn {memory_ratio:.2f} <= {TARGET_MEMORY:g}: "
         f"{verdict(memory_ratio <= TARGET_MEMORY)}"
     )
-    print(
-        f"recovery fmriflow - nilearn {difference:+.3f}, equal within {RECOVERY_TOLERANCE:g} "
-        f"(or better): {verdict(difference >= -RECOVERY_TOLERANCE)}"
-    )
-    if args.keep:
-        print(f"kept: {ROOT} (snakemake.log, nilearn.log, run/, nilearn/, data/)")
 
 
 if __name__ == "__main__":
