@@ -4,13 +4,18 @@ The run is done once per test session (the ``tiny_run`` fixture); which
 files it writes is checked in ``tests/test_outputs.py``.
 """
 
+import re
+from collections import Counter
+
 import numpy as np
 import pytest
 import yaml
 
 from fmriflow import simulate
+from fmriflow.decomposition import subject_components
+from fmriflow.schema import validate
 
-from conftest import REPO, TINY_CONFIG, run_snakemake
+from conftest import DEFAULT_CONFIG, REPO, TINY_CONFIG, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -305,6 +310,61 @@ def test_shipped_configs_plan_only_their_own_datasets(tmp_path, name, present, a
     result = run_snakemake(tmp_path, "--dry-run", configfile=REPO / "config" / name)
     assert result.returncode == 0, (name, result.stderr[-2000:])
     assert present in result.stdout and absent not in result.stdout
+
+
+def planned_jobs(workdir, n_subjects):
+    """Jobs by rule of a dry-run of config/config.yaml with simtask and simrest at
+    ``n_subjects`` each."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for name in ("simtask", "simrest"):
+        config["datasets"][name]["simulate"]["n_subjects"] = n_subjects
+    path = workdir / f"config_{n_subjects}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_snakemake(
+        workdir / str(n_subjects), "--dry-run", "--quiet", "rules", configfile=path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, flags=re.M)}
+
+
+def jobs_per_subject(config):
+    """Jobs each subject added to simtask and simrest brings, by rule, from the config."""
+    task = {"simulate_subject": 1, "mask": 1, "clean": 1}
+    rest = {"simulate_rest_subject": 1, "mask": 1, "clean": 1}
+    of = {
+        section: [e for e in config[section] if e["dataset"] == dataset]
+        for section, dataset in [
+            *[(section, "simtask") for section in ("decoding", "searchlight")],
+            *[(section, "simrest") for section in ("ica", "clustering", "connectomes")],
+        ]
+    }
+    task["decode"] = len(of["decoding"])
+    task["searchlight_part"] = sum(entry["chunks"] for entry in of["searchlight"])
+    task["searchlight_permutations"] = sum(bool(e["permutations"]) for e in of["searchlight"])
+    task["searchlight"] = len(of["searchlight"]) - task["searchlight_permutations"]
+    # One PCA per subject and size: the sizes group ICA and clustering read.
+    sizes = {
+        subject_components(e["n_components"], e["n_subject_components"])
+        for e in of["ica"]
+        if e["method"] != "concat"
+    }
+    rest["reduce_subject"] = len(sizes | {e["n_features"] for e in of["clustering"]})
+    rest["connectome_subject"] = sum(not e["sparse"] for e in of["connectomes"])
+    rest["connectome_subject_sparse"] = sum(bool(e["sparse"]) for e in of["connectomes"])
+    return Counter(task) + Counter(rest)
+
+
+def test_a_larger_cohort_adds_its_subjects_jobs_and_nothing_else(tmp_path):
+    """The plan of 2 and of 7 subjects per dataset: every rule's job count grows by what
+    the config asks of each subject, group rules not at all (a guard for the planning
+    code, which a large cohort makes worth optimising: benchmarks/bench_dag.py)."""
+    per_subject = jobs_per_subject(validate(yaml.safe_load(DEFAULT_CONFIG.read_text())))
+    small, large = planned_jobs(tmp_path, 2), planned_jobs(tmp_path, 7)
+    assert set(small) == set(large)
+    assert {rule: large[rule] - small[rule] for rule in large} == {
+        rule: 5 * per_subject.get(rule, 0) for rule in large
+    }
 
 
 def test_lint_is_clean():

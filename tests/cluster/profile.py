@@ -6,12 +6,15 @@ The project's profile leaves the site-specific values (partition, account)
 as ``CHANGE-ME`` placeholders. The test cluster of ``tests/cluster/slurm.sh``
 has one partition, no accounts and no accounting database (so no ``sacct``):
 this fills in the partition, submits without an account, asks ``squeue`` for
-job states, and checks job states 2 s after submission instead of the
-profile's 20 s. Everything else (resources, retries, groups, logs) is the
-project's profile as it is, so a run with the copy tests the real profile.
+job states, checks job states 2 s after submission instead of the profile's
+20 s, and caps the cores of a group job at the node's (the profile's are a
+compute node's; a wider group job would never start). Everything else
+(resources, retries, groups, logs) is the project's profile as it is, so a run
+with the copy tests the real profile.
 """
 
 import argparse
+import os
 from pathlib import Path
 
 import yaml
@@ -33,6 +36,9 @@ def local_cluster_profile(outdir, partition="debug", slurm_logdir=None, source=P
     # (1 h on the test cluster, at least 3x the delay below as the plugin requires).
     config["slurm-status-command"] = "squeue"
     config["slurm-init-seconds-before-status-checks"] = 2
+    # The single node has this machine's CPUs (tests/cluster/slurm.sh).
+    if "cores" in config:
+        config["cores"] = min(int(config["cores"]), os.cpu_count() or 1)
     if slurm_logdir is not None:
         config["slurm-logdir"] = str(slurm_logdir)
     text = yaml.safe_dump(config, sort_keys=False)
