@@ -16,7 +16,7 @@ rule template_mask:
         "../../envs/fmriflow.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=mem_mb_fixed(500),
         runtime=10,
     params:
         mask_choice=preprocess_setting("mask"),
