@@ -210,6 +210,10 @@ def test_dry_run_plans_every_subject(offline_env, tmp_path, config, dataset, sub
     rules = {r for r, _, _ in jobs}
     acquisition = {"download", "import_download", "mask", "clean", "all", *optional}
     acquisition |= set(dataset_rules) | ({"download_atlas"} if atlases else set())
+    # An MNI template mask is put on the dataset's grid once, for all its subjects.
+    if parsed["datasets"][dataset].get("preprocess", {}).get("mask") in ("mni_brain", "mni_gm"):
+        assert [(r, d) for r, d, _ in jobs if r == "template_mask"] == [("template_mask", dataset)]
+        acquisition.add("template_mask")
     assert acquisition <= rules
     assert rules - acquisition == analysis_rules(parsed)
     assert not list(workdir.glob("data/*/dataset.json")), "a dry run must not download"
