@@ -10,9 +10,10 @@ from nibabel.affines import apply_affine
 from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
-from fmriflow import decomposition, group_space, simulate, streaming
-from fmriflow.cleaning import clean_runs
+from fmriflow import decomposition, group_space, streaming
 from fmriflow.errors import InputError
+
+from conftest import simulated_rest_cohort
 
 RESOLUTION = 6
 N_SUBJECTS = 8
@@ -60,22 +61,7 @@ def cohort():
     without its band-pass, which costs seconds per subject in nilearn and
     does not help recovery here.
     """
-    brain, grey, affine = simulate.rest_grid(RESOLUTION)
-    maps, names = simulate.network_maps(grey, affine, 5, 14.0)
-    subjects = []
-    for index in range(N_SUBJECTS):
-        sim = simulate.simulate_rest_subject(index, 1, maps, brain, N_VOLUMES, TR, SNR)
-        raw = sim.bold[grey].T
-        out = np.zeros(raw.shape, dtype=np.float32)
-        clean_runs(
-            raw,
-            np.zeros(N_VOLUMES, dtype=int),
-            TR,
-            out,
-            confounds=sim.confounds.to_numpy(),
-        )
-        subjects.append(out)
-    return {"subjects": subjects, "truth": maps[:, grey], "mask": grey, "affine": affine}
+    return simulated_rest_cohort(N_SUBJECTS, N_VOLUMES, TR, SNR, RESOLUTION)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fmriflow import decomposition, simulate, streaming
-from fmriflow.cleaning import clean_runs
+from fmriflow import decomposition, streaming
 from fmriflow.errors import InputError
+
+from conftest import simulated_rest_cohort
 
 RESOLUTION = 6
 N_SUBJECTS = 32
@@ -133,21 +134,14 @@ def cohort(tmp_path_factory):
     the workflow's cleaning without band-pass and ``reduce_subject`` with
     3 x 5 components, saved as the workflow caches them).
     """
-    brain, grey, affine = simulate.rest_grid(RESOLUTION)
-    maps, _ = simulate.network_maps(grey, affine, N_NETWORKS, 14.0)
+    simulated = simulated_rest_cohort(N_SUBJECTS, N_VOLUMES, TR, SNR, RESOLUTION, N_NETWORKS)
     folder = tmp_path_factory.mktemp("migp_reductions")
     paths = []
-    for index in range(N_SUBJECTS):
-        sim = simulate.simulate_rest_subject(index, 1, maps, brain, N_VOLUMES, TR, SNR)
-        raw = sim.bold[grey].T
-        clean = np.zeros(raw.shape, dtype=np.float32)
-        clean_runs(
-            raw, np.zeros(N_VOLUMES, dtype=int), TR, clean, confounds=sim.confounds.to_numpy()
-        )
+    for index, clean in enumerate(simulated["subjects"]):
         path = folder / f"sub-{index:02d}.npy"
         np.save(path, decomposition.reduce_subject(clean, 3 * N_NETWORKS, seed=0))
         paths.append(path)
-    return {"paths": paths, "truth": maps[:, grey]}
+    return {"paths": paths, "truth": simulated["truth"]}
 
 
 def test_group_ica_with_migp_recovers_the_networks_as_the_current_path_does(cohort):
