@@ -6,7 +6,8 @@ subjects' per-subject PCAs (CanICA, dictionary learning) or their cleaned
 data (concatenation ICA) once per seed — the group PCA streamed from the
 files, or by MIGP for hundreds of subjects (``group_pca: migp``) —, reports
 the first seed's maps with each component's stability across the other
-seeds, matches them to the planted networks when they are given (simulated
+seeds (each a bootstrap sample of the subjects, or with ``stability:
+seeds`` the same subjects), matches them to the planted networks when they are given (simulated
 data), and draws them.
 """
 
@@ -54,7 +55,7 @@ def group_ica(inputs, outputs, params, threads):
     components = unmask(maps.maps, mask)
     save_nifti(components, affine, outputs.components, dtype=np.float32)
     write_table(table, outputs.table)
-    write_table(stability_table(result, n_components), outputs.stability)
+    write_table(stability_table(result, n_components, settings["stability"]), outputs.stability)
     write_json(
         {
             "name": settings["name"],
@@ -89,7 +90,10 @@ def decompose(data, settings):
     seeds = settings["seeds"]
     if len(seeds) == 1:
         return function(data, settings["n_components"], seed=seeds[0], **options)
-    return dec.stability(data, settings["n_components"], seeds, method=method, **options)
+    resample = settings["stability"] == "subjects"
+    return dec.stability(
+        data, settings["n_components"], seeds, method=method, resample_subjects=resample, **options
+    )
 
 
 def match_truth(maps, mask, networks_path, description):
@@ -109,13 +113,18 @@ def match_truth(maps, mask, networks_path, description):
     return names, correlations, float(matching.mean)
 
 
-def stability_table(result, n_components):
-    """Per component: mean reproducibility and the best-match correlation with each seed."""
+def stability_table(result, n_components, repeated):
+    """Per component: mean reproducibility and the best-match correlation with each repetition.
+
+    The repetitions' columns are ``bootstrap_{seed}`` (``repeated="subjects"``)
+    or ``seed_{seed}`` (``repeated="seeds"``).
+    """
     table = pd.DataFrame({"component": np.arange(n_components)})
     if hasattr(result, "reproducibility"):
         table["reproducibility"] = result.reproducibility
+        prefix = "bootstrap" if repeated == "subjects" else "seed"
         for seed, row in zip(result.seeds[1:], result.per_run, strict=True):
-            table[f"seed_{seed}"] = row
+            table[f"{prefix}_{seed}"] = row
     return table
 
 

@@ -184,19 +184,26 @@ def test_stability_over_seeds_and_over_subject_samples(cohort, reductions, ica):
         axis=0,
     )
     np.testing.assert_allclose(result.reproducibility, expected, rtol=1e-6)
-    # Measured: networks 0.98-1.00, noise components 0.54-0.70 (one BLAS
-    # thread); networks 0.92-0.98, noise 0.51-0.91 (two).
+    # Other seeds share the group subspace and vary FastICA's start only: on
+    # this cohort FastICA converges to the same maps, noise included
+    # (measured: every component above 0.9996). So seeds check convergence;
+    # only resampling the subjects tells networks from noise (below).
     matched = decomposition.match_components(ica.raw_maps, cohort["truth"]).estimated
-    noise = np.setdiff1d(np.arange(N_COMPONENTS), matched)
-    assert np.all(result.reproducibility[matched] >= 0.9), result.reproducibility
-    assert result.reproducibility[matched].min() > np.median(result.reproducibility[noise])
+    assert np.all(result.reproducibility[matched] >= 0.99), result.reproducibility
+    # Noise: components like no planted network (a network split in two
+    # gives a second, reproducible, half: not noise).
+    truth_correlation = np.abs(
+        np.corrcoef(ica.raw_maps, cohort["truth"])[:N_COMPONENTS, N_COMPONENTS:]
+    )
+    noise = np.flatnonzero(truth_correlation.max(axis=1) < 0.2)
+    assert len(noise) >= 3, truth_correlation
     # Across bootstrap samples of subjects, the networks reproduce and noise does not.
     boot = decomposition.stability(
         reductions, N_COMPONENTS, seeds=(0, 1, 2, 3), resample_subjects=True
     )
     np.testing.assert_array_equal(boot.reference.raw_maps, ica.raw_maps)
-    # Measured: networks 0.63-0.88, noise components 0.31-0.34 (one BLAS
-    # thread); networks 0.51-0.86, noise 0.29-0.38 (two).
+    # Measured (one BLAS thread): networks 0.66-0.89, noise components
+    # 0.31-0.41 (the second half of a split network: 0.80).
     assert np.all(boot.reproducibility[matched] >= 0.5), boot.reproducibility
     assert boot.reproducibility[matched].mean() > boot.reproducibility[noise].max()
 

@@ -171,7 +171,8 @@ def run_group_ica(tiny_run, tmp_path, second_mask, drop_voxel=None):
     out = tmp_path / "ica"
     analysis = (
         "{name: canica, dataset: simrest, method: canica, n_components: 3, "
-        "n_subject_components: null, threshold: auto, seeds: [0], n_init: 1, alpha: 1.0}"
+        "n_subject_components: null, threshold: auto, seeds: [0], stability: subjects, "
+        "n_init: 1, alpha: 1.0}"
     )
     result = run_node_script(
         SCRIPTS / "group_ica.py",

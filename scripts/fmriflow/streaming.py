@@ -48,7 +48,7 @@ EXACT_ROWS_FACTOR = 3
 
 
 #: Largest number of rows for which the exact solver may be chosen (its
-#: ``n_rows x n_rows`` Gram matrix takes 128 MB at 4000).
+#: ``n_rows x n_rows`` Gram matrix takes 128 MB at 4000, diagonalised in place).
 GRAM_MAX_ROWS = 4000
 
 
@@ -179,14 +179,20 @@ class RowBlocks:
                 chunk /= np.where(norms > 0, norms, 1.0)
             yield chunk
 
-    def _transformed_columns(self, i, matrix, columns):
-        """Rows of source ``i`` restricted to ``columns``, centred/scaled (float64)."""
-        block = np.array(matrix[:, columns], dtype=np.float64)
+    def _transform_columns_into(self, i, out, columns):
+        """Write the rows of source ``i`` on ``columns``, centred/scaled, into ``out``.
+
+        The source is opened here and closed on return: a column slice of a
+        memory-mapped ``(time, voxel)`` matrix touches every row, and the
+        kernel maps the pages around each touched one (fault-around), so
+        keeping every subject's mapping open through a block would hold
+        tens of pages per row resident.
+        """
+        out[...] = open_matrix(self.sources[i])[:, columns]
         if self._offsets[i] is not None:
-            block -= self._offsets[i][columns]
+            out -= self._offsets[i][columns]
         if self._scales[i] is not None:
-            block *= self._scales[i][columns]
-        return block
+            out *= self._scales[i][columns]
 
     def _row_scales(self):
         """1 / norm of every transformed row (1 for null rows), computed once."""
@@ -207,14 +213,12 @@ class RowBlocks:
         if width is None:
             width = max(64, COLUMN_BLOCK_BYTES // (8 * self.n_rows))
         scales = self._row_scales()[:, None] if self.normalize_rows else None
+        row_starts = np.concatenate([[0], np.cumsum(self.row_counts)])
         for start in range(0, self.n_columns, int(width)):
             columns = slice(start, min(start + int(width), self.n_columns))
-            # Reopened for every block, as for the row chunks: a mapping kept
-            # open would leave every page read so far resident.
-            matrices = [open_matrix(source) for source in self.sources]
-            block = np.vstack(
-                [self._transformed_columns(i, m, columns) for i, m in enumerate(matrices)]
-            )
+            block = np.empty((self.n_rows, columns.stop - columns.start))
+            for i in range(len(self.sources)):
+                self._transform_columns_into(i, block[row_starts[i] : row_starts[i + 1]], columns)
             if scales is not None:
                 block *= scales
             yield columns, block
@@ -303,15 +307,41 @@ def truncated_svd(
     return singular_values, components
 
 
+def top_eigenpairs(symmetric, k):
+    """The ``k`` largest eigenvalues of a symmetric matrix and their eigenvectors.
+
+    LAPACK's ``syevd``, as ``numpy.linalg.eigh`` (the same values, to the
+    bit, in our tests), but through ``scipy.linalg.eigh`` with
+    ``overwrite_a``: the eigenvectors replace ``symmetric`` instead of
+    taking two more matrices of its size (a copy and the result; 256 MB at
+    4,000 rows). ``symmetric`` is destroyed. (LAPACK's subset driver
+    ``syevr`` would need less still, but its eigenvectors differ in the
+    last bits, and beyond the real components the group spectrum is flat:
+    FastICA then lands on visibly different maps, as it does with other
+    BLAS kernels.)
+
+    Returns
+    -------
+    eigenvalues : numpy.ndarray, shape (k,)
+        In decreasing order.
+    eigenvectors : numpy.ndarray, shape (n, k)
+        The matching unit eigenvectors, as columns.
+    """
+    from scipy.linalg import eigh
+
+    eigenvalues, eigenvectors = eigh(symmetric, driver="evd", overwrite_a=True, check_finite=False)
+    order = np.argsort(eigenvalues)[::-1][:k]
+    return eigenvalues[order], eigenvectors[:, order]
+
+
 def _exact_svd(blocks, k):
     """Top ``k`` singular triplets through the Gram matrix ``A @ A.T``."""
     gram = np.zeros((blocks.n_rows, blocks.n_rows))
     for _, block in blocks.column_blocks():
         gram += block @ block.T
-    eigenvalues, eigenvectors = np.linalg.eigh(gram)
-    order = np.argsort(eigenvalues)[::-1][:k]
-    singular_values = np.sqrt(np.maximum(eigenvalues[order], 0.0))
-    left = eigenvectors[:, order]
+    eigenvalues, left = top_eigenpairs(gram, k)
+    del gram
+    singular_values = np.sqrt(np.maximum(eigenvalues, 0.0))
     inverse = np.where(
         singular_values > 0, 1.0 / np.where(singular_values > 0, singular_values, 1.0), 0.0
     )

@@ -15,9 +15,10 @@ al. (2014), cut into the two stages the workflow runs as separate jobs:
 2. **Group job** (:func:`group_ica`): the reductions are stacked in time,
    each row scaled to unit norm (the 'canonical correlation' step: every
    subject component counts the same), reduced again to ``n_components``
-   by a randomized SVD (:func:`group_pca`), and the resulting spatial basis
-   is rotated by spatial FastICA. This is restarted ``n_init`` times with
-   different seeds and the *consensus* run kept (the one agreeing best with
+   by an SVD (:func:`group_pca`: exact for few rows, randomized and seeded
+   otherwise), and the resulting spatial basis is rotated by spatial
+   FastICA. FastICA is restarted ``n_init`` times with different seeds on
+   that one basis and the *consensus* run kept (the one agreeing best with
    the others). Maps are sign-flipped to positive skewness, ordered by the
    variance they explain, and optionally thresholded
    (:func:`threshold_maps`, CanICA's semantics).

@@ -276,20 +276,19 @@ def group_ica(
     fun : {"logcosh", "cube", "exp"}, default="logcosh"
         FastICA's contrast function (CanICA uses ``"cube"``).
     seed : int, default=0
-        Seed of the group SVD and of FastICA (of the first restart; the
-        others get independent seeds derived from it).
+        Seed of the group SVD (randomized solver, or MIGP's order) and of
+        FastICA (of the first restart; the others get independent seeds
+        derived from it).
     n_init : int, default=5
-        Restarts of the group stage (randomized group SVD and FastICA, each
-        with its own seed). The run kept is the *consensus* one: the run
-        whose maps agree best with the other runs' (mean best-match
-        absolute correlation), where nilearn's CanICA keeps its sparsest
-        FastICA run. Beyond the few real components the group spectrum is
-        flat, so which noise directions complete the subspace is arbitrary,
-        and some draws leave networks partly mixed together; the consensus
-        run avoids those (see the benchmark). With ``n_init > 1`` and
-        ``solver="auto"`` the group SVD is randomized, for the restarts to
-        differ. ``extra["agreement"]`` holds every run's agreement and
-        ``extra["run"]`` the one kept.
+        FastICA restarts on the one group subspace, as nilearn's CanICA
+        does. The run kept is the *consensus* one: the run whose maps agree
+        best with the other runs' (mean best-match absolute correlation),
+        where CanICA keeps its sparsest run. ``extra["agreement"]`` holds
+        every run's agreement and ``extra["run"]`` the one kept. (Drawing a
+        new randomized subspace per restart, as this function once did,
+        recovered planted networks less well: beyond the real components the
+        group spectrum is flat and the noise directions drawn mix into the
+        networks.)
     max_iter : int, default=200
         FastICA iterations (scikit-learn's default). With more components
         than independent sources, the extra ones are Gaussian noise and
@@ -302,9 +301,8 @@ def group_ica(
         group matrix is first reduced once by MIGP (Smith et al. 2014;
         subjects read once, in an order drawn from ``seed``, memory
         independent of their number; see :func:`group_pca`) to
-        ``migp_rows`` rows, and every restart takes the exact top
-        components of that small matrix: the restarts differ by FastICA's
-        seed only. For hundreds of subjects.
+        ``migp_rows`` rows, whose exact top components are the basis. For
+        hundreds of subjects.
     migp_rows : int, optional
         Rows kept by MIGP (``solver="migp"`` only); see :func:`group_pca`.
 
@@ -324,12 +322,10 @@ def group_ica(
     check_group_rows(blocks, n_components, model)
     if solver == "migp":
         blocks, solver = reduced_by_migp(blocks, rows, seed), "exact"
-    if int(n_init) > 1 and solver == "auto":
-        solver = "randomized"
+    _, basis = truncated_svd(blocks, n_components, seed, solver)
     runs, converged = [], []
     progress = Progress(int(n_init), what="ICA", unit="restarts", logger="fmriflow.ica", every=0)
     for run_seed in _run_seeds(seed, int(n_init)):
-        _, basis = truncated_svd(blocks, n_components, run_seed, solver)
         maps, ok = _fastica(basis, run_seed, fun, max_iter, tol)
         runs.append(maps)
         converged.append(ok)
