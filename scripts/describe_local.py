@@ -8,7 +8,7 @@ files themselves are imported per subject (``import_local``,
 """
 
 from fmriflow.dataset import write_description
-from fmriflow.fetch import sha256sum
+from fmriflow.io import sha256sum
 from fmriflow.local import check_source_file, origin, subject_files
 from fmriflow.node import Node, Param, run
 

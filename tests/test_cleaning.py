@@ -9,6 +9,8 @@ from fmriflow.errors import InputError
 
 SETTINGS = [
     {"detrend": True, "standardize": "zscore_sample"},
+    {"detrend": False, "standardize": "zscore_sample"},
+    {"detrend": True, "standardize": None},
     {"detrend": True, "standardize": "zscore_sample", "high_pass": 0.01, "low_pass": 0.1},
     {"detrend": False, "standardize": "psc", "high_pass": 0.02},
     {"detrend": True, "standardize": None, "low_pass": 0.08},
@@ -62,12 +64,17 @@ def test_clean_runs_equals_nilearn_run_by_run(rng, settings, with_confounds):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:When confounds are provided:UserWarning")
 @pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("with_confounds", [False, True])
-def test_clean_runs_is_nilearns_clean_with_runs_bit_for_bit(rng, settings, with_confounds):
+@pytest.mark.parametrize("n_voxels", [37, 1203])
+def test_clean_runs_is_nilearns_clean_with_runs_bit_for_bit(
+    rng, settings, with_confounds, n_voxels
+):
     """The whole-block filter gives exactly the values of clean(..., runs=...), which
-    filters one column at a time."""
-    matrix, runs, confounds = drifting_runs(rng)
+    filters one column at a time; without a filter, our own steps give them too (1,203
+    voxels: nilearn detrends those in 10 batches)."""
+    matrix, runs, confounds = drifting_runs(rng, n_voxels=n_voxels)
     confounds = confounds if with_confounds else None
     out = np.zeros(matrix.shape, dtype=np.float64)
     cleaning.clean_runs(matrix, runs, 2.0, out, confounds=confounds, **settings)
@@ -173,3 +180,22 @@ def test_a_run_too_short_for_the_filter_is_named_with_its_length(rng, settings):
     message = str(caught.value)
     assert message.startswith("run 2: it has 12 volumes")
     assert f"needs more than {padlen} volumes" in message
+
+
+def test_cleaning_without_a_filter_does_not_import_nilearn_signal(tmp_path):
+    """Its import (scipy.signal) cost a job more than the cleaning itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from fmriflow import cleaning\n"
+        "m = np.random.default_rng(0).standard_normal((30, 5)).astype(np.float32)\n"
+        "out = np.zeros_like(m)\n"
+        "cleaning.clean_runs(m, np.repeat([0, 1], 15), 2.0, out, confounds=m[:, :2] ** 2)\n"
+        "print('nilearn.signal' in sys.modules, 'scipy.signal' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"], result

@@ -36,7 +36,6 @@ The registry and the error messages (:func:`record_checksums`,
 workflow, the standard atlases (:mod:`fmriflow.atlases`) included.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -46,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from fmriflow.errors import InputError
-from fmriflow.io import atomic_output
+from fmriflow.io import atomic_output, sha256sum
 
 HAXBY_SUBJECTS = (1, 2, 3, 4, 5, 6)
 REGISTRY = "fmriflow-sha256.json"
@@ -88,15 +87,6 @@ def subject_roles(fetcher, subject):
     if fetcher == "haxby" and str(subject) in HAXBY_WITHOUT_ANAT:
         roles = tuple(role for role in roles if role != "anat")
     return roles
-
-
-def sha256sum(path, block=1 << 20):
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def adhd_subjects():

@@ -10,6 +10,7 @@ not what the workflow needs.
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,15 @@ from fmriflow.errors import InputError, check_file_exists
 
 #: Errors that nibabel and the compression libraries raise on a damaged file.
 CORRUPT_FILE_ERRORS = (EOFError, OSError, zlib.error, ValueError)
+
+
+def sha256sum(path, block=1 << 20):
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

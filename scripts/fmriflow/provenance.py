@@ -142,7 +142,7 @@ def file_record(paths):
     A directory stands for every file under it (in sorted order); a missing
     path maps to None.
     """
-    from fmriflow.fetch import sha256sum
+    from fmriflow.io import sha256sum
 
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     record = {}
