@@ -85,3 +85,9 @@ def test_a_long_group_title_fits_inside_a_narrow_figure(tmp_path, monkeypatch):
     assert box.x0 >= 0 and box.x1 <= figure.bbox.x1 and box.y1 <= figure.bbox.y1
     assert " ".join(text.get_text().split()) == title
     plt.close("all")
+
+
+def test_the_mni_template_is_nileans_own_file():
+    from nilearn.datasets.struct import MNI152_FILE_PATH
+
+    assert figures.mni_template_path() == MNI152_FILE_PATH

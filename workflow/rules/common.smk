@@ -381,6 +381,28 @@ def searchlight_entry(wildcards):
     return config_entry("searchlight", wildcards)
 
 
+def decode_threads(wildcards):
+    """Two threads for a decoding with permutations or a nested search, else one.
+
+    A plain cross-validation fits one model per fold in well under a second:
+    a second worker's start-up would cost more than it saves, and a second
+    core reserved for it would sit idle beside the job.
+    """
+    entry = decoding_entry(wildcards)
+    return 2 if entry["permutations"] or entry["search"] else 1
+
+
+def searchlight_threads(wildcards):
+    """Two threads for a whole-brain searchlight part or one with permutations, else one.
+
+    A searchlight centred on an ROI's few hundred voxels is seconds of work,
+    less than starting a second worker process (an interpreter with
+    scikit-learn) would take.
+    """
+    entry = searchlight_entry(wildcards)
+    return 2 if entry["centres"] == "mask" or entry["permutations"] else 1
+
+
 def ica_entry(wildcards):
     return config_entry("ica", wildcards)
 

@@ -36,7 +36,7 @@ rule decode:
         "logs/benchmark/decode/{dataset}_sub-{subject}_{analysis}.tsv"
     conda:
         "../../envs/fmriflow.yaml"
-    threads: 2
+    threads: decode_threads
     resources:
         mem_mb=mem_mb_from_input(800, 3),
         runtime=60,

@@ -19,7 +19,7 @@ rule searchlight_part:
         part=r"\d+",
     conda:
         "../../envs/fmriflow.yaml"
-    threads: 2
+    threads: searchlight_threads
     resources:
         # A batch of permutations holds per-voxel statistics for many labellings.
         mem_mb=mem_mb_from_input(1500, 8),
