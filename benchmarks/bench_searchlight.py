@@ -7,7 +7,8 @@ What is compared
 
     * ``gnb_searchlight`` (Gaussian naive Bayes in every sphere at once);
     * ``searchlight_scores(..., "ridge")``,
-      ``searchlight_scores(..., "lda_shrinkage")`` and
+      ``searchlight_scores(..., "lda_shrinkage")``,
+      ``searchlight_scores(..., "lda_auto")`` and
       ``searchlight_scores(..., "nearest_centroid")`` (the closed-form
       engine ``closed_form_searchlight``: every sphere from per-fold sums);
     * ``searchlight_scores(..., "linear_svc")`` on the ROI (the general
@@ -20,6 +21,7 @@ What is compared
     .fit(bold_img, y, groups=runs)`` with the matching estimator:
     ``GaussianNB()``, ``RidgeClassifier(alpha=1.0)``,
     ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1)``,
+    ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")``,
     ``NearestCentroid()``, ``LinearSVC(random_state=0, max_iter=10000)`` or
     ``SVC(kernel="linear")``. nilearn reads the same
     data as an uncompressed 4D NIfTI image: float32 as cached, except for
@@ -99,12 +101,13 @@ N_PERMUTATIONS = 100
 #: Random centres nilearn's whole-brain searchlight is timed on.
 SUBSETS = {"full": (60, 400), "quick": (20, 120)}
 #: The exact paths: naive Bayes and the closed-form engine's classifiers.
-EXACT = ("gnb", "ridge", "lda_shrinkage", "nearest_centroid")
+EXACT = ("gnb", "ridge", "lda_shrinkage", "lda_auto", "nearest_centroid")
 #: How the tables name each classifier.
 LABELS = {
     "gnb": "naive Bayes",
     "ridge": "ridge",
     "lda_shrinkage": "shrinkage LDA",
+    "lda_auto": "Ledoit-Wolf LDA",
     "nearest_centroid": "nearest centroid",
     "svc": "linear SVC",
     "linear_svc": "LinearSVC",
@@ -115,14 +118,21 @@ LABELS = {
 GENERAL = ("svc", "linear_svc")
 
 #: Classifiers whose nilearn reference reads the float64 copy of the data.
-FLOAT64_REFERENCE = ("ridge", "lda_shrinkage")
+FLOAT64_REFERENCE = ("ridge", "lda_shrinkage", "lda_auto")
 
-TARGET_SPEEDUP = {"gnb": 100.0, "ridge": 50.0, "lda_shrinkage": 50.0, "nearest_centroid": 50.0}
+TARGET_SPEEDUP = {
+    "gnb": 100.0,
+    "ridge": 50.0,
+    "lda_shrinkage": 50.0,
+    "lda_auto": 50.0,
+    "nearest_centroid": 50.0,
+}
 #: Whole brain, 100 permutations, seconds, under.
 TARGET_PERMUTATION_SECONDS = {
     "gnb": 60.0,
     "ridge": 120.0,
     "lda_shrinkage": 120.0,
+    "lda_auto": 120.0,
     "nearest_centroid": 120.0,
 }
 TARGET_SVC_SPEEDUP = 1.0
@@ -260,6 +270,7 @@ def nilearn_method(kind):
         "gnb": GaussianNB,
         "ridge": lambda: RidgeClassifier(alpha=1.0),
         "lda_shrinkage": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1),
+        "lda_auto": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
         "nearest_centroid": NearestCentroid,
         "svc": lambda: SVC(kernel="linear"),
         "linear_svc": lambda: LinearSVC(random_state=0, max_iter=10000),

@@ -14,7 +14,7 @@ import logging
 import nibabel as nib
 import numpy as np
 
-from fmriflow import decoding, entries, figures, permutations
+from fmriflow import entries, figures, permutations
 from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
 from fmriflow.io import save_nifti, write_json, write_table
@@ -35,16 +35,15 @@ def searchlight(inputs, outputs, params, threads):
         )
     data = entries.subject_analysis(inputs, analysis)
     spheres = entries.searchlight_spheres(data, analysis, "roi" in inputs)
-    cv = entries.cross_validation(analysis)
     y, runs = data.y, data.runs
-    splits = list(cv.split(np.zeros((len(y), 1)), y, runs))
-    chance = float(np.mean([decoding.chance_accuracy(y[tr], y[te]) for tr, te in splits]))
     if len(inputs.parts) != analysis["chunks"]:
         raise InputError(
             "searchlight parts",
             f"{len(inputs.parts)} given for an analysis with chunks: {analysis['chunks']}",
             "Give every part-<i>.npz of the analysis, in order",
         )
+    # The parts' cross-validation: the gathering job imports no splitter.
+    chance, n_folds = sl.part_design(inputs.parts)
     result = sl.gather_parts(inputs.parts, analysis["fwe_alpha"])
     if result.scores.shape != (spheres.n_centres,):
         raise InputError(
@@ -67,7 +66,7 @@ def searchlight(inputs, outputs, params, threads):
         }
     save_nifti(sl.to_volume(result.scores, spheres), data.affine, outputs.accuracy)
     write_table(sl.best_spheres(result.scores, spheres, n=20, **extra), outputs.spheres)
-    summary = summarize(analysis, params.subject, spheres, result, chance, len(splits))
+    summary = summarize(analysis, params.subject, spheres, result, chance, n_folds)
     if analysis["permutations"]:
         blocks = entries.permutation_blocks(data, analysis)
         summary |= {"permutation": permutations.describe(y, runs, blocks)}

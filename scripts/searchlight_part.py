@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from fmriflow import entries
+from fmriflow import decoding, entries
 from fmriflow import searchlight as sl
 from fmriflow.node import Node, Param, run
 from fmriflow.searchlight.scores import PermutationResult, SearchlightResult
@@ -55,7 +55,9 @@ def searchlight_part(inputs, outputs, params, threads):
         )
     else:
         result = empty_result(cv, X, y, runs, analysis["permutations"])
-    sl.save_part(result, rows, spheres.n_centres, outputs.scores)
+    splits = list(cv.split(X, y, runs))
+    chance = np.mean([decoding.chance_accuracy(y[train], y[test]) for train, test in splits])
+    sl.save_part(result, rows, spheres.n_centres, outputs.scores, chance, len(splits))
 
 
 def empty_result(cv, X, y, runs, n_permutations):

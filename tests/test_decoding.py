@@ -38,6 +38,7 @@ REFERENCES = {
     "gnb": lambda: GaussianNB(),
     "nearest_centroid": lambda: NearestCentroid(),
     "lda_shrinkage": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1),
+    "lda_auto": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
     "anova_svc": lambda: make_pipeline(SelectKBest(f_classif, k=50), SVC(kernel="linear")),
 }
 

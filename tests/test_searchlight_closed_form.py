@@ -27,6 +27,7 @@ subject = base.subject  # the simulated subject fixture, shared
 ESTIMATORS = {
     "ridge": RidgeClassifier(alpha=1.0),
     "lda_shrinkage": LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1),
+    "lda_auto": LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
     "nearest_centroid": NearestCentroid(),
 }
 
@@ -225,8 +226,9 @@ def test_parts_gather_into_the_same_map_bit_for_bit(subject, tmp_path, name):
                 X, y, runs, spheres.select(rows), name, n_permutations=n_permutations
             )
             paths.append(tmp_path / f"{name}-{n_parts}-{part}.npz")
-            sl.save_part(result, rows, spheres.n_centres, paths[-1])
+            sl.save_part(result, rows, spheres.n_centres, paths[-1], chance=0.5, n_folds=6)
         gathered = sl.gather_parts(paths)
+        assert sl.part_design(paths) == (0.5, 6)
         assert gathered.scores.tobytes() == whole.scores.tobytes()
         if not n_permutations:
             assert gathered.fold_scores.tobytes() == whole.fold_scores.tobytes()
@@ -236,6 +238,9 @@ def test_parts_gather_into_the_same_map_bit_for_bit(subject, tmp_path, name):
             assert gathered.fwe_threshold == whole.fwe_threshold
     with pytest.raises(InputError, match="not the map's"):
         sl.gather_parts(paths[:2])
+    sl.save_part(result, rows, spheres.n_centres, paths[-1], chance=0.6, n_folds=6)
+    with pytest.raises(InputError, match="disagree on the cross-validation"):
+        sl.part_design(paths)
 
 
 def test_progress_is_logged(subject, caplog):

@@ -132,6 +132,13 @@ def _lda_shrinkage(seed, class_weight, n_classes, balance):
     return LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1, priors=priors)
 
 
+def _lda_auto(seed, class_weight, n_classes, balance):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    priors = np.full(n_classes, 1.0 / n_classes) if balance else None
+    return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=priors)
+
+
 def _nearest_centroid(seed, class_weight, n_classes, balance):
     from sklearn.neighbors import NearestCentroid
 
@@ -231,6 +238,16 @@ REGISTRY = {
             "lda_shrinkage",
             "linear discriminant analysis with a shrunk pooled covariance (shrinkage 0.1)",
             _lda_shrinkage,
+            "clf__shrinkage",
+            coefficient_weights,
+            searchlight="closed_form",
+            permutation_maps=True,
+        ),
+        Classifier(
+            "lda_auto",
+            "linear discriminant analysis, each class's covariance shrunk by Ledoit-Wolf's "
+            "rule (shrinkage='auto')",
+            _lda_auto,
             "clf__shrinkage",
             coefficient_weights,
             searchlight="closed_form",

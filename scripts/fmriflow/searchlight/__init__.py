@@ -40,7 +40,7 @@ from fmriflow.searchlight.group import (
     prevalence_test,
 )
 from fmriflow.searchlight.outputs import best_spheres, to_volume
-from fmriflow.searchlight.parts import Progress, gather_parts, part_rows, save_part
+from fmriflow.searchlight.parts import Progress, gather_parts, part_design, part_rows, save_part
 from fmriflow.searchlight.permutations import (
     distinct_labellings,
     gnb_permutation_test,
@@ -74,6 +74,7 @@ __all__ = [
     "label_blocks",
     "permutation_labels",
     "gather_parts",
+    "part_design",
     "gnb_searchlight",
     "make_spheres",
     "part_rows",
@@ -158,7 +159,7 @@ def searchlight_scores(
         n_classes=n_classes,
         n_features=int(spheres.sizes.min()),
     )
-    weighted = classifier in ("ridge", "lda_shrinkage") and balance
+    weighted = classifier in ("ridge", "lda_shrinkage", "lda_auto") and balance
     if weighted and n_permutations:
         raise InputError(
             f"searchlight classifier {classifier!r} with balance: true",

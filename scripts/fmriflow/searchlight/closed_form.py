@@ -77,7 +77,7 @@ SAFETY = 8.0
 U64 = float(np.finfo(np.float64).eps) / 2
 
 #: Engines of this module, by registry searchlight name.
-ENGINES = ("ridge", "nearest_centroid", "lda_shrinkage")
+ENGINES = ("ridge", "nearest_centroid", "lda_shrinkage", "lda_auto")
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,11 @@ def class_means(X, codes, train, classes, centre):
     return np.stack([x_train[labels == c].mean(axis=0) for c in classes]).astype(float) - centre
 
 
-def size_chunks(spheres, n_samples, n_columns):
+def size_chunks(spheres, n_samples, n_columns, class_grams=False):
     """Spheres grouped by size, in chunks that fit :data:`CHUNK_BYTES`.
+
+    ``class_grams``: every sphere also holds one Gram matrix per labelling
+    and class (Ledoit-Wolf LDA).
 
     Returns
     -------
@@ -171,6 +174,8 @@ def size_chunks(spheres, n_samples, n_columns):
     for size in np.unique(sizes):
         rows = order[sizes[order] == size]
         per_sphere = 8.0 * (n_samples * size + size * size * 3 + (size + n_samples) * n_columns)
+        if class_grams:
+            per_sphere += 8.0 * 3 * n_columns * size * size
         step = int(max(1, CHUNK_BYTES // per_sphere))
         chunks += [rows[start : start + step] for start in range(0, len(rows), step)]
     return chunks
@@ -221,6 +226,21 @@ class Chunk:
         self.gram = np.matmul(np.swapaxes(self.data, 1, 2), self.data)
         self.sums = self.data.sum(axis=1)
         self._products = {}
+
+    def class_grams(self, one_hot):
+        """Per sphere, labelling and class, the class's Gram matrix over all volumes (cached).
+
+        ``one_hot`` is (n_labellings * n_classes, n_samples); the result is
+        (n_spheres, n_labellings * n_classes, size, size).
+        """
+        key = ("grams", one_hot.tobytes())
+        if key not in self._products:
+            grams = np.empty((len(self.rows), len(one_hot), self.size, self.size))
+            data_t = np.swapaxes(self.data, 1, 2)
+            for k, weights in enumerate(one_hot):
+                grams[:, k] = np.matmul(data_t * weights, self.data)
+            self._products[key] = grams
+        return self._products[key]
 
     def products(self, weights):
         """``data.T @ weights.T`` per sphere, for (n_columns, n_samples) weights (cached)."""
@@ -327,15 +347,18 @@ def centroid_scores(chunk, fold):
 
 
 def lda_scores(chunk, fold, shrinkage):
-    """Class scores of shrinkage LDA (``solver="lsqr"``, fixed ``shrinkage``).
+    """Class scores of shrinkage LDA (``solver="lsqr"``, fixed ``shrinkage`` or ``"auto"``).
 
     scikit-learn's covariance is the prior-weighted sum of the classes'
-    shrunk covariances, ``(1 - s) W + s tr(W) / k I`` with ``W`` the pooled
-    within-class covariance (``1 / n`` times the within-class scatter), and
-    the score of class ``c`` is ``x' Z_c - m_c' Z_c / 2 + log p_c`` with
+    shrunk covariances. With a fixed ``s`` that is ``(1 - s) W + s tr(W) / k
+    I`` with ``W`` the pooled within-class covariance (``1 / n`` times the
+    within-class scatter); with ``"auto"`` see :func:`ledoit_wolf_covariance`.
+    The score of class ``c`` is ``x' Z_c - m_c' Z_c / 2 + log p_c`` with
     ``Z = Sigma^-1 M`` for the class means ``M``. Parameters and returns as
     :func:`ridge_scores`.
     """
+    if shrinkage == "auto":
+        return lda_auto_scores(chunk, fold)
     problem = chunk.problem
     train, test = problem.splits[fold]
     present = problem.present[fold]
@@ -378,6 +401,160 @@ def lda_scores(chunk, fold, shrinkage):
     return scores, SAFETY * bound
 
 
+def ledoit_wolf_covariance(chunk, fold, one_hot, counts, means):
+    """LDA's ``shrinkage="auto"`` covariance of every sphere and labelling, with error terms.
+
+    For each training class ``c`` scikit-learn standardises the class's
+    volumes (``StandardScaler``: the class mean ``m_c`` and variances
+    ``v_c``), takes Ledoit and Wolf's shrinkage ``d_c`` of the standardised
+    data's covariance ``C_c`` and rescales: ``S_c = (1 - d_c) W_c + d_c mu_c
+    diag(v_c)`` with ``W_c`` the class covariance (``1 / n_c``) and ``mu_c``
+    the mean of ``diag(C_c)`` (1 up to rounding). Ledoit-Wolf's ``d_c`` is
+    ``min(b, a) / a`` for ``a = (|C_c|_F^2 - tr(C_c)^2 / k) / k`` and ``b =
+    (sum_i |z_i|^4 / n_c - |C_c|_F^2) / (k n_c)`` over the standardised
+    volumes ``z_i``; ``|z_i|^2 = sum_j (x_ij - m_cj)^2 / v_cj`` is a product
+    of the sphere's data with per-voxel weights, so every class and
+    labelling is a batch of matrix products. The covariance is ``sum_c p_c
+    S_c`` with the training proportions ``p_c``.
+
+    Parameters
+    ----------
+    chunk : Chunk
+    fold : int
+    one_hot : numpy.ndarray, shape (n_labellings * n_classes, n_samples)
+    counts : numpy.ndarray, shape (n_labellings * n_classes,)
+        Training volumes of each class.
+    means : numpy.ndarray, shape (n_spheres, n_labellings, size, n_classes)
+
+    Returns
+    -------
+    covariance : numpy.ndarray, shape (n_spheres, n_labellings, size, size)
+    lowest : numpy.ndarray, shape (n_spheres, n_labellings)
+        A lower bound on the covariance's smallest eigenvalue, ``sum_c p_c
+        d_c mu_c min_j v_cj`` (0 when no class is shrunk).
+    perturbation : numpy.ndarray, shape (n_spheres, n_labellings)
+        A bound on the covariance's change from the rounding of the
+        ``d_c`` (see :func:`lda_auto_scores`).
+    doubtful : numpy.ndarray of bool, shape (n_spheres, n_labellings)
+        A class variance near zero (scikit-learn's scaler then treats the
+        voxel as constant): left to scikit-learn.
+    """
+    problem = chunk.problem
+    train, test = problem.splits[fold]
+    n_spheres, size = len(chunk.rows), chunk.size
+    n_lab, n_cls = means.shape[1], means.shape[3]
+    x_test = chunk.data[:, test]
+    test_weighted = one_hot[None, :, test, None] * x_test[:, None]  # (s, k, n_test, size)
+    grams = chunk.class_grams(one_hot) - np.matmul(
+        np.swapaxes(x_test, 1, 2)[:, None], test_weighted
+    )
+    grams = grams.reshape(n_spheres, n_lab, n_cls, size, size)
+    class_means = np.moveaxis(means, 3, 2)  # (s, lab, cls, size)
+    n_c = counts.reshape(n_lab, n_cls)[None, :, :, None, None]
+    within = grams / n_c - class_means[..., :, None] * class_means[..., None, :]
+    variances = np.diagonal(within, axis1=3, axis2=4).copy()  # (s, lab, cls, size)
+    raw = problem.scale[chunk.columns][:, None, None, :]
+    doubtful = np.any(variances <= 1e3 * U64 * raw**2, axis=(2, 3))
+    safe = np.where(variances > 0, variances, 1.0)
+    inverse_sd = 1.0 / np.sqrt(safe)
+    standard = within * inverse_sd[..., :, None] * inverse_sd[..., None, :]
+    trace = np.trace(standard, axis1=3, axis2=4)  # (s, lab, cls)
+    frobenius = np.sum(standard**2, axis=(3, 4))
+    # |z_i|^2 of every volume for every class: sum_j x_ij^2 / v_j - 2 x_ij m_j / v_j + m_j^2 / v_j.
+    inverse_var = (1.0 / safe).reshape(n_spheres, n_lab * n_cls, size)
+    scaled_means = (class_means / safe).reshape(n_spheres, n_lab * n_cls, size)
+    constants = np.sum(class_means**2 / safe, axis=3).reshape(n_spheres, n_lab * n_cls)
+    squares = np.matmul(chunk.data**2, np.swapaxes(inverse_var, 1, 2))  # (s, n, k)
+    squares -= 2.0 * np.matmul(chunk.data, np.swapaxes(scaled_means, 1, 2))
+    squares += constants[:, None, :]
+    members = np.zeros_like(one_hot)
+    members[:, train] = one_hot[:, train]
+    fourth = np.einsum("snk,kn->sk", squares**2, members).reshape(n_spheres, n_lab, n_cls)
+    n_class = counts.reshape(n_lab, n_cls)[None]
+    beta = (fourth / n_class - frobenius) / (size * n_class)
+    alpha = (frobenius - trace**2 / size) / size
+    beta = np.minimum(beta, alpha)
+    shrinkage = np.where(beta == 0, 0.0, beta / np.where(alpha != 0, alpha, 1.0))
+    if size == 1:
+        shrinkage = np.zeros_like(shrinkage)
+    level = trace / size  # mu_c
+    priors = (counts / len(train)).reshape(n_lab, n_cls)[None, :, :, None, None]
+    shrunk = (1.0 - shrinkage)[..., None, None] * within
+    diagonal = (shrinkage * level)[..., None] * variances
+    shrunk[..., np.arange(size), np.arange(size)] += diagonal
+    covariance = np.sum(priors * shrunk, axis=2)
+    prior = priors[..., 0, 0]
+    lowest = np.sum(prior * shrinkage * level * variances.min(axis=3), axis=2)
+    # Rounding of d_c: the sums behind b and a have about n_c + k^2 terms each.
+    terms = (n_class + size * size + 8) * 2.0 * U64
+    beta_error = terms * (fourth / n_class + frobenius) / (size * n_class)
+    alpha_error = terms * (frobenius + trace**2 / size) / size
+    safe_alpha = np.where(alpha > 0, alpha, np.inf)
+    shrinkage_error = (beta_error + np.abs(shrinkage) * alpha_error) / safe_alpha
+    shrinkage_error = np.where(alpha > 0, shrinkage_error, np.inf)
+    if size == 1:
+        shrinkage_error = np.zeros_like(shrinkage_error)
+    spread = np.sqrt(np.sum(within**2, axis=(3, 4))) + level * variances.max(axis=3)
+    perturbation = np.sum(prior * shrinkage_error * spread, axis=2)
+    return covariance, lowest, perturbation, doubtful
+
+
+def lda_auto_scores(chunk, fold):
+    """Class scores of LDA with ``shrinkage="auto"`` (see :func:`ledoit_wolf_covariance`).
+
+    Parameters and returns as :func:`ridge_scores`. The error bound is that
+    of the fixed-shrinkage solve with the condition number bounded by the
+    covariance's trace over ``lowest``, plus the change of the solution
+    from the rounding of the shrinkages (``perturbation`` times the inverse's
+    norm, at most ``1 / lowest``); spheres whose shrinkages are all zero
+    have no such bound and are refitted by scikit-learn.
+    """
+    problem = chunk.problem
+    train, test = problem.splits[fold]
+    present = problem.present[fold]
+    n_lab, n_cls, size, n_train = len(chunk.labels), len(present), chunk.size, len(train)
+    one_hot = chunk.labels[:, None, :] == present[None, :, None]
+    one_hot = one_hot.reshape(-1, chunk.labels.shape[1]).astype(float)  # (n_lab * n_cls, n)
+    counts = one_hot[:, train].sum(axis=1)
+    x_test = chunk.data[:, test]  # (n_spheres, n_test, size)
+    test_t = np.swapaxes(x_test, 1, 2)
+    sums = chunk.products(one_hot) - np.matmul(test_t, one_hot[:, test].T)
+    means = (sums / counts).reshape(len(chunk.rows), size, n_lab, n_cls)
+    means = np.ascontiguousarray(np.moveaxis(means, 2, 1))  # (n_spheres, n_lab, size, n_cls)
+    covariance, lowest, perturbation, doubtful = ledoit_wolf_covariance(
+        chunk, fold, one_hot, counts, means
+    )
+    solved = np.linalg.solve(covariance, means)  # (n_spheres, n_lab, size, n_cls)
+    log_prior = np.log(counts.reshape(n_lab, n_cls) / n_train)
+    offset = -0.5 * np.sum(means * solved, axis=2) + log_prior
+    flat = np.moveaxis(solved, 1, 2).reshape(len(chunk.rows), size, n_lab * n_cls)
+    scores = np.matmul(x_test, flat).reshape(len(chunk.rows), len(test), n_lab, n_cls)
+    scores += offset[:, None]
+    trace = np.trace(covariance, axis1=2, axis2=3)
+    safe_lowest = np.where(lowest > 0, lowest, np.inf)
+    condition = np.where(lowest > 0, trace / safe_lowest, np.inf)  # (n_spheres, n_lab)
+    solved_norm = np.linalg.norm(solved, axis=2).max(axis=2)
+    means_norm = np.linalg.norm(means, axis=2).max(axis=2)
+    test_norm = np.linalg.norm(x_test, axis=2)
+    scale = np.linalg.norm(problem.scale[chunk.columns], axis=1)[:, None]
+    magnitude = (test_norm[:, :, None] + means_norm[:, None, :]) * solved_norm[:, None, :]
+    relative = (n_train + size + 2) * size * condition
+    mean_error = (n_train + 2) * scale * solved_norm * (1.0 + condition)
+    shift = np.where(lowest > 0, perturbation / safe_lowest, np.inf)  # |dZ| / |Z|
+    bound = (
+        2.0
+        * U64
+        * (
+            (relative[:, None] + size + 2) * magnitude
+            + mean_error[:, None, :]
+            + np.abs(log_prior).max()
+        )
+        + shift[:, None] * magnitude
+    )
+    bound = np.where(doubtful[:, None], np.inf, bound)
+    return scores, SAFETY * bound
+
+
 # --- scoring, certification and refits --------------------------------------------
 
 
@@ -401,7 +578,7 @@ def make_estimator(name, penalty):
 
     if name == "ridge":
         return RidgeClassifier(alpha=penalty)
-    if name == "lda_shrinkage":
+    if name in ("lda_shrinkage", "lda_auto"):
         return LinearDiscriminantAnalysis(solver="lsqr", shrinkage=penalty)
     return NearestCentroid()
 
@@ -434,7 +611,7 @@ def score_chunk(problem, engine, rows, labels):
     for fold, (_, test) in enumerate(problem.splits):
         if name == "ridge":
             scores, bound = ridge_scores(chunk, fold, alpha)
-        elif name == "lda_shrinkage":
+        elif name in ("lda_shrinkage", "lda_auto"):
             scores, bound = lda_scores(chunk, fold, alpha)
         else:
             scores, bound = centroid_scores(chunk, fold)
@@ -453,7 +630,9 @@ def score_chunk(problem, engine, rows, labels):
 def all_correct(problem, engine, labels, n_jobs, progress=None):
     """Correct predictions (n_folds, n_labellings, n_centres) of every sphere, and refits."""
     n_columns = len(labels) * max(2, len(problem.classes))
-    chunks = size_chunks(problem.spheres, problem.centred.shape[0], n_columns)
+    chunks = size_chunks(
+        problem.spheres, problem.centred.shape[0], n_columns, class_grams=engine[0] == "lda_auto"
+    )
 
     def score(rows):
         result = score_chunk(problem, engine, rows, labels)
@@ -502,7 +681,7 @@ def closed_form_searchlight(
         Run of each sample (the CV groups).
     spheres : Spheres
         From :func:`fmriflow.searchlight.make_spheres`.
-    classifier : {"ridge", "nearest_centroid", "lda_shrinkage"}
+    classifier : {"ridge", "nearest_centroid", "lda_shrinkage", "lda_auto"}
         The classifier.
     cv : splitter, optional
         From :func:`fmriflow.decoding.make_cv`; default leave-one-run-out.
@@ -521,9 +700,9 @@ def closed_form_searchlight(
     progress : callable, optional
         Called with the number of centres of every chunk scored.
     shrinkage : float
-        Shrinkage of LDA's covariance, in (0, 1] (Ledoit-Wolf's ``"auto"``
-        has no closed form here: its shrinkage changes with every class's
-        fourth moments).
+        Shrinkage of ``lda_shrinkage``'s covariance, in (0, 1].
+        ``classifier="lda_auto"`` is ``shrinkage="auto"`` (Ledoit-Wolf per
+        class, from each class's second and fourth moments).
     blocks : array-like of int, optional
         Block of each sample: blocks exchange labels within runs (see
         :func:`~fmriflow.searchlight.permutations.permute_within_runs`).
@@ -541,7 +720,9 @@ def closed_form_searchlight(
         )
     if classifier == "ridge" and not alpha > 0:
         raise InputError(f"ridge alpha {alpha}", "must be positive", "Use e.g. alpha: 1.0")
-    if classifier == "lda_shrinkage" and not (
+    if classifier == "lda_auto":
+        shrinkage = "auto"
+    elif classifier == "lda_shrinkage" and not (
         isinstance(shrinkage, float | int) and 0 < shrinkage <= 1
     ):
         raise InputError(
@@ -552,7 +733,10 @@ def closed_form_searchlight(
     n_jobs = worker_count(n_jobs)
     with blas_limit(n_jobs):
         problem, cv, y, runs = make_problem(X, y, runs, spheres, cv)
-        engine = (classifier, float(shrinkage if classifier == "lda_shrinkage" else alpha))
+        if classifier == "lda_auto":
+            engine = (classifier, "auto")
+        else:
+            engine = (classifier, float(shrinkage if classifier == "lda_shrinkage" else alpha))
         labels = problem.codes[None]
         if n_permutations:
             permuted = permutation_labels(y, runs, int(n_permutations), seed, blocks)

@@ -44,13 +44,20 @@ def part_rows(n_centres, n_parts, part):
     return np.array_split(np.arange(n_centres), n_parts)[part]
 
 
-def save_part(result, rows, n_centres, path):
-    """Write one part's accuracies (and null accuracies) as ``.npz``, atomically."""
+def save_part(result, rows, n_centres, path, chance, n_folds):
+    """Write one part's accuracies (and null accuracies) as ``.npz``, atomically.
+
+    ``chance`` (the folds' mean majority-class accuracy) and ``n_folds``
+    describe the cross-validation, so that the gathering job needs no
+    splitter of its own.
+    """
     arrays = {
         "rows": rows,
         "n_centres": np.array(n_centres),
         "scores": result.scores,
         "n_rechecked": np.array(result.n_rechecked),
+        "chance": np.array(float(chance)),
+        "n_folds": np.array(int(n_folds)),
     }
     if hasattr(result, "null"):
         arrays["null"] = result.null
@@ -74,6 +81,35 @@ def write_npz(arrays, path):
             member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with archive.open(member, "w", force_zip64=True) as handle:
                 np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+
+
+def part_design(paths):
+    """The cross-validation's chance level and number of folds, as every part recorded them.
+
+    Returns
+    -------
+    chance : float
+    n_folds : int
+    """
+    found = set()
+    for path in paths:
+        with np.load(path) as data:
+            if "chance" not in data.files:
+                raise InputError(
+                    str(path),
+                    "is a searchlight part without its chance level (written by an older "
+                    "fmriflow)",
+                    "Re-run the searchlight parts (snakemake --forcerun searchlight_part)",
+                )
+            found.add((float(data["chance"]), int(data["n_folds"])))
+    if len(found) != 1:
+        raise InputError(
+            "searchlight parts",
+            f"disagree on the cross-validation (chance, folds): {sorted(found)}",
+            "Re-run the searchlight parts of this analysis (snakemake --forcerun "
+            "searchlight_part)",
+        )
+    return found.pop()
 
 
 def gather_parts(paths, alpha=0.05):
