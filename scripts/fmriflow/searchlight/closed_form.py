@@ -175,7 +175,7 @@ def size_chunks(spheres, n_samples, n_columns, class_grams=False):
         rows = order[sizes[order] == size]
         per_sphere = 8.0 * (n_samples * size + size * size * 3 + (size + n_samples) * n_columns)
         if class_grams:
-            per_sphere += 8.0 * 3 * n_columns * size * size
+            per_sphere += 8.0 * (3 * n_columns + n_samples) * size * size
         step = int(max(1, CHUNK_BYTES // per_sphere))
         chunks += [rows[start : start + step] for start in range(0, len(rows), step)]
     return chunks
@@ -235,12 +235,25 @@ class Chunk:
         """
         key = ("grams", one_hot.tobytes())
         if key not in self._products:
-            grams = np.empty((len(self.rows), len(one_hot), self.size, self.size))
-            data_t = np.swapaxes(self.data, 1, 2)
-            for k, weights in enumerate(one_hot):
-                grams[:, k] = np.matmul(data_t * weights, self.data)
-            self._products[key] = grams
+            # Every volume's outer product, then one matrix product with the
+            # classes' indicators: (k, n) @ (n, spheres * size * size).
+            grams = one_hot @ self.outer_products().reshape(self.data.shape[1], -1)
+            grams = grams.reshape(len(one_hot), len(self.rows), self.size, self.size)
+            self._products[key] = np.ascontiguousarray(np.moveaxis(grams, 0, 1))
         return self._products[key]
+
+    def squared_data(self):
+        """The chunk's data squared, element by element (cached)."""
+        if "squared" not in self._products:
+            self._products["squared"] = self.data**2
+        return self._products["squared"]
+
+    def outer_products(self):
+        """``x x'`` of every volume and sphere, (n_samples, n_spheres, size, size) (cached)."""
+        if "outer" not in self._products:
+            data = np.moveaxis(self.data, 1, 0)  # (n, s, size)
+            self._products["outer"] = data[:, :, :, None] * data[:, :, None, :]
+        return self._products["outer"]
 
     def products(self, weights):
         """``data.T @ weights.T`` per sphere, for (n_columns, n_samples) weights (cached)."""
@@ -443,33 +456,38 @@ def ledoit_wolf_covariance(chunk, fold, one_hot, counts, means):
     train, test = problem.splits[fold]
     n_spheres, size = len(chunk.rows), chunk.size
     n_lab, n_cls = means.shape[1], means.shape[3]
-    x_test = chunk.data[:, test]
-    test_weighted = one_hot[None, :, test, None] * x_test[:, None]  # (s, k, n_test, size)
-    grams = chunk.class_grams(one_hot) - np.matmul(
-        np.swapaxes(x_test, 1, 2)[:, None], test_weighted
-    )
+    outer = chunk.outer_products()[test].reshape(len(test), -1)
+    test_grams = (one_hot[:, test] @ outer).reshape(len(one_hot), n_spheres, size, size)
+    grams = chunk.class_grams(one_hot) - np.moveaxis(test_grams, 0, 1)
     grams = grams.reshape(n_spheres, n_lab, n_cls, size, size)
     class_means = np.moveaxis(means, 3, 2)  # (s, lab, cls, size)
     n_c = counts.reshape(n_lab, n_cls)[None, :, :, None, None]
-    within = grams / n_c - class_means[..., :, None] * class_means[..., None, :]
+    within = grams
+    within /= n_c
+    within -= class_means[..., :, None] * class_means[..., None, :]
     variances = np.diagonal(within, axis1=3, axis2=4).copy()  # (s, lab, cls, size)
     raw = problem.scale[chunk.columns][:, None, None, :]
     doubtful = np.any(variances <= 1e3 * U64 * raw**2, axis=(2, 3))
     safe = np.where(variances > 0, variances, 1.0)
-    inverse_sd = 1.0 / np.sqrt(safe)
-    standard = within * inverse_sd[..., :, None] * inverse_sd[..., None, :]
-    trace = np.trace(standard, axis1=3, axis2=4)  # (s, lab, cls)
-    frobenius = np.sum(standard**2, axis=(3, 4))
+    inverse_var = 1.0 / safe
+    # The standardised covariance C_ij = W_ij / sqrt(v_i v_j), through its
+    # trace and squared Frobenius norm only (no array of its size).
+    trace = np.sum(variances * inverse_var, axis=3)  # (s, lab, cls)
+    squared = within**2
+    frobenius = np.einsum("slcij,slci,slcj->slc", squared, inverse_var, inverse_var)
+    within_norm = np.sqrt(np.sum(squared, axis=(3, 4)))
+    del squared
     # |z_i|^2 of every volume for every class: sum_j x_ij^2 / v_j - 2 x_ij m_j / v_j + m_j^2 / v_j.
-    inverse_var = (1.0 / safe).reshape(n_spheres, n_lab * n_cls, size)
-    scaled_means = (class_means / safe).reshape(n_spheres, n_lab * n_cls, size)
-    constants = np.sum(class_means**2 / safe, axis=3).reshape(n_spheres, n_lab * n_cls)
-    squares = np.matmul(chunk.data**2, np.swapaxes(inverse_var, 1, 2))  # (s, n, k)
+    flat_inverse = inverse_var.reshape(n_spheres, n_lab * n_cls, size)
+    scaled_means = (class_means * inverse_var).reshape(n_spheres, n_lab * n_cls, size)
+    constants = np.sum(class_means * scaled_means.reshape(class_means.shape), axis=3)
+    squares = np.matmul(chunk.squared_data(), np.swapaxes(flat_inverse, 1, 2))  # (s, n, k)
     squares -= 2.0 * np.matmul(chunk.data, np.swapaxes(scaled_means, 1, 2))
-    squares += constants[:, None, :]
+    squares += constants.reshape(n_spheres, 1, n_lab * n_cls)
     members = np.zeros_like(one_hot)
     members[:, train] = one_hot[:, train]
-    fourth = np.einsum("snk,kn->sk", squares**2, members).reshape(n_spheres, n_lab, n_cls)
+    squares **= 2
+    fourth = np.einsum("snk,kn->sk", squares, members).reshape(n_spheres, n_lab, n_cls)
     n_class = counts.reshape(n_lab, n_cls)[None]
     beta = (fourth / n_class - frobenius) / (size * n_class)
     alpha = (frobenius - trace**2 / size) / size
@@ -478,12 +496,11 @@ def ledoit_wolf_covariance(chunk, fold, one_hot, counts, means):
     if size == 1:
         shrinkage = np.zeros_like(shrinkage)
     level = trace / size  # mu_c
-    priors = (counts / len(train)).reshape(n_lab, n_cls)[None, :, :, None, None]
-    shrunk = (1.0 - shrinkage)[..., None, None] * within
-    diagonal = (shrinkage * level)[..., None] * variances
-    shrunk[..., np.arange(size), np.arange(size)] += diagonal
-    covariance = np.sum(priors * shrunk, axis=2)
-    prior = priors[..., 0, 0]
+    prior = (counts / len(train)).reshape(n_lab, n_cls)[None]  # (1, lab, cls)
+    # sum_c p_c ((1 - d_c) W_c + d_c mu_c diag(v_c)), without a per-class copy.
+    covariance = np.einsum("slc,slcij->slij", prior * (1.0 - shrinkage), within)
+    diagonal = np.sum((prior * shrinkage * level)[..., None] * variances, axis=2)
+    covariance[..., np.arange(size), np.arange(size)] += diagonal
     lowest = np.sum(prior * shrinkage * level * variances.min(axis=3), axis=2)
     # Rounding of d_c: the sums behind b and a have about n_c + k^2 terms each.
     terms = (n_class + size * size + 8) * 2.0 * U64
@@ -494,7 +511,7 @@ def ledoit_wolf_covariance(chunk, fold, one_hot, counts, means):
     shrinkage_error = np.where(alpha > 0, shrinkage_error, np.inf)
     if size == 1:
         shrinkage_error = np.zeros_like(shrinkage_error)
-    spread = np.sqrt(np.sum(within**2, axis=(3, 4))) + level * variances.max(axis=3)
+    spread = within_norm + level * variances.max(axis=3)
     perturbation = np.sum(prior * shrinkage_error * spread, axis=2)
     return covariance, lowest, perturbation, doubtful
 
