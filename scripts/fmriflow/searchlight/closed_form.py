@@ -481,13 +481,13 @@ def ledoit_wolf_covariance(chunk, fold, one_hot, counts, means):
     flat_inverse = inverse_var.reshape(n_spheres, n_lab * n_cls, size)
     scaled_means = (class_means * inverse_var).reshape(n_spheres, n_lab * n_cls, size)
     constants = np.sum(class_means * scaled_means.reshape(class_means.shape), axis=3)
-    squares = np.matmul(chunk.squared_data(), np.swapaxes(flat_inverse, 1, 2))  # (s, n, k)
-    squares -= 2.0 * np.matmul(chunk.data, np.swapaxes(scaled_means, 1, 2))
+    # Training volumes only (the test volumes belong to no class here).
+    squares = np.matmul(chunk.squared_data()[:, train], np.swapaxes(flat_inverse, 1, 2))
+    squares -= 2.0 * np.matmul(chunk.data[:, train], np.swapaxes(scaled_means, 1, 2))
     squares += constants.reshape(n_spheres, 1, n_lab * n_cls)
-    members = np.zeros_like(one_hot)
-    members[:, train] = one_hot[:, train]
-    squares **= 2
-    fourth = np.einsum("snk,kn->sk", squares, members).reshape(n_spheres, n_lab, n_cls)
+    squares **= 2  # (s, n_train, k)
+    fourth = np.einsum("snk,kn->sk", squares, one_hot[:, train])
+    fourth = fourth.reshape(n_spheres, n_lab, n_cls)
     n_class = counts.reshape(n_lab, n_cls)[None]
     beta = (fourth / n_class - frobenius) / (size * n_class)
     alpha = (frobenius - trace**2 / size) / size
