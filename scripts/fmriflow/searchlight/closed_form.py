@@ -359,6 +359,27 @@ def centroid_scores(chunk, fold):
     return scores, SAFETY * bound
 
 
+def lda_class_means(chunk, fold):
+    """Class indicators, training counts and training class means of every labelling.
+
+    Returns
+    -------
+    one_hot : numpy.ndarray, shape (n_labellings * n_classes, n_samples)
+    counts : numpy.ndarray, shape (n_labellings * n_classes,)
+    means : numpy.ndarray, shape (n_spheres, n_labellings, size, n_classes)
+    """
+    train, test = chunk.problem.splits[fold]
+    present = chunk.problem.present[fold]
+    n_lab, n_cls = len(chunk.labels), len(present)
+    one_hot = chunk.labels[:, None, :] == present[None, :, None]
+    one_hot = one_hot.reshape(-1, chunk.labels.shape[1]).astype(float)
+    counts = one_hot[:, train].sum(axis=1)
+    x_test = chunk.data[:, test]
+    sums = chunk.products(one_hot) - np.matmul(np.swapaxes(x_test, 1, 2), one_hot[:, test].T)
+    means = (sums / counts).reshape(len(chunk.rows), chunk.size, n_lab, n_cls)
+    return one_hot, counts, np.ascontiguousarray(np.moveaxis(means, 2, 1))
+
+
 def lda_scores(chunk, fold, shrinkage):
     """Class scores of shrinkage LDA (``solver="lsqr"``, fixed ``shrinkage`` or ``"auto"``).
 
@@ -374,16 +395,15 @@ def lda_scores(chunk, fold, shrinkage):
         return lda_auto_scores(chunk, fold)
     problem = chunk.problem
     train, test = problem.splits[fold]
-    present = problem.present[fold]
-    n_lab, n_cls, size, n_train = len(chunk.labels), len(present), chunk.size, len(train)
-    one_hot = chunk.labels[:, None, :] == present[None, :, None]
-    one_hot = one_hot.reshape(-1, chunk.labels.shape[1]).astype(float)  # (n_lab * n_cls, n)
-    counts = one_hot[:, train].sum(axis=1)
+    n_lab, n_cls, size, n_train = (
+        len(chunk.labels),
+        len(problem.present[fold]),
+        chunk.size,
+        len(train),
+    )
+    one_hot, counts, means = lda_class_means(chunk, fold)
     x_test = chunk.data[:, test]  # (n_spheres, n_test, size)
     test_t = np.swapaxes(x_test, 1, 2)
-    sums = chunk.products(one_hot) - np.matmul(test_t, one_hot[:, test].T)
-    means = (sums / counts).reshape(len(chunk.rows), size, n_lab, n_cls)
-    means = np.ascontiguousarray(np.moveaxis(means, 2, 1))  # (n_spheres, n_lab, size, n_cls)
     gram = chunk.gram - np.matmul(test_t, x_test)  # training volumes, (n_spheres, size, size)
     weighted = means * counts.reshape(n_lab, n_cls)[None, :, None, :]
     within = (gram[:, None] - np.matmul(weighted, np.swapaxes(means, 2, 3))) / n_train
@@ -528,16 +548,14 @@ def lda_auto_scores(chunk, fold):
     """
     problem = chunk.problem
     train, test = problem.splits[fold]
-    present = problem.present[fold]
-    n_lab, n_cls, size, n_train = len(chunk.labels), len(present), chunk.size, len(train)
-    one_hot = chunk.labels[:, None, :] == present[None, :, None]
-    one_hot = one_hot.reshape(-1, chunk.labels.shape[1]).astype(float)  # (n_lab * n_cls, n)
-    counts = one_hot[:, train].sum(axis=1)
+    n_lab, n_cls, size, n_train = (
+        len(chunk.labels),
+        len(problem.present[fold]),
+        chunk.size,
+        len(train),
+    )
+    one_hot, counts, means = lda_class_means(chunk, fold)
     x_test = chunk.data[:, test]  # (n_spheres, n_test, size)
-    test_t = np.swapaxes(x_test, 1, 2)
-    sums = chunk.products(one_hot) - np.matmul(test_t, one_hot[:, test].T)
-    means = (sums / counts).reshape(len(chunk.rows), size, n_lab, n_cls)
-    means = np.ascontiguousarray(np.moveaxis(means, 2, 1))  # (n_spheres, n_lab, size, n_cls)
     covariance, lowest, perturbation, doubtful = ledoit_wolf_covariance(
         chunk, fold, one_hot, counts, means
     )
