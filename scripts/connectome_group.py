@@ -12,7 +12,6 @@ centres.
 """
 
 import numpy as np
-from nilearn.connectome import cov_to_corr
 
 from fmriflow import connectivity
 from fmriflow import connectome_figures as cfig
@@ -39,7 +38,7 @@ def connectome_group(inputs, outputs, params, threads):
             ("mean partial correlation", means["partial_correlation"], "partial correlation"),
             (
                 "geometric mean covariance (the tangent space's reference), as correlation",
-                cov_to_corr(reference),
+                connectivity.covariance_to_correlation(reference),
                 "correlation",
             ),
         ],

@@ -7,6 +7,7 @@ import pytest
 from nilearn.connectome import (
     ConnectivityMeasure,
     GroupSparseCovarianceCV,
+    cov_to_corr,
     prec_to_partial,
     sym_matrix_to_vec,
 )
@@ -192,6 +193,19 @@ def test_subject_matrices_equal_connectivity_measure(cohort, kind, key):
     expected = ConnectivityMeasure(kind=kind).fit_transform(cohort)
     found = np.array([connectivity.subject_matrices(s)[key] for s in cohort])
     np.testing.assert_allclose(found, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_correlation_and_partial_helpers_are_nilearns_to_the_bit(cohort):
+    """Our cov_to_corr and prec_to_partial (kept out of nilearn.connectome's import)."""
+    for signals in cohort:
+        covariance = np.cov(signals, rowvar=False) * 3.7
+        precision = linalg.inv(covariance)
+        np.testing.assert_array_equal(
+            connectivity.covariance_to_correlation(covariance), cov_to_corr(covariance)
+        )
+        np.testing.assert_array_equal(
+            connectivity.precision_to_partial(precision), prec_to_partial(precision)
+        )
 
 
 def test_tangent_matrices_equal_connectivity_measure(cohort):

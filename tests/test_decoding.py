@@ -120,6 +120,21 @@ def test_a_separable_problem_marks_every_grid_value_tied(subject):
     assert summary["search_tied_per_fold"] == [3] * len(folds)
 
 
+def test_mean_accuracy_is_cross_val_score_with_and_without_a_search(subject):
+    """The permutation test's per-labelling score: scikit-learn's cross_val_score, exactly."""
+    X, y, runs = contrast(subject, ["face", "house"])
+    cv = decoding.make_cv("kfold_runs", n_splits=3, n_repeats=1, seed=0)
+    labels = permute_within_runs(y, runs, 1, seed=4)[0]
+    svc = classifiers.make_classifier("svc")
+    search = classifiers.with_search(svc, "svc", [0.001, 0.1, 10])
+    for estimator, is_search in ((svc, False), (search, True)):
+        params = {"groups": runs} if is_search else None
+        reference = cross_val_score(
+            clone(estimator), X, labels, groups=runs, cv=cv, scoring="accuracy", params=params
+        ).mean()
+        assert decoding.mean_accuracy(estimator, X, labels, runs, cv, is_search) == reference
+
+
 def test_other_cv_schemes_split_by_run(subject):
     X, y, runs = contrast(subject, ["face", "house"])
     for scheme in ("kfold_runs", "repeated_stratified_runs"):

@@ -35,7 +35,7 @@ import logging
 import warnings
 
 import numpy as np
-from scipy import linalg, stats
+from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from fmriflow.errors import InputError
@@ -244,6 +244,45 @@ def check_signals(signals, where="region signals"):
         )
 
 
+def covariance_to_correlation(covariance):
+    """Correlation matrix of a covariance matrix, as nilearn's ``cov_to_corr``.
+
+    The same operations in the same order (each entry times the inverse
+    square roots of its two variances, the diagonal set to exactly 1), so
+    the values are nilearn's to the bit; written here so that a subject's
+    job does not import ``nilearn.connectome`` (half a second) for it.
+
+    Parameters
+    ----------
+    covariance : numpy.ndarray, shape (n, n)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n)
+    """
+    scale = np.atleast_2d(1.0 / np.sqrt(np.diag(covariance)))
+    correlation = covariance * scale * scale.T
+    np.fill_diagonal(correlation, 1.0)
+    return correlation
+
+
+def precision_to_partial(precision):
+    """Partial correlation matrix of a precision matrix, as nilearn's ``prec_to_partial``.
+
+    Parameters
+    ----------
+    precision : numpy.ndarray, shape (n, n)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n)
+        Minus the correlation of the precision, with a unit diagonal.
+    """
+    partial = -covariance_to_correlation(precision)
+    np.fill_diagonal(partial, 1.0)
+    return partial
+
+
 def subject_matrices(signals):
     """Covariance, correlation and partial correlation of one subject.
 
@@ -263,15 +302,13 @@ def subject_matrices(signals):
         ``covariance``, ``correlation``, ``partial_correlation``: arrays of
         shape ``(n_regions, n_regions)``.
     """
-    from nilearn.connectome import cov_to_corr, prec_to_partial
-
     check_signals(signals)
     signals = np.asarray(signals, dtype=np.float64)
     covariance = _ledoit_wolf(signals)
     return {
         "covariance": covariance,
-        "correlation": cov_to_corr(_ledoit_wolf(_zscore(signals))),
-        "partial_correlation": prec_to_partial(linalg.inv(covariance)),
+        "correlation": covariance_to_correlation(_ledoit_wolf(_zscore(signals))),
+        "partial_correlation": precision_to_partial(linalg.inv(covariance)),
     }
 
 
@@ -305,14 +342,13 @@ def sparse_inverse_covariance(signals, n_folds=3, seed=0):
     alpha : float
         The penalty chosen.
     """
-    from nilearn.connectome import prec_to_partial
     from sklearn.covariance import GraphicalLassoCV
 
     check_signals(signals)
     estimator = GraphicalLassoCV(cv=n_folds, max_iter=500)
     with _warnings_to_log("GraphicalLassoCV"):
         estimator.fit(_zscore(np.asarray(signals, dtype=np.float64)))
-    return prec_to_partial(estimator.precision_), float(estimator.alpha_)
+    return precision_to_partial(estimator.precision_), float(estimator.alpha_)
 
 
 # --- tangent space -----------------------------------------------------------------
@@ -582,7 +618,7 @@ def group_sparse_partial_correlations(signals, n_folds=3, seed=0):
     alpha : float
         The penalty chosen by :class:`nilearn.connectome.GroupSparseCovarianceCV`.
     """
-    from nilearn.connectome import GroupSparseCovarianceCV, prec_to_partial
+    from nilearn.connectome import GroupSparseCovarianceCV
 
     for k, subject in enumerate(signals):
         check_signals(subject, f"region signals of subject {k + 1}")
@@ -590,7 +626,7 @@ def group_sparse_partial_correlations(signals, n_folds=3, seed=0):
     with _warnings_to_log("GroupSparseCovarianceCV"):
         estimator.fit([_zscore(np.asarray(s, dtype=np.float64)) for s in signals])
     precisions = np.moveaxis(estimator.precisions_, -1, 0)
-    return np.array([prec_to_partial(p) for p in precisions]), float(estimator.alpha_)
+    return np.array([precision_to_partial(p) for p in precisions]), float(estimator.alpha_)
 
 
 # --- group comparison --------------------------------------------------------------------
@@ -663,6 +699,8 @@ def compare_groups(matrices, groups, correction="fdr_bh", alpha=0.05):
     i, j = np.triu_indices(matrices.shape[1], k=1)
     edges = matrices[:, i, j]
     first, second = edges[groups == names[0]], edges[groups == names[1]]
+    from scipy import stats
+
     t, p = stats.ttest_ind(second, first, axis=0, equal_var=False)
     p = np.where(np.isfinite(p), p, 1.0)
     p_corrected = correct_pvalues(p, correction)
@@ -694,6 +732,8 @@ def correct_pvalues(p, correction):
         Adjusted p-values (at most 1): a test is significant at level
         ``alpha`` when its adjusted p-value is below ``alpha``.
     """
+    from scipy import stats
+
     p = np.asarray(p, dtype=np.float64)
     if correction == "fdr_bh":
         return stats.false_discovery_control(p, method="bh")

@@ -331,14 +331,20 @@ def permutation_test(
 
 
 def mean_accuracy(estimator, X, y, runs, cv, search=False):
-    """Mean fold accuracy of a fresh clone of ``estimator`` cross-validated on ``y``."""
-    from sklearn.base import clone
-    from sklearn.model_selection import cross_val_score
+    """Mean fold accuracy of a fresh clone of ``estimator`` cross-validated on ``y``.
 
-    params = {"groups": runs} if search else None
-    scores = cross_val_score(
-        clone(estimator), X, y, groups=runs, cv=cv, scoring="accuracy", params=params
-    )
+    The value of ``cross_val_score(clone(estimator), X, y, groups=runs,
+    cv=cv, scoring="accuracy")`` (with ``params={"groups": runs}`` for a
+    search), without its per-call validation and scorer machinery, which
+    cost a third of the time of a permutation test of small fits.
+    """
+    from sklearn.base import clone
+
+    scores = []
+    for train, test in cv.split(X, y, runs):
+        fit_params = {"groups": runs[train]} if search else {}
+        model = clone(estimator).fit(X[train], y[train], **fit_params)
+        scores.append(np.mean(model.predict(X[test]) == y[test]))
     return float(np.mean(scores))
 
 
