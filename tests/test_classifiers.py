@@ -61,3 +61,20 @@ def test_weight_maps_say_what_their_colour_bar_measures():
     assert classifiers.weight_units("gnb") == "difference of class means / pooled SD"
     assert "centroids" in classifiers.weight_units("nearest_centroid")
     assert classifiers.weight_units("svc") == "classifier weight (arbitrary units)"
+
+
+@pytest.mark.parametrize("name", classifiers.names())
+def test_bare_estimator_predicts_what_the_pipeline_predicts(name):
+    """A one-step pipeline is replaced by its step; longer pipelines are kept whole."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((60, 8))
+    y = np.repeat(["a", "b", "c"], 20)
+    X[y == "a", 0] += 1.5
+    pipeline = classifiers.make_classifier(name, seed=0, n_classes=3, n_features=8)
+    bare = classifiers.bare_estimator(pipeline)
+    if len(pipeline.steps) == 1:
+        assert bare is pipeline.steps[0][1]
+    else:
+        assert bare is pipeline
+    expected = clone(pipeline).fit(X[:45], y[:45]).predict(X[45:])
+    np.testing.assert_array_equal(clone(bare).fit(X[:45], y[:45]).predict(X[45:]), expected)

@@ -285,6 +285,30 @@ REGISTRY = {
 }
 
 
+def bare_estimator(estimator):
+    """The estimator itself when ``estimator`` is a pipeline of that one step.
+
+    Fitting and predicting with a one-step ``Pipeline`` is fitting and
+    predicting with its step; cloning and calling the step alone skips the
+    pipeline's own cloning and validation, a tenth of the time of a small
+    fit repeated for every fold of every permutation.
+
+    Parameters
+    ----------
+    estimator : sklearn estimator
+        A pipeline or any estimator.
+
+    Returns
+    -------
+    sklearn estimator
+        The pipeline's only step, or ``estimator`` unchanged.
+    """
+    steps = getattr(estimator, "steps", None)
+    if steps is not None and len(steps) == 1:
+        return steps[0][1]
+    return estimator
+
+
 def thread_safe(estimator):
     """Whether fits of ``estimator`` may run in concurrent threads of one process.
 

@@ -212,6 +212,7 @@ def fold_accuracies(folds, y, classifier):
     -------
     numpy.ndarray, shape (n_folds,)
     """
+    classifier = classifiers.bare_estimator(classifier)
     scores = []
     for fold in folds:
         model = clone(classifier).fit(fold.X_train, y[fold.train])

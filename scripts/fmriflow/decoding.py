@@ -340,6 +340,9 @@ def mean_accuracy(estimator, X, y, runs, cv, search=False):
     """
     from sklearn.base import clone
 
+    from fmriflow.classifiers import bare_estimator
+
+    estimator = bare_estimator(estimator)
     scores = []
     for train, test in cv.split(X, y, runs):
         fit_params = {"groups": runs[train]} if search else {}

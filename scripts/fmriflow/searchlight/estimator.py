@@ -8,6 +8,7 @@ matrix (never copied), so the scores are nilearn's.
 
 import numpy as np
 
+from fmriflow.classifiers import bare_estimator
 from fmriflow.searchlight.scores import (
     SearchlightResult,
     check_data,
@@ -76,8 +77,7 @@ def searchlight(
     n_jobs = worker_count(n_jobs)
     if chunk_size is None:
         chunk_size = max(1, min(256, -(-n_centres // (16 * n_jobs))))
-    if hasattr(estimator, "steps") and len(estimator.steps) == 1:
-        estimator = estimator.steps[0][1]
+    estimator = bare_estimator(estimator)
     matrix = spheres.matrix
     tasks = [
         (matrix.indptr[start : start + chunk_size + 1], start)
