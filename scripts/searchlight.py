@@ -36,10 +36,12 @@ def searchlight(inputs, outputs, params, threads):
     data = entries.subject_analysis(inputs, analysis)
     spheres = entries.searchlight_spheres(data, analysis, "roi" in inputs)
     y, runs = data.y, data.runs
-    if len(inputs.parts) != analysis["chunks"]:
+    n_parts = sl.read_plan(inputs.plan) if "plan" in inputs else analysis["chunks"]
+    if len(inputs.parts) != n_parts:
+        split = f"a plan of {n_parts} parts" if "plan" in inputs else f"chunks: {n_parts}"
         raise InputError(
             "searchlight parts",
-            f"{len(inputs.parts)} given for an analysis with chunks: {analysis['chunks']}",
+            f"{len(inputs.parts)} given for an analysis with {split}",
             "Give every part-<i>.npz of the analysis, in order",
         )
     # The parts' cross-validation: the gathering job imports no splitter.
@@ -147,6 +149,7 @@ NODE = Node(
         "events": "the subject's events.tsv",
         "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
         "background": "the figure background: anat.nii.gz, or mean.nii.gz without anatomy",
+        "plan": "plan.json of an analysis split by run time (chunk_minutes): the parts",
     },
     outputs={
         "accuracy": "accuracy.nii.gz to write",
@@ -166,7 +169,7 @@ NODE = Node(
         "subject": Param("01", "subject label", type=str),
     },
     lists=("parts",),
-    optional_inputs=("roi",),
+    optional_inputs=("roi", "plan"),
     optional_outputs=("pvalues", "null"),
 )
 

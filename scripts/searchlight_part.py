@@ -1,6 +1,7 @@
 """Node searchlight_part: the accuracies (and null accuracies) of one part of a searchlight map.
 
-A searchlight analysis with ``chunks: N`` is N jobs of this node, each
+A searchlight analysis with ``chunks: N`` (or as many parts as its plan
+chose, with ``chunk_minutes``) is N jobs of this node, each
 scoring a consecutive part of the centres (nilearn's spheres around every
 voxel of the preprocessing mask or of the subject ROI) with the registry
 classifier's searchlight engine, and logging its progress; the node
@@ -24,13 +25,14 @@ def searchlight_part(inputs, outputs, params, threads):
     data = entries.subject_analysis(inputs, analysis)
     spheres = entries.searchlight_spheres(data, analysis, "roi" in inputs)
     part = int(params.part)
-    rows = sl.part_rows(spheres.n_centres, analysis["chunks"], part)
+    n_parts = sl.read_plan(inputs.plan) if "plan" in inputs else analysis["chunks"]
+    rows = sl.part_rows(spheres.n_centres, n_parts, part)
     cv = entries.cross_validation(analysis)
     X, y, runs = data.matrix[data.rows], data.y, data.runs
     logger.info(
         "part %d of %d: centres %s of %d, classifier %s, %d permutations, %d threads",
         part + 1,
-        analysis["chunks"],
+        n_parts,
         f"{rows[0]}-{rows[-1]}" if len(rows) else "none",
         spheres.n_centres,
         analysis["classifier"],
@@ -38,20 +40,8 @@ def searchlight_part(inputs, outputs, params, threads):
         threads,
     )
     if len(rows):
-        result = sl.searchlight_scores(
-            X,
-            y,
-            runs,
-            spheres.select(rows),
-            analysis["classifier"],
-            cv=cv,
-            balance=analysis["balance"],
-            seed=analysis["seed"],
-            n_permutations=analysis["permutations"],
-            alpha=analysis["fwe_alpha"],
-            n_jobs=threads,
-            progress=sl.Progress(len(rows)),
-            blocks=entries.permutation_blocks(data, analysis),
+        result = entries.score_searchlight_rows(
+            data, analysis, spheres, rows, cv, threads, sl.Progress(len(rows))
         )
     else:
         result = empty_result(cv, X, y, runs, analysis["permutations"])
@@ -79,6 +69,7 @@ NODE = Node(
         "mask": "the preprocessing mask.nii.gz (matrix columns)",
         "events": "the subject's events.tsv",
         "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
+        "plan": "plan.json of an analysis split by run time (chunk_minutes): the parts",
     },
     outputs={"scores": "part-<i>.npz to write: the part's accuracies (and null accuracies)"},
     params={
@@ -89,7 +80,7 @@ NODE = Node(
         ),
         "part": Param(0, "which part of the centres, from 0", type=int),
     },
-    optional_inputs=("roi",),
+    optional_inputs=("roi", "plan"),
 )
 
 if __name__ == "__main__":

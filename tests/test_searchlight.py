@@ -448,3 +448,29 @@ def test_bad_input_messages(subject):
     spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, roi)
     with pytest.raises(InputError, match="the searchlight mask has 800 voxels"):
         sl.gnb_searchlight(data[:, :10], np.zeros(len(data)), np.zeros(len(data)), spheres)
+
+
+def test_a_plan_spreads_its_sample_and_keeps_parts_within_the_run_time():
+    """plan_sample: distinct rows spread from the first centre to the last; plan_parts:
+    the fewest parts whose estimated time is within the target, at most one per centre."""
+    rows = sl.plan_sample(10_000)
+    assert len(rows) == sl.parts.PLAN_SAMPLE_CENTRES and rows[0] == 0 and rows[-1] == 9_999
+    assert np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(sl.plan_sample(20), np.arange(20))
+    # 10,000 centres at 0.5 s: 83.3 min, so 9 parts of at most 10 min, not 8.
+    assert sl.plan_parts(10_000, 0.5, 10) == 9
+    assert 10_000 * 0.5 / 9 <= 600 < 10_000 * 0.5 / 8
+    assert sl.plan_parts(10_000, 0.001, 10) == 1
+    assert sl.plan_parts(50, 100.0, 1) == 50  # never more parts than centres
+    assert sl.plan_parts(0, 0.0, 1) == 1
+    with pytest.raises(InputError, match="must be positive"):
+        sl.plan_parts(100, 0.1, 0)
+
+
+def test_a_plan_file_without_a_number_of_parts_is_refused(tmp_path):
+    path = tmp_path / "plan.json"
+    path.write_text('{"n_parts": 3}')
+    assert sl.read_plan(path) == 3
+    path.write_text('{"n_parts": 0}')
+    with pytest.raises(InputError, match=r"plan\.json: gives n_parts 0"):
+        sl.read_plan(path)

@@ -249,6 +249,10 @@ WORKFLOW_ERRORS = [
         lambda c: c["ica"][0].update(migp_rows=12),
         ["ica[0].migp_rows", "the group PCA is 'auto'", "group_pca: migp"],
     ),
+    (
+        lambda c: c["searchlight"][0].update(chunk_minutes=10),
+        ["searchlight[0]", "chunks: 3 and chunk_minutes: 10 both split the map", "Give one"],
+    ),
 ]
 
 
@@ -544,6 +548,38 @@ def test_searchlight_maps_equal_nilearn_on_the_cached_data(tiny_run):
     at_least = (1.0 + np.sum(null >= observed[:, None] - 1e-6, axis=1)) / 21.0
     above = (1.0 + np.sum(null > observed[:, None] + 1e-6, axis=1)) / 21.0
     assert np.all(above - 1e-6 <= p_values) and np.all(p_values <= at_least + 1e-6)
+
+
+def test_a_map_split_by_run_time_is_the_map_split_by_number(tiny_run, tmp_path):
+    """chunk_minutes: a plan job times the analysis on a sample of centres and chooses the
+    parts (a checkpoint); the gathered maps are those of the tiny run's chunks: 3."""
+    import json
+
+    import nibabel as nib
+
+    def mutate(config):
+        entry = next(e for e in config["searchlight"] if e["name"] == "fh_gnb")
+        del entry["chunks"]
+        entry["chunk_minutes"] = 0.004  # a fraction of a second: several parts
+
+    config = write_config(tmp_path, mutate)
+    folder = "results/simtask/sub-01/searchlight/fh_gnb"
+    maps = ("accuracy.nii.gz", "pvalues.nii.gz", "null.nii.gz")
+    result = run_snakemake(
+        tmp_path, "--cores", "2", *(f"{folder}/{name}" for name in maps), configfile=config
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = json.loads((tmp_path / folder / "plan.json").read_text())
+    expected_parts = int(
+        np.ceil(plan["n_centres"] * plan["seconds_per_centre"] / (60 * plan["chunk_minutes"]))
+    )
+    assert plan["n_parts"] == min(max(expected_parts, 1), plan["n_centres"]) > 1
+    parts = sorted((tmp_path / folder / "parts").glob("part-*.npz"))
+    assert len(parts) == plan["n_parts"]
+    for name in maps:
+        planned = nib.load(tmp_path / folder / name).get_fdata()
+        reference = nib.load(tiny_run / folder / name).get_fdata()
+        np.testing.assert_array_equal(planned, reference)
 
 
 def test_searchlight_group_finds_the_planted_region(tiny_run):

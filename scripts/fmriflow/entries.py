@@ -82,6 +82,51 @@ def searchlight_spheres(data, entry, uses_roi):
     return make_spheres(data.mask, data.affine, entry["radius"], centres)
 
 
+def score_searchlight_rows(data, entry, spheres, rows, cv, n_jobs=1, progress=None):
+    """The accuracies (and null accuracies) of some centres of a searchlight entry.
+
+    What a part of the map computes, and what a plan times.
+
+    Parameters
+    ----------
+    data : fmriflow.decoding.SubjectAnalysis
+        From :func:`subject_analysis`.
+    entry : dict
+        The searchlight entry.
+    spheres : fmriflow.searchlight.Spheres
+        From :func:`searchlight_spheres`.
+    rows : numpy.ndarray of int
+        The centres (rows of ``spheres``) to score; at least one.
+    cv : splitter
+        From :func:`cross_validation`.
+    n_jobs : int
+        Workers.
+    progress : callable, optional
+        Called with the number of centres done.
+
+    Returns
+    -------
+    SearchlightResult or PermutationResult
+    """
+    from fmriflow import searchlight as sl
+
+    return sl.searchlight_scores(
+        data.matrix[data.rows],
+        data.y,
+        data.runs,
+        spheres.select(rows),
+        entry["classifier"],
+        cv=cv,
+        balance=entry["balance"],
+        seed=entry["seed"],
+        n_permutations=entry["permutations"],
+        alpha=entry["fwe_alpha"],
+        n_jobs=n_jobs,
+        progress=progress,
+        blocks=permutation_blocks(data, entry),
+    )
+
+
 def cross_validation(entry):
     """The splitter of an entry's ``cv`` section and ``seed`` (see ``decoding.make_cv``)."""
     return decoding.make_cv(**entry["cv"], seed=entry["seed"])

@@ -12,7 +12,7 @@ import math
 import re
 from types import SimpleNamespace
 
-from snakemake.io import apply_wildcards
+from snakemake.io import Wildcards, apply_wildcards
 
 # --- datasets --------------------------------------------------------------------
 
@@ -212,15 +212,53 @@ def analysis_jobs(section, permutations=None):
     ]
 
 
+def planned_by_run_time(entry):
+    """Whether a searchlight entry's parts are chosen by a plan job (``chunk_minutes``)."""
+    return entry["chunk_minutes"] is not None
+
+
 def searchlight_part_jobs():
-    """Wildcards of every part of every subject's searchlight map."""
+    """Wildcards of every part of every subject's searchlight map split into ``chunks``.
+
+    The parts of a map split by run time are known once its plan job has run:
+    the gathering job asks for them (``searchlight_parts``).
+    """
     return [
         {"dataset": entry["dataset"], "subject": subject, "analysis": entry["name"]}
         | {"part": str(part)}
         for entry in config["searchlight"]
+        if not planned_by_run_time(entry)
         for subject in dataset_subjects(entry["dataset"])
         for part in range(entry["chunks"])
     ]
+
+
+def searchlight_plan_jobs():
+    """Wildcards of the plan of every subject's searchlight map split by run time."""
+    return [
+        {"dataset": entry["dataset"], "subject": subject, "analysis": entry["name"]}
+        for entry in config["searchlight"]
+        if planned_by_run_time(entry)
+        for subject in dataset_subjects(entry["dataset"])
+    ]
+
+
+def searchlight_parts(wildcards, output="scores"):
+    """One output of every part of a subject's searchlight map, in part order.
+
+    For a map split by run time, the number of parts is read from its plan
+    (a checkpoint: Snakemake evaluates this again once the plan exists).
+    """
+    entry = searchlight_entry(wildcards)
+    if planned_by_run_time(entry):
+        from fmriflow.searchlight.parts import read_plan
+
+        plan = checkpoints.searchlight_plan.get(**wildcards).output.plan
+        n_parts = read_plan(plan)
+    else:
+        n_parts = entry["chunks"]
+    pattern = getattr(rules.searchlight_part.output, output)
+    return [apply_wildcards(pattern, {**wildcards, "part": str(part)}) for part in range(n_parts)]
 
 
 def reduction_jobs():
@@ -315,6 +353,7 @@ def rule_jobs():
             for entry in config["decoding"]
         ],
         "searchlight_part": searchlight_part_jobs(),
+        "searchlight_plan": searchlight_plan_jobs(),
         "searchlight_group": [
             {"dataset": entry["dataset"], "analysis": entry["name"]}
             for entry in config["searchlight"]
@@ -358,8 +397,14 @@ def final_targets():
 
 
 def provenance_sidecars(wildcards):
-    """The provenance sidecar of every job (the provenance table's inputs)."""
-    return job_outputs(names={"provenance"})
+    """The provenance sidecar of every job (the provenance table's inputs), with the
+    parts of maps split by run time once their plans exist."""
+    planned = [
+        part
+        for job in searchlight_plan_jobs()
+        for part in searchlight_parts(Wildcards(fromdict=job), "provenance")
+    ]
+    return job_outputs(names={"provenance"}) + planned
 
 
 # --- the entries of the config, from the wildcards ---------------------------------
@@ -538,10 +583,19 @@ def decode_inputs(wildcards):
     return analysis_inputs(wildcards, decoding_entry(wildcards)["voxels"] == "roi")
 
 
-def searchlight_part_inputs(wildcards):
-    """A subject's data for one part of a searchlight map (no figure background)."""
+def searchlight_plan_inputs(wildcards):
+    """A subject's data for a searchlight map's plan or parts (no figure background)."""
     files = analysis_inputs(wildcards, searchlight_entry(wildcards)["centres"] == "roi")
     del files["background"]
+    return files
+
+
+def searchlight_part_inputs(wildcards):
+    """A subject's data for one part of a searchlight map, and the plan that chose the
+    parts of a map split by run time."""
+    files = searchlight_plan_inputs(wildcards)
+    if planned_by_run_time(searchlight_entry(wildcards)):
+        files["plan"] = rules.searchlight_plan.output.plan.format(**wildcards)
     return files
 
 
@@ -567,14 +621,13 @@ def searchlight_group_inputs(wildcards):
 
 
 def searchlight_inputs(wildcards):
-    """Every part of a subject's searchlight map, in order, and its data and background."""
-    pattern = rules.searchlight_part.output.scores
-    parts = [
-        apply_wildcards(pattern, {**wildcards, "part": str(part)})
-        for part in range(searchlight_entry(wildcards)["chunks"])
-    ]
-    files = analysis_inputs(wildcards, searchlight_entry(wildcards)["centres"] == "roi")
-    return files | {"parts": parts}
+    """Every part of a subject's searchlight map, in order, its data and background, and
+    the plan of a map split by run time."""
+    entry = searchlight_entry(wildcards)
+    files = analysis_inputs(wildcards, entry["centres"] == "roi")
+    if planned_by_run_time(entry):
+        files["plan"] = rules.searchlight_plan.output.plan.format(**wildcards)
+    return files | {"parts": searchlight_parts(wildcards)}
 
 
 def stimulus_inputs(wildcards, uses_roi):

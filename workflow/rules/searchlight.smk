@@ -1,8 +1,32 @@
 # Searchlight: per subject and analysis, a cross-validated accuracy map (and,
 # with permutations, a p-value map and the null maps). The centres are split
-# into `chunks` parts, one job each (spread over a cluster), gathered into the
-# map. Analyses with permutations have more outputs, so they use a second
+# into `chunks` parts (or as many as keep each within `chunk_minutes`), one job
+# each (spread over a cluster), gathered into the map. Analyses with permutations have more outputs, so they use a second
 # gathering rule that differs only in its outputs.
+
+
+# With chunk_minutes, the number of parts comes from a plan: the analysis timed on
+# a sample of centres (a checkpoint, so the parts are planned once it has run).
+checkpoint searchlight_plan:
+    input:
+        unpack(searchlight_plan_inputs),
+    output:
+        plan="results/{dataset}/sub-{subject}/searchlight/{analysis}/plan.json",
+        provenance="results/{dataset}/sub-{subject}/searchlight/{analysis}/searchlight_plan.provenance.json",
+    log:
+        "logs/searchlight_plan/{dataset}_sub-{subject}_{analysis}.log",
+    benchmark:
+        "logs/benchmark/searchlight_plan/{dataset}_sub-{subject}_{analysis}.tsv"
+    conda:
+        "../../envs/fmriflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_from_input(1500, 8),
+        runtime=30,
+    params:
+        analysis=searchlight_entry,
+    script:
+        "../../scripts/searchlight_plan.py"
 
 
 rule searchlight_part:

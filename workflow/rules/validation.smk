@@ -398,8 +398,16 @@ def check_analyses(config):
 
 
 def check_searchlight_groups(config):
-    """Group inference on searchlight maps needs permutation maps and several subjects."""
+    """Group inference on searchlight maps needs permutation maps and several subjects;
+    a map is split either into a number of chunks or by run time, not both."""
     for index, entry in enumerate(config["searchlight"]):
+        if entry["chunk_minutes"] is not None and entry["chunks"] != 1:
+            raise config_error(
+                f"searchlight[{index}]",
+                f"chunks: {entry['chunks']} and chunk_minutes: {entry['chunk_minutes']} both "
+                "split the map",
+                "Give one of them: a number of chunks, or a run time per chunk",
+            )
         if entry["group"] is None:
             continue
         where = f"searchlight[{index}].group"

@@ -40,7 +40,16 @@ from fmriflow.searchlight.group import (
     prevalence_test,
 )
 from fmriflow.searchlight.outputs import best_spheres, to_volume
-from fmriflow.searchlight.parts import Progress, gather_parts, part_design, part_rows, save_part
+from fmriflow.searchlight.parts import (
+    Progress,
+    gather_parts,
+    part_design,
+    part_rows,
+    plan_parts,
+    plan_sample,
+    read_plan,
+    save_part,
+)
 from fmriflow.searchlight.permutations import (
     distinct_labellings,
     gnb_permutation_test,
@@ -78,6 +87,9 @@ __all__ = [
     "gnb_searchlight",
     "make_spheres",
     "part_rows",
+    "plan_parts",
+    "plan_sample",
+    "read_plan",
     "peaks_mm",
     "permute_within_runs",
     "prevalence_bound",

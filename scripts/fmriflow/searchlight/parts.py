@@ -44,6 +44,87 @@ def part_rows(n_centres, n_parts, part):
     return np.array_split(np.arange(n_centres), n_parts)[part]
 
 
+#: Centres timed by a plan: enough to average over sphere sizes, few enough to be quick.
+PLAN_SAMPLE_CENTRES = 64
+
+
+def plan_sample(n_centres, n_sample=PLAN_SAMPLE_CENTRES):
+    """Rows of the centres a plan times: evenly spread over the map.
+
+    Parameters
+    ----------
+    n_centres : int
+        Spheres of the whole map.
+    n_sample : int
+        At most this many (all of them for a smaller map).
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Increasing, distinct rows.
+    """
+    if n_centres <= n_sample:
+        return np.arange(n_centres)
+    return np.unique(np.linspace(0, n_centres - 1, n_sample).round().astype(int))
+
+
+def plan_parts(n_centres, seconds_per_centre, minutes_per_part):
+    """Parts that keep each part's estimated run time within ``minutes_per_part``.
+
+    Parameters
+    ----------
+    n_centres : int
+        Spheres of the whole map.
+    seconds_per_centre : float
+        Measured cost of one centre (with its permutations).
+    minutes_per_part : float
+        The target run time of a part.
+
+    Returns
+    -------
+    int
+        ``ceil(n_centres * seconds_per_centre / (60 * minutes_per_part))``,
+        at least 1 and at most ``n_centres``.
+    """
+    if not minutes_per_part > 0:
+        raise InputError(
+            f"chunk_minutes {minutes_per_part}", "must be positive", "e.g. chunk_minutes: 30"
+        )
+    if not np.isfinite(seconds_per_centre) or seconds_per_centre < 0:
+        raise InputError(
+            f"seconds per centre {seconds_per_centre}",
+            "must be a finite time",
+            "Re-run the searchlight plan",
+        )
+    wanted = int(np.ceil(n_centres * seconds_per_centre / (60.0 * minutes_per_part)))
+    return int(min(max(wanted, 1), max(n_centres, 1)))
+
+
+def read_plan(path):
+    """The number of parts a searchlight plan chose (``plan.json``).
+
+    Parameters
+    ----------
+    path : path
+        Written by the ``searchlight_plan`` node.
+
+    Returns
+    -------
+    int
+    """
+    from fmriflow.io import read_json
+
+    plan = read_json(path, "searchlight plan")
+    n_parts = plan.get("n_parts")
+    if not isinstance(n_parts, int) or n_parts < 1:
+        raise InputError(
+            str(path),
+            f"gives n_parts {n_parts!r}, not a positive whole number",
+            "Re-run the searchlight plan (snakemake --forcerun searchlight_plan)",
+        )
+    return n_parts
+
+
 def save_part(result, rows, n_centres, path, chance, n_folds):
     """Write one part's accuracies (and null accuracies) as ``.npz``, atomically.
 
