@@ -144,12 +144,9 @@ NODE = Node(
     function=searchlight,
     inputs={
         "parts": "the analysis' part-<i>.npz files, in order (node searchlight_part)",
-        "clean": "clean.npy (time x voxel)",
-        "mask": "the preprocessing mask.nii.gz (matrix columns)",
-        "events": "the subject's events.tsv",
-        "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
+        **entries.SEARCHLIGHT_DATA_INPUTS,
         "background": "the figure background: anat.nii.gz, or mean.nii.gz without anatomy",
-        "plan": "plan.json of an analysis split by run time (chunk_minutes): the parts",
+        **entries.SEARCHLIGHT_PLAN_INPUT,
     },
     outputs={
         "accuracy": "accuracy.nii.gz to write",

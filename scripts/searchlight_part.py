@@ -64,13 +64,7 @@ NODE = Node(
     description="Node searchlight_part: the accuracies (and null accuracies) of one part of "
     "a searchlight map.",
     function=searchlight_part,
-    inputs={
-        "clean": "clean.npy (time x voxel)",
-        "mask": "the preprocessing mask.nii.gz (matrix columns)",
-        "events": "the subject's events.tsv",
-        "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
-        "plan": "plan.json of an analysis split by run time (chunk_minutes): the parts",
-    },
+    inputs=entries.SEARCHLIGHT_DATA_INPUTS | entries.SEARCHLIGHT_PLAN_INPUT,
     outputs={"scores": "part-<i>.npz to write: the part's accuracies (and null accuracies)"},
     params={
         "analysis": Param(

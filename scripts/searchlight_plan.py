@@ -70,12 +70,7 @@ NODE = Node(
     description="Node searchlight_plan: how many parts a searchlight map is split into, "
     "from its run time.",
     function=searchlight_plan,
-    inputs={
-        "clean": "clean.npy (time x voxel)",
-        "mask": "the preprocessing mask.nii.gz (matrix columns)",
-        "events": "the subject's events.tsv",
-        "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
-    },
+    inputs=entries.SEARCHLIGHT_DATA_INPUTS,
     outputs={"plan": "plan.json to write: centres, measured time per centre, parts"},
     params={
         "analysis": Param(

@@ -13,6 +13,18 @@ import numpy as np
 
 from fmriflow import decoding
 
+#: The inputs of a searchlight node that reads a subject's data, as the nodes describe them.
+SEARCHLIGHT_DATA_INPUTS = {
+    "clean": "clean.npy (time x voxel)",
+    "mask": "the preprocessing mask.nii.gz (matrix columns)",
+    "events": "the subject's events.tsv",
+    "roi": "the subject's roi.nii.gz (spheres centred in the ROI)",
+}
+#: The plan input of the parts and the gathering node of a map split by run time.
+SEARCHLIGHT_PLAN_INPUT = {
+    "plan": "plan.json of an analysis split by run time (chunk_minutes): the parts",
+}
+
 
 def subject_analysis(inputs, entry):
     """A subject's data for a decoding or searchlight entry.
