@@ -94,6 +94,28 @@ def test_changing_one_analysis_reruns_only_what_depends_on_it(default_run, tmp_p
     assert jobs == expected
 
 
+@pytest.mark.parametrize(
+    "deleted",
+    [
+        # Read by no other job: only the target asks for it.
+        "results/simtask/sub-01/decoding/face_vs_house/weights.png",
+        # Left out of the target: only the provenance table asks for it.
+        "results/simtask/sub-01/decoding/face_vs_house/decode.provenance.json",
+    ],
+)
+def test_a_deleted_output_is_made_again(tiny_run, tmp_path, deleted):
+    """Snakemake remakes a missing file only if some job or the target asks for it."""
+    import shutil
+
+    for tree in ("data", "results"):
+        shutil.copytree(tiny_run / tree, tmp_path / tree)
+    (tmp_path / deleted).unlink()
+    result = run_snakemake(tmp_path, "--dry-run", configfile=TINY_CONFIG)
+    assert result.returncode == 0, result.stderr[-2000:]
+    decode = ("decode", "dataset=simtask, subject=01, analysis=face_vs_house")
+    assert decode in planned_jobs(result.stdout)
+
+
 def run_until_mid_write(workdir, configfile, timeout=300):
     """Start the workflow and SIGKILL it (and its jobs) while a job is writing an output."""
     process = subprocess.Popen(

@@ -30,14 +30,18 @@ import pytest
 import yaml
 
 from cluster.harness import (
+    TINY_CONFIG,
     helper,
     job_blocks,
     job_keys,
     jobcomp_records,
+    local_cluster_profile,
     megabytes,
+    run,
     run_local_and_on_slurm,
     slurm_jobs,
     snakemake,
+    snakemake_command,
     started_cluster,
 )
 from conftest import REPO, SNAKEFILE, produced_files
@@ -247,6 +251,68 @@ def test_results_equal_those_of_a_local_run(runs):
             assert ours.read_bytes() == theirs.read_bytes(), f"{name} differs"
             kinds["other"] += 1
     assert kinds["npy"] and kinds["nifti"] and kinds["table"], kinds
+
+
+@pytest.mark.workflow
+@pytest.mark.slurm
+def test_a_searchlight_split_by_run_time_runs_its_plan_and_parts_on_slurm(
+    slurm_cluster, tiny_run, tmp_path
+):
+    """chunk_minutes on the cluster: the plan (a checkpoint) is a SLURM job, Snakemake
+    re-plans after it and submits each part it chose; the gathered maps are the tiny
+    run's (chunks: 3), which the local test of chunk_minutes checks as well.
+
+    Upstream data and preprocessing are the tiny run's, copied with their times, so
+    that only the searchlight's own jobs run (checked on the SLURM logs).
+    """
+    import nibabel as nib
+
+    folder = "results/simtask/sub-01/searchlight/fh_gnb"
+    workdir = tmp_path / "work"
+    for tree in ("data", "results"):
+        shutil.copytree(tiny_run / tree, workdir / tree)
+    shutil.rmtree(workdir / folder)
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    entry = next(e for e in config["searchlight"] if e["name"] == "fh_gnb")
+    del entry["chunks"]
+    entry["chunk_minutes"] = 0.004  # a fraction of a second: several parts
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    logdir = tmp_path / "slurm-logs"
+    profile = local_cluster_profile(tmp_path / "profile", slurm_cluster.partition, logdir)
+    maps = ("accuracy.nii.gz", "pvalues.nii.gz", "null.nii.gz")
+    command = [snakemake_command(), "--snakefile", SNAKEFILE, "--directory", workdir]
+    command += ["--configfile", tmp_path / "config.yaml", "--profile", profile]
+    command += [f"{folder}/{name}" for name in maps]
+    result, _ = run(command, timeout=900, cwd=workdir, env=slurm_cluster.env)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+
+    plan = json.loads((workdir / folder / "plan.json").read_text())
+    assert plan["n_parts"] > 1
+    assert len(list((workdir / folder / "parts").glob("part-*.npz"))) == plan["n_parts"]
+    # Each SLURM job's log lists the rules Snakemake ran inside it (parts may share a
+    # group job); the plan ran before any part existed, so in a job of its own.
+    inside = {
+        path: job_keys(job for job in job_blocks(path.read_text()) if job["local"])
+        for path in logdir.rglob("*.log")
+    }
+    ran = Counter()
+    for keys in inside.values():
+        ran.update(rule for rule, _ in keys.elements())
+    assert ran == {
+        "searchlight_plan": 1,
+        "searchlight_part": plan["n_parts"],
+        "searchlight_permutations": 1,
+    }
+    assert any({rule for rule, _ in keys} == {"searchlight_plan"} for keys in inside.values())
+    records = jobcomp_records(slurm_cluster.jobcomp, workdir)
+    assert len(records) == len(inside) >= 2
+    assert {r["JobState"] for r in records} == {"COMPLETED"}
+    for name in maps:
+        np.testing.assert_array_equal(
+            nib.load(workdir / folder / name).get_fdata(),
+            nib.load(tiny_run / folder / name).get_fdata(),
+        )
 
 
 # --- tests of the profiles and rules, without a cluster ------------------------------
