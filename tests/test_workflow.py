@@ -256,6 +256,12 @@ WORKFLOW_ERRORS = [
 ]
 
 
+def test_the_schema_read_by_libyaml_is_the_schema_read_by_pyyaml():
+    from fmriflow.schema import SCHEMA_PATH, load_schema
+
+    assert load_schema() == yaml.safe_load(SCHEMA_PATH.read_text())
+
+
 @pytest.mark.parametrize(("mutate", "fragments"), SCHEMA_ERRORS)
 def test_the_schema_names_the_faulty_key(mutate, fragments):
     """The validation the workflow runs first (fmriflow.schema), here in-process."""
