@@ -319,14 +319,59 @@ def test_group_level_fits_see_only_the_training_subjects_of_their_fold(recorded)
         covariances, y, "tangent", "anova_svc", n_splits=4, n_repeats=2, n_permutations=3, seed=2
     )
     splits = all_splits(y, 4, 2, 2, 3)
-    # One tangent fit per fold and no other, each on exactly the fold's training subjects.
-    assert [r["fit"] for r in RecordingTangentSpace.log] == [frozenset(tr) for tr, _ in splits]
+    # One tangent fit per training set the folds draw (a permutation's fold that draws
+    # a training set again reuses its features), each on exactly those subjects.
+    drawn = list(dict.fromkeys((tr.tobytes(), te.tobytes()) for tr, te in splits))
+    assert len(drawn) > 4
+    assert [r["fit"] for r in RecordingTangentSpace.log] == [
+        frozenset(np.frombuffer(tr, dtype=splits[0][0].dtype).tolist()) for tr, _ in drawn
+    ]
     assert leaks(splits) == []
     # And the classifier's features are those of a tangent space fitted on the fold.
     for (train, test), (fitted, predicted) in zip(splits[:8], classifier_folds(), strict=False):
         space = connectivity.TangentSpace(covariances.shape[1]).fit(flat[train])
         np.testing.assert_allclose(fitted, space.transform(flat[train]), atol=1e-12)
         np.testing.assert_allclose(predicted, space.transform(flat[test]), atol=1e-12)
+
+
+def test_features_kept_for_training_sets_drawn_again_change_nothing(monkeypatch):
+    """Permutations draw some training sets again; their kept features give the same
+    accuracies, null and p-value as features recomputed for every fold."""
+    signals, y = cohort(5, n_subjects=12, coupling=0.3)
+    covariances = inputs(signals, "tangent")
+    arguments = dict(n_splits=3, n_repeats=2, n_permutations=30, seed=1)
+    kept = prediction.predict_from_connectomes(covariances, y, "tangent", **arguments)
+    fits = []
+    original = connectivity.TangentSpace.fit
+
+    def counted_fit(self, X, y=None):
+        fits.append(len(X))
+        return original(self, X, y)
+
+    monkeypatch.setattr(connectivity.TangentSpace, "fit", counted_fit)
+    cache_class = prediction.FoldFeatureCache
+    monkeypatch.setattr(prediction, "FoldFeatureCache", lambda: cache_class(max_bytes=0))
+    recomputed = prediction.predict_from_connectomes(covariances, y, "tangent", **arguments)
+    assert len(fits) == 31 * 6  # every fold of the true labels and of each permutation
+    np.testing.assert_array_equal(kept["accuracies"], recomputed["accuracies"])
+    np.testing.assert_array_equal(kept["null"], recomputed["null"])
+    assert kept["p_value"] == recomputed["p_value"]
+
+
+def test_the_feature_cache_keeps_no_more_than_its_budget():
+    matrices = np.stack([np.eye(3) * (k + 1) for k in range(6)]).reshape(6, -1)
+    space = connectivity.EdgeVectors(3)
+    splits = [
+        (np.array([0, 1, 2, 3]), np.array([4, 5])),
+        (np.array([2, 3, 4, 5]), np.array([0, 1])),
+    ]
+    one_fold = 6 * 3 * 8  # 6 subjects x 3 edges, float64
+    cache = prediction.FoldFeatureCache(max_bytes=one_fold)
+    for train, test in splits * 2:
+        X_train, X_test = cache.features(matrices, space, train, test)
+        np.testing.assert_array_equal(X_train, space.fit_transform(matrices[train]))
+        np.testing.assert_array_equal(X_test, space.transform(matrices[test]))
+    assert cache.n_bytes == one_fold and len(cache) == 1
 
 
 def test_a_tangent_space_fitted_on_all_subjects_is_caught(recorded):

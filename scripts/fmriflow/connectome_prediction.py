@@ -20,7 +20,10 @@ true folds are stratified on the true labels, so under shuffled labels
 their training sets are unbalanced against their test sets, which pulls
 the null accuracies below chance and the p-values down (a classifier that
 ignores the data then gets p = 1 / (n_permutations + 1)). So the tangent
-space is refitted for every fold of every permutation: the test costs
+space is fitted on the training set of every fold of every permutation; a
+training set drawn again by another permutation reuses its features, which
+are the same since the transformer sees no labels (:class:`FoldFeatureCache`).
+The classifier is refitted in every fold: the test costs about
 ``n_permutations`` times the cross-validation.
 """
 
@@ -169,31 +172,72 @@ class FoldFeatures:
     X_test: np.ndarray
 
 
-def fold_features(matrices, transformer, splits):
+class FoldFeatureCache:
+    """The features of each training set already transformed, up to a memory budget.
+
+    Stratified folds redrawn for every label permutation repeat training sets:
+    the 1,515 folds of 100 permutations of 12 subjects in 3 folds x 5 repeats
+    have about 300 distinct training sets. A transformer sees no labels, so
+    the features of a training set (and of its test subjects) are the same
+    whichever permutation drew it; this keeps them, keyed by the training
+    subjects in their order, until ``max_bytes`` are held.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Memory for the kept features (40 subjects x 80,000 tangent edges of a
+        400-region atlas are 26 MB per training set).
+    """
+
+    def __init__(self, max_bytes=256 * 2**20):
+        self.max_bytes = max_bytes
+        self.n_bytes = 0
+        self._features = {}
+
+    def __len__(self):
+        return len(self._features)
+
+    def features(self, matrices, transformer, train, test):
+        """``(X_train, X_test)`` of a clone of ``transformer`` fitted on ``train``."""
+        key = (np.asarray(train).tobytes(), np.asarray(test).tobytes())
+        if key in self._features:
+            return self._features[key]
+        fitted = clone(transformer).fit(matrices[train])
+        pair = (fitted.transform(matrices[train]), fitted.transform(matrices[test]))
+        size = pair[0].nbytes + pair[1].nbytes
+        if self.n_bytes + size <= self.max_bytes:
+            self._features[key] = pair
+            self.n_bytes += size
+        return pair
+
+
+def fold_features(matrices, transformer, splits, cache=None):
     """Transform every fold with a clone of ``transformer`` fitted on its training rows.
 
-    A generator: one fold's features exist at a time, so memory does not grow
-    with the number of folds (40 subjects x 80,000 tangent edges of a
-    400-region atlas are 26 MB per fold, over a GB for 50 folds at once).
+    A generator: one fold's features exist at a time (beyond those ``cache``
+    keeps), so memory does not grow with the number of folds (40 subjects x
+    80,000 tangent edges of a 400-region atlas are 26 MB per fold, over a GB
+    for 50 folds at once).
 
     Parameters
     ----------
     matrices : numpy.ndarray, shape (n_subjects, n_regions * n_regions)
         Flattened per-subject matrices.
     transformer : estimator
-        Unfitted; cloned per fold.
+        Unfitted; cloned per fold. It must not see labels.
     splits : iterable of (train, test)
         Subject indices of each fold.
+    cache : FoldFeatureCache, optional
+        Features of training sets seen before, for the folds of permutations.
 
     Yields
     ------
     FoldFeatures
     """
+    cache = FoldFeatureCache(max_bytes=0) if cache is None else cache
     for train, test in splits:
-        fitted = clone(transformer).fit(matrices[train])
-        yield FoldFeatures(
-            train, test, fitted.transform(matrices[train]), fitted.transform(matrices[test])
-        )
+        X_train, X_test = cache.features(matrices, transformer, train, test)
+        yield FoldFeatures(train, test, X_train, X_test)
 
 
 def fold_accuracies(folds, y, classifier):
@@ -330,12 +374,14 @@ def predict_from_connectomes(
         n_features=n_edges(measure, n_regions),
     )
 
+    cache = FoldFeatureCache()
+
     def cross_validate(labels):
         splits = list(cv.split(np.zeros(n_subjects), labels))
-        return fold_accuracies(fold_features(flat, transformer, splits), labels, model)
+        return fold_accuracies(fold_features(flat, transformer, splits, cache), labels, model)
 
     splits = list(cv.split(np.zeros(n_subjects), y))
-    accuracies = fold_accuracies(fold_features(flat, transformer, splits), y, model)
+    accuracies = fold_accuracies(fold_features(flat, transformer, splits, cache), y, model)
     observed = float(accuracies.mean())
     fold_chance = np.array([chance_accuracy(y[train], y[test]) for train, test in splits])
     # As permutation_test_score: shuffled labels, folds drawn again for them.
