@@ -275,7 +275,7 @@ def test_a_searchlight_split_by_run_time_runs_its_plan_and_parts_on_slurm(
     config = yaml.safe_load(TINY_CONFIG.read_text())
     entry = next(e for e in config["searchlight"] if e["name"] == "fh_gnb")
     del entry["chunks"]
-    entry["chunk_minutes"] = 0.004  # a fraction of a second: several parts
+    entry["chunk_minutes"] = 0.001  # 0.06 s per part: several parts on any machine
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     logdir = tmp_path / "slurm-logs"
     profile = local_cluster_profile(tmp_path / "profile", slurm_cluster.partition, logdir)

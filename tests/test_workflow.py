@@ -566,7 +566,7 @@ def test_a_map_split_by_run_time_is_the_map_split_by_number(tiny_run, tmp_path):
     def mutate(config):
         entry = next(e for e in config["searchlight"] if e["name"] == "fh_gnb")
         del entry["chunks"]
-        entry["chunk_minutes"] = 0.004  # a fraction of a second: several parts
+        entry["chunk_minutes"] = 0.001  # 0.06 s per part: several parts on any machine
 
     config = write_config(tmp_path, mutate)
     folder = "results/simtask/sub-01/searchlight/fh_gnb"
