@@ -19,6 +19,7 @@ they fail.
 
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -259,8 +260,9 @@ def test_a_searchlight_split_by_run_time_runs_its_plan_and_parts_on_slurm(
     slurm_cluster, tiny_run, tmp_path
 ):
     """chunk_minutes on the cluster: the plan (a checkpoint) is a SLURM job, Snakemake
-    re-plans after it and submits each part it chose; the gathered maps are the tiny
-    run's (chunks: 3), which the local test of chunk_minutes checks as well.
+    re-plans after it and submits the parts it chose in bundles of their own; the
+    gathered maps are the tiny run's (chunks: 3), as the local test of chunk_minutes
+    checks as well.
 
     Upstream data and preprocessing are the tiny run's, copied with their times, so
     that only the searchlight's own jobs run (checked on the SLURM logs).
@@ -275,7 +277,7 @@ def test_a_searchlight_split_by_run_time_runs_its_plan_and_parts_on_slurm(
     config = yaml.safe_load(TINY_CONFIG.read_text())
     entry = next(e for e in config["searchlight"] if e["name"] == "fh_gnb")
     del entry["chunks"]
-    entry["chunk_minutes"] = 0.001  # 0.06 s per part: several parts on any machine
+    entry["chunk_minutes"] = 0.0002  # 0.012 s per part: more parts than one bundle holds
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     logdir = tmp_path / "slurm-logs"
     profile = local_cluster_profile(tmp_path / "profile", slurm_cluster.partition, logdir)
@@ -290,8 +292,8 @@ def test_a_searchlight_split_by_run_time_runs_its_plan_and_parts_on_slurm(
     plan = json.loads((workdir / folder / "plan.json").read_text())
     assert plan["n_parts"] > 1
     assert len(list((workdir / folder / "parts").glob("part-*.npz"))) == plan["n_parts"]
-    # Each SLURM job's log lists the rules Snakemake ran inside it (parts may share a
-    # group job); the plan ran before any part existed, so in a job of its own.
+    # Each SLURM job's log lists the rules Snakemake ran inside it: the plan in a job of
+    # its own, the parts in bundles of their own (so that they spread over the nodes).
     inside = {
         path: job_keys(job for job in job_blocks(path.read_text()) if job["local"])
         for path in logdir.rglob("*.log")
@@ -304,9 +306,15 @@ def test_a_searchlight_split_by_run_time_runs_its_plan_and_parts_on_slurm(
         "searchlight_part": plan["n_parts"],
         "searchlight_permutations": 1,
     }
-    assert any({rule for rule, _ in keys} == {"searchlight_plan"} for keys in inside.values())
+    rules_of = [{rule for rule, _ in keys} for keys in inside.values()]
+    assert rules_of.count({"searchlight_plan"}) == 1
+    bundles = [rules for rules in rules_of if "searchlight_part" in rules]
+    assert all(rules == {"searchlight_part"} for rules in bundles)
+    profile_groups = slurm_profile()
+    size = profile_groups["group-components"][profile_groups["groups"]["searchlight_part"]]
+    assert len(bundles) == math.ceil(plan["n_parts"] / size) > 1
     records = jobcomp_records(slurm_cluster.jobcomp, workdir)
-    assert len(records) == len(inside) >= 2
+    assert len(records) == len(inside) == len(bundles) + 2
     assert {r["JobState"] for r in records} == {"COMPLETED"}
     for name in maps:
         np.testing.assert_array_equal(
