@@ -78,3 +78,44 @@ def test_bare_estimator_predicts_what_the_pipeline_predicts(name):
         assert bare is pipeline
     expected = clone(pipeline).fit(X[:45], y[:45]).predict(X[45:])
     np.testing.assert_array_equal(clone(bare).fit(X[:45], y[:45]).predict(X[45:]), expected)
+
+
+@pytest.mark.parametrize("name", classifiers.names())
+def test_repeated_fits_change_no_prediction(name):
+    """scikit-learn's checks skipped inside the block: the same fit, the same predictions."""
+    import sklearn
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((60, 8))
+    y = np.repeat(["a", "b", "c"], 20)
+    X[y == "b", 1] += 1.0
+    model = classifiers.make_classifier(name, seed=0, n_classes=3, n_features=8)
+    expected = clone(model).fit(X[:45], y[:45]).predict(X[45:])
+    with classifiers.repeated_fits(X):
+        assert sklearn.get_config()["skip_parameter_validation"]
+        assert sklearn.get_config()["assume_finite"]
+        found = clone(model).fit(X[:45], y[:45]).predict(X[45:])
+    np.testing.assert_array_equal(found, expected)
+    assert not sklearn.get_config()["assume_finite"]
+
+
+def test_repeated_fits_refuse_data_scikit_learn_would_no_longer_check():
+    X = np.ones((10, 3))
+    X[4, 2] = np.nan
+    with pytest.raises(InputError, match=r"decoding features: holds 1 NaN or infinite"):
+        with classifiers.repeated_fits(np.ones(3), X, what="decoding features"):
+            pass
+
+
+@pytest.mark.parametrize("balance", [False, True])
+@pytest.mark.parametrize("name", classifiers.names(searchlight=True))
+def test_engine_settings_are_the_built_estimators(name, balance):
+    """The closed-form and naive Bayes engines read the entry's settings without building it."""
+    if classifiers.get(name).searchlight == "sklearn":
+        pytest.skip("fitted by scikit-learn itself")
+    clf = classifiers.make_classifier(name, balance=balance, n_classes=3).named_steps["clf"]
+    settings = classifiers.engine_settings(name, balance=balance, n_classes=3)
+    # Nearest centroid's engine takes no setting (its ``priors`` is sklearn's own default).
+    for key in ("alpha", "shrinkage", "var_smoothing", "priors"):
+        if hasattr(clf, key) and name != "nearest_centroid":
+            np.testing.assert_equal(settings[key], getattr(clf, key))

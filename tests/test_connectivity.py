@@ -14,10 +14,11 @@ from nilearn.connectome import (
 from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
 from nilearn.signal import standardize_signal
 from scipy import linalg, stats
-from sklearn.covariance import GraphicalLassoCV
+from sklearn.covariance import GraphicalLassoCV, LedoitWolf
 from threadpoolctl import threadpool_limits
 
 from fmriflow import connectivity, regions
+from fmriflow import connectome_prediction as prediction
 from fmriflow.errors import InputError
 from fmriflow.masking import unmask
 
@@ -181,6 +182,36 @@ def cohort():
     return [subject_signals(rng, n_volumes=rng.integers(50, 90)) for _ in range(9)]
 
 
+@pytest.mark.parametrize("n_volumes, n_regions", [(200, 7), (40, 60), (30, 1), (12, 90)])
+def test_ledoit_wolf_covariance_is_scikit_learns(n_volumes, n_regions):
+    """Long and short signals, one region, and more regions than volumes (full shrinkage)."""
+    rng = np.random.default_rng(n_regions)
+    mixing = rng.standard_normal((n_regions, n_regions)) * rng.uniform(0.1, 10, n_regions)
+    signals = rng.standard_normal((n_volumes, n_regions)) @ mixing + rng.normal(5, 3, n_regions)
+    expected = LedoitWolf(store_precision=False).fit(signals).covariance_
+    np.testing.assert_allclose(
+        connectivity.ledoit_wolf_covariance(signals), expected, rtol=1e-13, atol=0
+    )
+
+
+def test_a_subjects_connectome_does_not_import_scikit_learn():
+    """Importing it was half of a subject's connectome job (24 jobs in the default run)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from fmriflow import connectivity\n"
+        "s = np.random.default_rng(0).standard_normal((50, 4))\n"
+        "connectivity.subject_matrices(s)\n"
+        "print('sklearn' in sys.modules, 'nilearn' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"], result
+
+
 @pytest.mark.parametrize(
     "kind, key",
     [
@@ -288,7 +319,7 @@ def test_tangent_space_fitted_on_training_subjects_equals_connectivity_measure(c
     n = cohort[0].shape[1]
     covariances = np.array([connectivity.subject_matrices(s)["covariance"] for s in cohort])
     flat = covariances.reshape(len(cohort), -1)
-    space = connectivity.TangentSpace(n).fit(flat[:6])
+    space = prediction.TangentSpace(n).fit(flat[:6])
     measure = ConnectivityMeasure(kind="tangent", vectorize=True).fit(train)
     np.testing.assert_allclose(space.transform(flat[6:]), measure.transform(test), atol=1e-9)
     np.testing.assert_allclose(space.mean_, measure.mean_, rtol=1e-9)
@@ -309,7 +340,7 @@ def test_vectorize_is_nilearns_convention():
     np.testing.assert_allclose(
         np.linalg.norm(vectors, axis=1), np.linalg.norm(matrices, axis=(1, 2)) / np.sqrt(2)
     )
-    edges = connectivity.EdgeVectors(4).fit_transform(matrices.reshape(3, -1))
+    edges = prediction.EdgeVectors(4).fit_transform(matrices.reshape(3, -1))
     np.testing.assert_array_equal(edges, sym_matrix_to_vec(matrices, discard_diagonal=True))
 
 

@@ -213,7 +213,7 @@ def test_bad_targets_and_inputs_are_refused():
 # --- no leakage ------------------------------------------------------------------------------
 
 
-class RecordingTangentSpace(connectivity.TangentSpace):
+class RecordingTangentSpace(prediction.TangentSpace):
     """The tangent space, recording which subjects each fitted copy saw, and which
     fitted copy and subject every feature vector it produced comes from."""
 
@@ -329,7 +329,7 @@ def test_group_level_fits_see_only_the_training_subjects_of_their_fold(recorded)
     assert leaks(splits) == []
     # And the classifier's features are those of a tangent space fitted on the fold.
     for (train, test), (fitted, predicted) in zip(splits[:8], classifier_folds(), strict=False):
-        space = connectivity.TangentSpace(covariances.shape[1]).fit(flat[train])
+        space = prediction.TangentSpace(covariances.shape[1]).fit(flat[train])
         np.testing.assert_allclose(fitted, space.transform(flat[train]), atol=1e-12)
         np.testing.assert_allclose(predicted, space.transform(flat[test]), atol=1e-12)
 
@@ -342,13 +342,13 @@ def test_features_kept_for_training_sets_drawn_again_change_nothing(monkeypatch)
     arguments = dict(n_splits=3, n_repeats=2, n_permutations=30, seed=1)
     kept = prediction.predict_from_connectomes(covariances, y, "tangent", **arguments)
     fits = []
-    original = connectivity.TangentSpace.fit
+    original = prediction.TangentSpace.fit
 
     def counted_fit(self, X, y=None):
         fits.append(len(X))
         return original(self, X, y)
 
-    monkeypatch.setattr(connectivity.TangentSpace, "fit", counted_fit)
+    monkeypatch.setattr(prediction.TangentSpace, "fit", counted_fit)
     cache_class = prediction.FoldFeatureCache
     monkeypatch.setattr(prediction, "FoldFeatureCache", lambda: cache_class(max_bytes=0))
     recomputed = prediction.predict_from_connectomes(covariances, y, "tangent", **arguments)
@@ -360,7 +360,7 @@ def test_features_kept_for_training_sets_drawn_again_change_nothing(monkeypatch)
 
 def test_the_feature_cache_keeps_no_more_than_its_budget():
     matrices = np.stack([np.eye(3) * (k + 1) for k in range(6)]).reshape(6, -1)
-    space = connectivity.EdgeVectors(3)
+    space = prediction.EdgeVectors(3)
     splits = [
         (np.array([0, 1, 2, 3]), np.array([4, 5])),
         (np.array([2, 3, 4, 5]), np.array([0, 1])),

@@ -135,6 +135,49 @@ def test_mean_accuracy_is_cross_val_score_with_and_without_a_search(subject):
         assert decoding.mean_accuracy(estimator, X, labels, runs, cv, is_search) == reference
 
 
+def test_leave_one_run_out_is_scikit_learns_leave_one_group_out():
+    """Unordered, unequal runs with labels that are not 0..n-1."""
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    runs = np.random.default_rng(0).choice([7, 2, 11, 5], size=53)
+    X = np.zeros((runs.size, 2))
+    ours = decoding.make_cv("leave_one_run_out")
+    expected = list(LeaveOneGroupOut().split(X, groups=runs))
+    found = list(ours.split(X, None, runs))
+    assert len(found) == len(expected) == ours.get_n_splits(X, None, runs) == 4
+    for (train, test), (train_ref, test_ref) in zip(found, expected, strict=True):
+        np.testing.assert_array_equal(train, train_ref)
+        np.testing.assert_array_equal(test, test_ref)
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        next(ours.split(X, None, np.zeros(runs.size)))
+    with pytest.raises(ValueError, match="needs the run of each sample"):
+        ours.get_n_splits(X)
+
+
+def test_a_closed_form_searchlight_does_not_import_scikit_learn():
+    """A searchlight part on the ridge or naive Bayes engine: a second less per job."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from fmriflow import decoding, searchlight as sl\n"
+        "rng = np.random.default_rng(0)\n"
+        "mask = np.ones((4, 4, 3), bool)\n"
+        "spheres = sl.make_spheres(mask, np.eye(4), 1.5)\n"
+        "X = rng.standard_normal((40, 48)); y = np.tile(['a', 'b'], 20)\n"
+        "runs = np.repeat(np.arange(4), 10)\n"
+        "cv = decoding.make_cv('leave_one_run_out')\n"
+        "for name in ('ridge', 'gnb', 'nearest_centroid'):\n"
+        "    sl.searchlight_scores(X, y, runs, spheres, name, cv=cv, n_permutations=5)\n"
+        "print('sklearn' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False"], result
+
+
 def test_other_cv_schemes_split_by_run(subject):
     X, y, runs = contrast(subject, ["face", "house"])
     for scheme in ("kfold_runs", "repeated_stratified_runs"):

@@ -36,7 +36,6 @@ import warnings
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from fmriflow.errors import InputError
 
@@ -194,11 +193,40 @@ def _zscore(signals):
     return centred / scale
 
 
-def _ledoit_wolf(signals):
-    """Ledoit–Wolf shrunk covariance, nilearn's default estimator."""
-    from sklearn.covariance import LedoitWolf
+def ledoit_wolf_covariance(signals):
+    """Ledoit–Wolf shrunk covariance of region signals (nilearn's default estimator).
 
-    return LedoitWolf(store_precision=False).fit(signals).covariance_
+    The sample covariance ``S`` (of the centred signals, divided by the
+    number of volumes) pulled towards ``mu I``, ``mu`` the mean variance, by
+    the weight of Ledoit and Wolf (2004, J. Multivariate Anal. 88:365) that
+    minimises the expected squared error: the spread of the volumes'
+    outer products around ``S`` over the distance of ``S`` from ``mu I``,
+    capped at 1. Computed here so that a subject's connectome job does not
+    import scikit-learn (a second of its two); the same as
+    ``sklearn.covariance.LedoitWolf().fit(signals).covariance_`` (tested).
+
+    Parameters
+    ----------
+    signals : numpy.ndarray, shape (n_volumes, n_regions)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_regions, n_regions)
+    """
+    centred = signals - signals.mean(axis=0)
+    n_volumes, n_regions = centred.shape
+    sample = centred.T @ centred / n_volumes
+    mu = np.trace(sample) / n_regions
+    squared_norm = np.sum(sample**2)
+    # ||S - mu I||^2 / p, and the mean squared distance of x x^T from S, / p.
+    distance = (squared_norm - n_regions * mu**2) / n_regions
+    spread = (np.sum(np.sum(centred**2, axis=1) ** 2) / n_volumes - squared_norm) / (
+        n_regions * n_volumes
+    )
+    shrinkage = 0.0 if distance == 0 else min(spread, distance) / distance
+    shrunk = (1.0 - shrinkage) * sample
+    shrunk.flat[:: n_regions + 1] += shrinkage * mu
+    return shrunk
 
 
 def check_signals(signals, where="region signals"):
@@ -304,10 +332,10 @@ def subject_matrices(signals):
     """
     check_signals(signals)
     signals = np.asarray(signals, dtype=np.float64)
-    covariance = _ledoit_wolf(signals)
+    covariance = ledoit_wolf_covariance(signals)
     return {
         "covariance": covariance,
-        "correlation": covariance_to_correlation(_ledoit_wolf(_zscore(signals))),
+        "correlation": covariance_to_correlation(ledoit_wolf_covariance(_zscore(signals))),
         "partial_correlation": precision_to_partial(linalg.inv(covariance)),
     }
 
@@ -354,8 +382,21 @@ def sparse_inverse_covariance(signals, n_folds=3, seed=0):
 # --- tangent space -----------------------------------------------------------------
 
 
-def _eigen_function(function, matrices):
-    """``function`` applied to the eigenvalues of symmetric matrices ``(..., n, n)``."""
+def eigen_function(function, matrices):
+    """``function`` applied to the eigenvalues of symmetric matrices.
+
+    Parameters
+    ----------
+    function : callable
+        Applied to the array of eigenvalues (e.g. ``numpy.log``).
+    matrices : numpy.ndarray, shape (..., n, n)
+        Symmetric matrices.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., n, n)
+        ``V f(L) V^T`` for each eigendecomposition ``V L V^T``.
+    """
     values, vectors = np.linalg.eigh(matrices)
     return (vectors * function(values)[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
@@ -412,9 +453,9 @@ def geometric_mean(matrices, max_iter=30, tol=1e-7):
         values, vectors = np.linalg.eigh(mean)
         inverse_root = (vectors / np.sqrt(values)) @ vectors.T
         root = (vectors * np.sqrt(values)) @ vectors.T
-        gradient = _eigen_function(np.log, inverse_root @ matrices @ inverse_root).mean(axis=0)
+        gradient = eigen_function(np.log, inverse_root @ matrices @ inverse_root).mean(axis=0)
         norm = np.linalg.norm(gradient)
-        mean = root @ _eigen_function(np.exp, step * gradient) @ root
+        mean = root @ eigen_function(np.exp, step * gradient) @ root
         if norm < best:
             best = norm
         elif norm > best:
@@ -453,127 +494,6 @@ def vectorize(matrices, discard_diagonal=False):
     return sym_matrix_to_vec(np.asarray(matrices), discard_diagonal=discard_diagonal)
 
 
-def _square(X, n_regions, what):
-    """Rows of flattened ``n_regions`` x ``n_regions`` matrices back as matrices."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != n_regions * n_regions:
-        raise InputError(
-            what,
-            f"has shape {X.shape}, not (n_subjects, {n_regions * n_regions})",
-            f"Give one flattened {n_regions} x {n_regions} matrix per row",
-        )
-    return X.reshape(len(X), n_regions, n_regions)
-
-
-class TangentSpace(TransformerMixin, BaseEstimator):
-    """Tangent-space connectomes, the reference mean fitted on the subjects seen by ``fit``.
-
-    Takes the subjects' covariance matrices (flattened, ``n_regions**2``
-    values per row, so that scikit-learn's cross-validation can slice
-    them) and returns the vectorised (:func:`vectorize`, diagonal kept)
-    matrix logarithm of each covariance whitened by the geometric mean of
-    the *training* covariances: on the same covariances, what
-    ``ConnectivityMeasure(kind="tangent", vectorize=True)`` fitted on the
-    training subjects' signals gives.
-
-    Parameters
-    ----------
-    n_regions : int
-        Side of the matrices.
-
-    Attributes
-    ----------
-    mean_ : numpy.ndarray, shape (n_regions, n_regions)
-        Geometric mean of the training covariances.
-    whitening_ : numpy.ndarray, shape (n_regions, n_regions)
-        Its inverse square root.
-    n_fitted_ : int
-        Number of training subjects.
-    """
-
-    def __init__(self, n_regions):
-        self.n_regions = n_regions
-
-    def fit(self, X, y=None):
-        """Fit the reference mean on the training subjects.
-
-        Parameters
-        ----------
-        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
-            Flattened covariance matrices.
-        y : None
-            Ignored (the tangent space does not see the labels).
-
-        Returns
-        -------
-        TangentSpace
-            The fitted transformer.
-        """
-        self.mean_ = geometric_mean(_square(X, self.n_regions, "covariances"))
-        self.whitening_ = _eigen_function(lambda v: 1.0 / np.sqrt(v), self.mean_)
-        self.n_fitted_ = len(X)
-        return self
-
-    def transform(self, X):
-        """Tangent vectors of subjects around the fitted reference.
-
-        Parameters
-        ----------
-        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
-            Flattened covariance matrices.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n_subjects, n_regions * (n_regions + 1) / 2)
-        """
-        matrices = _square(X, self.n_regions, "covariances")
-        return vectorize(_eigen_function(np.log, self.whitening_ @ matrices @ self.whitening_))
-
-
-class EdgeVectors(TransformerMixin, BaseEstimator):
-    """Lower-triangle edges (no diagonal) of flattened symmetric matrices; no fitted state.
-
-    Parameters
-    ----------
-    n_regions : int
-        Side of the matrices.
-    """
-
-    def __init__(self, n_regions):
-        self.n_regions = n_regions
-
-    def fit(self, X, y=None):
-        """Nothing to fit.
-
-        Parameters
-        ----------
-        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
-            Flattened matrices (checked only).
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        EdgeVectors
-        """
-        _square(X, self.n_regions, "matrices")
-        return self
-
-    def transform(self, X):
-        """The edges of each matrix, as :func:`vectorize` without the diagonal.
-
-        Parameters
-        ----------
-        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
-            Flattened symmetric matrices.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n_subjects, n_regions * (n_regions - 1) / 2)
-        """
-        return vectorize(_square(X, self.n_regions, "matrices"), discard_diagonal=True)
-
-
 def tangent_matrices(covariances, reference=None):
     """Tangent-space matrices of every subject, for description (not for prediction).
 
@@ -592,8 +512,8 @@ def tangent_matrices(covariances, reference=None):
     """
     covariances = np.asarray(covariances, dtype=np.float64)
     reference = geometric_mean(covariances) if reference is None else np.asarray(reference)
-    whitening = _eigen_function(lambda v: 1.0 / np.sqrt(v), reference)
-    return _eigen_function(np.log, whitening @ covariances @ whitening), reference
+    whitening = eigen_function(lambda v: 1.0 / np.sqrt(v), reference)
+    return eigen_function(np.log, whitening @ covariances @ whitening), reference
 
 
 # --- group sparse ----------------------------------------------------------------------

@@ -31,11 +31,10 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
 
-from fmriflow import classifiers
-from fmriflow.connectivity import EdgeVectors, TangentSpace
+from fmriflow import classifiers, connectivity
 from fmriflow.decoding import chance_accuracy
 from fmriflow.errors import InputError
 
@@ -47,6 +46,131 @@ MEASURE_INPUT = {
     "partial_correlation": "partial_correlation",
     "tangent": "covariance",
 }
+
+
+def _square(X, n_regions, what):
+    """Rows of flattened ``n_regions`` x ``n_regions`` matrices back as matrices."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != n_regions * n_regions:
+        raise InputError(
+            what,
+            f"has shape {X.shape}, not (n_subjects, {n_regions * n_regions})",
+            f"Give one flattened {n_regions} x {n_regions} matrix per row",
+        )
+    return X.reshape(len(X), n_regions, n_regions)
+
+
+class TangentSpace(TransformerMixin, BaseEstimator):
+    """Tangent-space connectomes, the reference mean fitted on the subjects seen by ``fit``.
+
+    Takes the subjects' covariance matrices (flattened, ``n_regions**2``
+    values per row, so that scikit-learn's cross-validation can slice
+    them) and returns the vectorised (:func:`fmriflow.connectivity.vectorize`, diagonal kept)
+    matrix logarithm of each covariance whitened by the geometric mean of
+    the *training* covariances: on the same covariances, what
+    ``ConnectivityMeasure(kind="tangent", vectorize=True)`` fitted on the
+    training subjects' signals gives.
+
+    Parameters
+    ----------
+    n_regions : int
+        Side of the matrices.
+
+    Attributes
+    ----------
+    mean_ : numpy.ndarray, shape (n_regions, n_regions)
+        Geometric mean of the training covariances.
+    whitening_ : numpy.ndarray, shape (n_regions, n_regions)
+        Its inverse square root.
+    n_fitted_ : int
+        Number of training subjects.
+    """
+
+    def __init__(self, n_regions):
+        self.n_regions = n_regions
+
+    def fit(self, X, y=None):
+        """Fit the reference mean on the training subjects.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened covariance matrices.
+        y : None
+            Ignored (the tangent space does not see the labels).
+
+        Returns
+        -------
+        TangentSpace
+            The fitted transformer.
+        """
+        self.mean_ = connectivity.geometric_mean(_square(X, self.n_regions, "covariances"))
+        self.whitening_ = connectivity.eigen_function(lambda v: 1.0 / np.sqrt(v), self.mean_)
+        self.n_fitted_ = len(X)
+        return self
+
+    def transform(self, X):
+        """Tangent vectors of subjects around the fitted reference.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened covariance matrices.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_subjects, n_regions * (n_regions + 1) / 2)
+        """
+        matrices = _square(X, self.n_regions, "covariances")
+        return connectivity.vectorize(
+            connectivity.eigen_function(np.log, self.whitening_ @ matrices @ self.whitening_)
+        )
+
+
+class EdgeVectors(TransformerMixin, BaseEstimator):
+    """Lower-triangle edges (no diagonal) of flattened symmetric matrices; no fitted state.
+
+    Parameters
+    ----------
+    n_regions : int
+        Side of the matrices.
+    """
+
+    def __init__(self, n_regions):
+        self.n_regions = n_regions
+
+    def fit(self, X, y=None):
+        """Nothing to fit.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened matrices (checked only).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        EdgeVectors
+        """
+        _square(X, self.n_regions, "matrices")
+        return self
+
+    def transform(self, X):
+        """The edges of each matrix (:func:`fmriflow.connectivity.vectorize`, no diagonal).
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n_subjects, n_regions ** 2)
+            Flattened symmetric matrices.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_subjects, n_regions * (n_regions - 1) / 2)
+        """
+        return connectivity.vectorize(
+            _square(X, self.n_regions, "matrices"), discard_diagonal=True
+        )
 
 
 def n_edges(measure, n_regions):
@@ -259,8 +383,9 @@ def fold_accuracies(folds, y, classifier):
     classifier = classifiers.bare_estimator(classifier)
     scores = []
     for fold in folds:
-        model = clone(classifier).fit(fold.X_train, y[fold.train])
-        scores.append(np.mean(model.predict(fold.X_test) == y[fold.test]))
+        with classifiers.repeated_fits(fold.X_train, fold.X_test, what="connectome features"):
+            model = clone(classifier).fit(fold.X_train, y[fold.train])
+            scores.append(np.mean(model.predict(fold.X_test) == y[fold.test]))
     return np.array(scores, dtype=np.float64)
 
 

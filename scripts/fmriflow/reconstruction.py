@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fmriflow import classifiers
 from fmriflow.errors import InputError
 
 logger = logging.getLogger("fmriflow.reconstruction")
@@ -156,8 +157,6 @@ def make_pixel_model(classifier, C, seed=0, selection=None, n_features=None):
         ``anova`` step, fitted inside whatever training set the pipeline is
         fitted on.
     """
-    from fmriflow import classifiers
-
     entry = classifiers.get(classifier)
     if not entry.search_path.endswith("__C"):
         raise InputError(
@@ -199,12 +198,24 @@ def fit_predict_patches(X_train, targets_train, X_test, model):
         Patches with one value over the training samples (or none decided):
         no decoder is fitted, that value (or 0) is predicted.
     """
-    from sklearn.base import clone
-
     X_train, X_test = _check_features(X_train, X_test)
     targets_train = _check_targets(targets_train, X_train)
     predicted = np.empty((X_test.shape[0], targets_train.shape[1]), dtype=int)
     constant = np.zeros(targets_train.shape[1], dtype=bool)
+    with classifiers.repeated_fits(X_train, X_test, what="pixel decoder features"):
+        _fit_patches(X_train, targets_train, X_test, model, predicted, constant)
+    if constant.any():
+        logger.debug(
+            "%d patch(es) have a single value in training; that value is predicted",
+            int(constant.sum()),
+        )
+    return predicted, constant
+
+
+def _fit_patches(X_train, targets_train, X_test, model, predicted, constant):
+    """Fill ``predicted`` and ``constant`` patch by patch (see :func:`fit_predict_patches`)."""
+    from sklearn.base import clone
+
     for column, y in enumerate(targets_train.T):
         decided = y != UNDECIDED
         values = np.unique(y[decided])
@@ -216,12 +227,6 @@ def fit_predict_patches(X_train, targets_train, X_test, model):
         else:
             fitted = clone(model).fit(X_train[decided], y[decided])
             predicted[:, column] = fitted.predict(X_test)
-    if constant.any():
-        logger.debug(
-            "%d patch(es) have a single value in training; that value is predicted",
-            int(constant.sum()),
-        )
-    return predicted, constant
 
 
 def pixel_estimates(predicted, layout, shape):

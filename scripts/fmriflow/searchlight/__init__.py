@@ -164,13 +164,6 @@ def searchlight_scores(
             f"Choose one of {offered}",
         )
     n_classes = len(np.unique(np.asarray(y)))
-    pipeline = classifiers.make_classifier(
-        classifier,
-        seed=seed,
-        balance=balance,
-        n_classes=n_classes,
-        n_features=int(spheres.sizes.min()),
-    )
     weighted = classifier in ("ridge", "lda_shrinkage", "lda_auto") and balance
     if weighted and n_permutations:
         raise InputError(
@@ -180,7 +173,15 @@ def searchlight_scores(
             "Set balance: false (chance is still each fold's majority), or drop permutations",
         )
     if entry.searchlight == "sklearn" or weighted:
+        pipeline = classifiers.make_classifier(
+            classifier,
+            seed=seed,
+            balance=balance,
+            n_classes=n_classes,
+            n_features=int(spheres.sizes.min()),
+        )
         return searchlight(X, y, runs, spheres, pipeline, cv, n_jobs=n_jobs, progress=progress)
+    settings = classifiers.engine_settings(classifier, balance, n_classes)
     if entry.searchlight == "closed_form":
         return closed_form_searchlight(
             X,
@@ -189,8 +190,8 @@ def searchlight_scores(
             spheres,
             classifier,
             cv=cv,
-            alpha=getattr(pipeline.named_steps["clf"], "alpha", 1.0),
-            shrinkage=getattr(pipeline.named_steps["clf"], "shrinkage", 0.1),
+            alpha=settings["alpha"],
+            shrinkage=settings["shrinkage"],
             n_permutations=n_permutations,
             seed=seed,
             fwe_alpha=alpha,
@@ -198,7 +199,6 @@ def searchlight_scores(
             progress=progress,
             blocks=blocks,
         )
-    gnb = pipeline.named_steps["clf"]
     if n_permutations:
         return gnb_permutation_test(
             X,
@@ -208,10 +208,12 @@ def searchlight_scores(
             n_permutations,
             seed=seed,
             cv=cv,
-            var_smoothing=gnb.var_smoothing,
-            priors=gnb.priors,
+            var_smoothing=settings["var_smoothing"],
+            priors=settings["priors"],
             alpha=alpha,
             n_jobs=n_jobs,
             blocks=blocks,
         )
-    return gnb_searchlight(X, y, runs, spheres, cv, gnb.var_smoothing, gnb.priors, n_jobs=n_jobs)
+    return gnb_searchlight(
+        X, y, runs, spheres, cv, settings["var_smoothing"], settings["priors"], n_jobs=n_jobs
+    )

@@ -640,7 +640,7 @@ def score_chunk(problem, engine, rows, labels):
     """
     name, alpha = engine
     chunk = Chunk(problem, rows, labels)
-    estimator = make_estimator(name, alpha)
+    estimator = None  # built at the first refit: scikit-learn is imported only if needed
     correct = np.zeros((len(problem.splits), len(labels), len(rows)), dtype=np.int32)
     n_refits = 0
     for fold, (_, test) in enumerate(problem.splits):
@@ -657,6 +657,8 @@ def score_chunk(problem, engine, rows, labels):
         correct[fold] = np.sum(predicted == truth.T[None], axis=1).T
         for s, lab in zip(*np.nonzero(uncertain.any(axis=1)), strict=True):
             float64 = name != "nearest_centroid" or lab > 0
+            if estimator is None:
+                estimator = make_estimator(name, alpha)
             correct[fold, lab, s] = refit(problem, estimator, rows[s], fold, labels[lab], float64)
             n_refits += 1
     return correct, n_refits

@@ -8,7 +8,7 @@ matrix (never copied), so the scores are nilearn's.
 
 import numpy as np
 
-from fmriflow.classifiers import bare_estimator
+from fmriflow.classifiers import bare_estimator, repeated_fits
 from fmriflow.searchlight.scores import (
     SearchlightResult,
     check_data,
@@ -122,9 +122,10 @@ def fit_spheres(X, y, splits, indices, indptr, estimator):
         warnings.simplefilter("ignore", ConvergenceWarning)
         for i in range(len(indptr) - 1):
             x = np.asarray(X[:, indices[indptr[i] : indptr[i + 1]]])
-            for f, (train, test) in enumerate(splits):
-                predicted = fit_predict(x[train], y[train], x[test])
-                correct[f, i] = int(np.sum(predicted == y[test]))
+            with repeated_fits(x, what="searchlight sphere"):
+                for f, (train, test) in enumerate(splits):
+                    predicted = fit_predict(x[train], y[train], x[test])
+                    correct[f, i] = int(np.sum(predicted == y[test]))
     return correct
 
 
