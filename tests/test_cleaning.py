@@ -182,20 +182,24 @@ def test_a_run_too_short_for_the_filter_is_named_with_its_length(rng, settings):
     assert f"needs more than {padlen} volumes" in message
 
 
-def test_cleaning_without_a_filter_does_not_import_nilearn_signal(tmp_path):
-    """Its import (scipy.signal) cost a job more than the cleaning itself."""
+@pytest.mark.parametrize("band", [{}, {"high_pass": 0.01, "low_pass": 0.1}])
+def test_cleaning_does_not_import_nilearn_signal(band):
+    """Its imports (scikit-learn, pandas, scipy.signal) cost a job more than the cleaning
+    itself; without a filter scipy.signal is not imported either."""
     import subprocess
     import sys
 
     code = (
         "import sys, numpy as np\n"
         "from fmriflow import cleaning\n"
-        "m = np.random.default_rng(0).standard_normal((30, 5)).astype(np.float32)\n"
+        "m = np.random.default_rng(0).standard_normal((200, 5)).astype(np.float32)\n"
         "out = np.zeros_like(m)\n"
-        "cleaning.clean_runs(m, np.repeat([0, 1], 15), 2.0, out, confounds=m[:, :2] ** 2)\n"
-        "print('nilearn.signal' in sys.modules, 'scipy.signal' in sys.modules)\n"
+        f"cleaning.clean_runs(m, np.repeat([0, 1], 100), 2.0, out, confounds=m[:, :2] ** 2, "
+        f"**{band!r})\n"
+        "print('nilearn.signal' in sys.modules, 'sklearn' in sys.modules,"
+        " 'scipy.signal' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["False", "False"], result
+    assert result.stdout.split() == ["False", "False", str(bool(band))], result

@@ -8,9 +8,9 @@ Two things differ, neither in the values: voxels are cleaned in column
 blocks written straight into the output matrix, so a whole-brain matrix is
 never held in float64 in full (every voxel is cleaned independently, so
 the result does not depend on the block size), and each run is cleaned by
-nilearn's own per-run call with its band-pass filter applied to the whole
-block at once rather than column by column (identical values, about 25
-times faster; see :func:`clean_run`).
+nilearn's steps with its band-pass filter applied to the whole block at
+once rather than column by column (identical values, about 25 times
+faster; see :func:`clean_run`).
 """
 
 import re
@@ -159,18 +159,21 @@ def clean_run(signals, tr, detrend, standardize, high_pass, low_pass, confounds)
 
     ``clean(..., runs=...)`` cleans each run with this same call, but its
     Butterworth filter then runs one column at a time (``copy=False``,
-    which saves memory): the same values, about 25 times slower. Here the
-    filter is told to copy (``butterworth__copy=True``) and filters the
-    whole block in one call; the values are identical (tested).
+    which saves memory): the same values, about 25 times slower.
 
-    Without a band-pass, and with z-scoring or no standardization, the run
-    is cleaned by :func:`clean_run_unfiltered` instead: nilearn's steps
-    with the same operations in the same order, so the same values (tested
-    to the bit), without importing ``nilearn.signal``, whose import of
-    ``scipy.signal`` took 0.7-1.5 s of a job that cleans in 0.1 s.
+    With z-scoring or no standardization, the run is cleaned by
+    :func:`clean_run_steps`: nilearn's steps with the same operations in
+    the same order, the filter on the whole block at once, so the same
+    values (tested to the bit), without importing ``nilearn.signal``, whose
+    imports (scikit-learn, pandas, ``scipy.signal`` and ``scipy.interpolate``)
+    took more of a job than the cleaning itself. Percent signal change goes
+    through nilearn, told to copy (``butterworth__copy=True``) so that it
+    filters the whole block in one call too.
     """
-    if not (high_pass or low_pass) and standardize in (None, False, "zscore_sample"):
-        return clean_run_unfiltered(signals, detrend, standardize or None, confounds)
+    if standardize in (None, False, "zscore_sample"):
+        return clean_run_steps(
+            signals, tr, detrend, standardize or None, high_pass, low_pass, confounds
+        )
     from nilearn.signal import clean
 
     with warnings.catch_warnings():
@@ -189,7 +192,7 @@ def clean_run(signals, tr, detrend, standardize, high_pass, low_pass, confounds)
         return clean(
             signals,
             detrend=detrend,
-            standardize=standardize or None,
+            standardize=standardize,
             confounds=confounds,
             standardize_confounds=True,
             filter="butterworth" if filtered else False,
@@ -199,6 +202,44 @@ def clean_run(signals, tr, detrend, standardize, high_pass, low_pass, confounds)
             ensure_finite=False,
             **({"butterworth__copy": True} if filtered else {}),
         )
+
+
+def band_pass(signals, tr, high_pass, low_pass):
+    """Zero-phase Butterworth filter of each column, as ``nilearn.signal.butterworth``.
+
+    An order-5 filter (high-, low- or band-pass in Hz at the sampling rate
+    ``1 / tr``) run forwards and backwards over each column
+    (``scipy.signal.sosfiltfilt``, odd padding of scipy's default length);
+    the cut-offs must lie in (0, Nyquist) (:func:`check_filter_settings`).
+
+    Parameters
+    ----------
+    signals : numpy.ndarray, shape (n_volumes, n_columns)
+    tr : float
+        Repetition time in seconds.
+    high_pass, low_pass : float or None
+        Cut-offs in Hz; at least one.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array, in C order.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    cutoffs = [f for f in (high_pass, low_pass) if f is not None]
+    kind = "band" if len(cutoffs) == 2 else ("high" if high_pass is not None else "low")
+    sos = butter(
+        N=5,
+        Wn=cutoffs if kind == "band" else cutoffs[0],
+        btype=kind,
+        output="sos",
+        fs=1.0 / tr,
+    )
+    filtered = sosfiltfilt(sos, x=signals, axis=0, padtype="odd", padlen=None)
+    # C order, as nilearn's next step copies it: column means summed over
+    # another memory layout differ in the last bit.
+    return np.ascontiguousarray(filtered)
 
 
 #: Below this many columns nilearn detrends in one batch, otherwise in 10.
@@ -250,22 +291,27 @@ def zscore_sample(signals):
     return signals
 
 
-def clean_run_unfiltered(signals, detrend, standardize, confounds):
-    """One run cleaned as ``nilearn.signal.clean`` does it without a filter.
+def clean_run_steps(signals, tr, detrend, standardize, high_pass, low_pass, confounds):
+    """One run cleaned as ``nilearn.signal.clean`` does it, step by step.
 
-    Linear detrending of the signals and the confounds, z-scoring of the
-    confounds, projection of the signals off the confounds' column space
-    (pivoted QR, columns whose ``|R_ii|`` is below 100 epsilon dropped),
-    then z-scoring of the signals.
+    Linear detrending of the signals and the confounds, the band-pass of
+    both (:func:`band_pass`), z-scoring of the confounds, projection of the
+    signals off the confounds' column space (pivoted QR, columns whose
+    ``|R_ii|`` is below 100 epsilon dropped), then z-scoring of the signals.
 
     Parameters
     ----------
     signals : numpy.ndarray, shape (n_volumes, n_voxels)
         The run's signals (float64; not modified).
+    tr : float
+        Repetition time in seconds.
     detrend : bool
         Remove each column's linear trend (and mean).
     standardize : {"zscore_sample", None}
         Z-score each column at the end, or not.
+    high_pass, low_pass : float or None
+        Butterworth cut-offs in Hz (checked by :func:`check_filter_settings`);
+        both None for no filter.
     confounds : numpy.ndarray, shape (n_volumes, n_confounds), optional
         Regressed out.
 
@@ -273,7 +319,10 @@ def clean_run_unfiltered(signals, detrend, standardize, confounds):
     -------
     numpy.ndarray, float64
     """
+    filtered = high_pass is not None or low_pass is not None
     signals = detrend_linear(signals) if detrend else np.array(signals, dtype=np.float64)
+    if filtered:
+        signals = band_pass(signals, tr, high_pass, low_pass)
     if confounds is not None:
         from scipy import linalg
 
@@ -282,6 +331,8 @@ def clean_run_unfiltered(signals, detrend, standardize, confounds):
             confounds = confounds[:, np.newaxis]
         if detrend:
             confounds = detrend_linear(confounds)
+        if filtered:
+            confounds = band_pass(confounds, tr, high_pass, low_pass)
         confounds = zscore_sample(confounds)
         q, r, _ = linalg.qr(confounds, mode="economic", pivoting=True)
         q = q[:, np.abs(np.diag(r)) > np.finfo(np.float64).eps * 100.0]
