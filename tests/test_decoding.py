@@ -106,6 +106,46 @@ def test_nested_search_equals_cross_val_score_of_grid_search(subject, name):
         assert folds["search_tied"][fold] == np.sum(scores == scores.max())
 
 
+@pytest.mark.parametrize(
+    "name, labels", [("anova_svc", ["face", "house"]), ("anova_svc", None), ("svc", None)]
+)
+def test_nested_search_is_grid_search_with_one_selection_per_inner_fold(subject, name, labels):
+    """Every inner score, the ranks, the choice and the refitted model's predictions are
+    GridSearchCV's, binary and multiclass, with the ANOVA step fitted once per inner fold."""
+    X, y, runs = contrast(subject, labels or "all", voxels="mask")
+    train, test = runs < 4, runs >= 4
+    pipeline = classifiers.make_classifier(
+        name, n_features=X.shape[1], selection_value=40, n_classes=len(set(y))
+    )
+    grid = [0.001, 0.01, 1.0]
+    path = classifiers.get(name).search_path
+    ours = classifiers.with_search(pipeline, name, grid).fit(X[train], y[train], runs[train])
+    reference = GridSearchCV(pipeline, {path: grid}, cv=LeaveOneGroupOut(), scoring="accuracy")
+    reference.fit(X[train], y[train], groups=runs[train])
+    for key in ["mean_test_score", "rank_test_score"] + [
+        f"split{k}_test_score" for k in range(len(np.unique(runs[train])))
+    ]:
+        np.testing.assert_array_equal(ours.cv_results_[key], reference.cv_results_[key])
+    assert ours.best_params_ == reference.best_params_
+    assert ours.best_score_ == reference.best_score_
+    np.testing.assert_array_equal(ours.predict(X[test]), reference.predict(X[test]))
+    if name == "anova_svc":
+        fits = []
+        original = SelectKBest.fit
+
+        def counted(self, *args, **kwargs):
+            fits.append(1)
+            return original(self, *args, **kwargs)
+
+        SelectKBest.fit = counted
+        try:
+            clone(ours).fit(X[train], y[train], runs[train])
+        finally:
+            SelectKBest.fit = original
+        # One per inner fold, and one for the refit on all training runs.
+        assert len(fits) == len(np.unique(runs[train])) + 1
+
+
 def test_a_separable_problem_marks_every_grid_value_tied(subject):
     """Far apart classes: every C scores 100% in the inner folds, and the fold table says
     that the chosen C is no preference."""

@@ -526,13 +526,15 @@ def with_search(pipeline, name, grid):
 
     Returns
     -------
-    sklearn.model_selection.GridSearchCV
-        To be fitted with ``groups`` (the training runs).
+    fmriflow.nested_search.NestedSearch
+        ``GridSearchCV(pipeline, {path: grid}, cv=LeaveOneGroupOut(),
+        scoring="accuracy")`` with each inner fold's feature selection
+        fitted once for all values (the same scores, choice and model);
+        to be fitted with ``groups`` (the training runs).
     """
-    from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
+    from fmriflow.nested_search import NestedSearch
 
-    path = get(name).search_path
-    return GridSearchCV(pipeline, {path: list(grid)}, cv=LeaveOneGroupOut(), scoring="accuracy")
+    return NestedSearch(pipeline, get(name).search_path, list(grid))
 
 
 def weight_units(name):
