@@ -33,9 +33,11 @@ def test_each_entry_builds_searches_and_reads_weights(name, rng):
     for n_classes in (2, 3):
         y = np.array(list("abc"[:n_classes]) * 40)[:40]
         pipeline = classifiers.make_classifier(name, n_classes=n_classes, selection_value=6)
-        # The searched parameter is a parameter of the pipeline.
+        # The searched parameter is a parameter of the pipeline, and the search fits.
         search = classifiers.with_search(pipeline, name, [0.5, 1.0])
-        assert set(search.param_grid) <= set(clone(pipeline).get_params())
+        assert search.path in clone(pipeline).get_params()
+        search.fit(X, y, groups=np.repeat([0, 1, 2, 3], 10))
+        assert search.best_params_[search.path] in (0.5, 1.0)
         maps, titles = classifiers.display_weights(pipeline, X, y, name)
         assert maps.shape == (1 if n_classes == 2 else n_classes, X.shape[1])
         assert len(titles) == len(maps) and np.isfinite(maps).all()

@@ -107,7 +107,13 @@ def test_nested_search_equals_cross_val_score_of_grid_search(subject, name):
 
 
 @pytest.mark.parametrize(
-    "name, labels", [("anova_svc", ["face", "house"]), ("anova_svc", None), ("svc", None)]
+    "name, labels",
+    [
+        ("anova_svc", ["face", "house"]),
+        ("anova_svc", None),
+        ("svc", None),
+        ("logreg_l1", ["face", "house"]),  # a wrapped classifier: clf__estimator__C
+    ],
 )
 def test_nested_search_is_grid_search_with_one_selection_per_inner_fold(subject, name, labels):
     """Every inner score, the ranks, the choice and the refitted model's predictions are

@@ -26,7 +26,7 @@ class NestedSearch(ClassifierMixin, BaseEstimator):
         an ANOVA selection) do not depend on the searched parameter.
     path : str
         The searched parameter as a parameter of ``pipeline``, on its last
-        step (``clf__C``).
+        step (``clf__C``, or ``clf__estimator__C`` for a wrapped classifier).
     values : list
         The values tried, in order (the first of equally good values wins).
 
@@ -112,7 +112,7 @@ class NestedSearch(ClassifierMixin, BaseEstimator):
     def _last_step(self):
         """The pipeline's last step and the searched parameter's name on it."""
         last_name, last_step = self.pipeline.steps[-1]
-        prefix, _, parameter = self.path.rpartition("__")
+        prefix, _, parameter = self.path.partition("__")
         if prefix != last_name:
             raise ValueError(
                 f"NestedSearch searches a parameter of the last step {last_name!r}, "
