@@ -342,6 +342,12 @@ def test_vectorize_is_nilearns_convention():
     )
     edges = prediction.EdgeVectors(4).fit_transform(matrices.reshape(3, -1))
     np.testing.assert_array_equal(edges, sym_matrix_to_vec(matrices, discard_diagonal=True))
+    for discard in (False, True):
+        for stack in (matrices[0], matrices, matrices.reshape(3, 1, 4, 4)):
+            np.testing.assert_array_equal(
+                connectivity.vectorize(stack, discard_diagonal=discard),
+                sym_matrix_to_vec(stack, discard_diagonal=discard),
+            )
 
 
 # --- sparse models -------------------------------------------------------------------------

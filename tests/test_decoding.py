@@ -441,3 +441,56 @@ def test_parallel_folds_of_liblinear_give_the_serial_result(subject, name):
     for _ in range(4):
         parallel, _ = decoding.cross_validate(X, y, runs, pipeline, cv, n_jobs=2)
         np.testing.assert_array_equal(parallel["accuracy"], serial["accuracy"])
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("n_features", [7, 300])
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_precomputed_gram_fits_the_linear_svc_bit_for_bit(n_classes, n_features, class_weight):
+    """libsvm on linear_kernel_gram reaches the linear kernel's solution exactly."""
+    rng = np.random.default_rng(n_classes * 1000 + n_features)
+    for _ in range(5):
+        n_samples = int(rng.integers(30, 90))
+        X = rng.standard_normal((n_samples, n_features)).astype(np.float32)
+        y = np.resize(np.arange(n_classes), n_samples)[rng.permutation(n_samples)]
+        X[:, :3] += 0.7 * y[:, None]
+        train, test = np.arange(n_samples) >= n_samples // 4, np.arange(n_samples) < n_samples // 4
+        linear = SVC(kernel="linear", class_weight=class_weight)
+        kernel_svc = classifiers.precomputed_kernel_equivalent(linear)
+        assert kernel_svc.kernel == "precomputed" and kernel_svc.class_weight == class_weight
+        gram = classifiers.linear_kernel_gram(X)
+        linear.fit(X[train], y[train])
+        kernel_svc.fit(gram[train][:, train], y[train])
+        for attribute in ("support_", "dual_coef_", "intercept_", "n_support_"):
+            np.testing.assert_array_equal(getattr(kernel_svc, attribute), getattr(linear, attribute))
+        np.testing.assert_array_equal(
+            kernel_svc.decision_function(gram[test][:, train]), linear.decision_function(X[test])
+        )
+        np.testing.assert_array_equal(
+            kernel_svc.predict(gram[test][:, train]), linear.predict(X[test])
+        )
+
+
+def test_only_a_linear_kernel_svc_has_a_precomputed_equivalent():
+    assert classifiers.precomputed_kernel_equivalent(SVC(kernel="rbf")) is None
+    assert classifiers.precomputed_kernel_equivalent(LinearSVC()) is None
+    pipeline = classifiers.make_classifier("anova_svc")
+    assert classifiers.precomputed_kernel_equivalent(pipeline) is None
+    bare = classifiers.bare_estimator(classifiers.make_classifier("svc", balance=True))
+    equivalent = classifiers.precomputed_kernel_equivalent(bare)
+    assert equivalent.get_params() == {**bare.get_params(), "kernel": "precomputed"}
+
+
+@pytest.mark.parametrize("labels", [["face", "house"], ["face", "house", "cat", "shoe"]])
+def test_svc_permutations_are_permutation_test_score(subject, labels):
+    """The SVC's permutation test on its Gram matrix: scikit-learn's result exactly."""
+    X, y, runs = contrast(subject, labels)
+    pipeline, cv = classifiers.make_classifier("svc"), LeaveOneGroupOut()
+    score, null, p_value = decoding.permutation_test(X, y, runs, pipeline, cv, 20, 5, n_jobs=2)
+    reference = permutation_test_score(
+        SVC(kernel="linear"), X, y, groups=runs, cv=cv, n_permutations=20, random_state=5
+    )
+    assert score == reference[0] and p_value == reference[2]
+    np.testing.assert_array_equal(null, reference[1])
+    folds, _ = decoding.cross_validate(X, y, runs, pipeline, cv)
+    assert score == folds["accuracy"].mean()

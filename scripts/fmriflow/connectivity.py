@@ -489,9 +489,14 @@ def vectorize(matrices, discard_diagonal=False):
     -------
     numpy.ndarray, shape (..., n * (n + 1) / 2) or (..., n * (n - 1) / 2)
     """
-    from nilearn.connectome import sym_matrix_to_vec
-
-    return sym_matrix_to_vec(np.asarray(matrices), discard_diagonal=discard_diagonal)
+    matrices = np.asarray(matrices)
+    n = matrices.shape[-1]
+    rows, columns = np.tril_indices(n, k=-1 if discard_diagonal else 0)
+    vectors = matrices[..., rows, columns]
+    if discard_diagonal:
+        return vectors
+    # Every entry divided, the off-diagonal ones by 1: nilearn's arithmetic.
+    return vectors / np.where(rows == columns, np.sqrt(2.0), 1.0)
 
 
 def tangent_matrices(covariances, reference=None):

@@ -358,18 +358,29 @@ def permutation_test(
     """
     from joblib import Parallel, delayed, parallel_config
 
-    from fmriflow.classifiers import thread_safe
+    from fmriflow.classifiers import (
+        bare_estimator,
+        linear_kernel_gram,
+        precomputed_kernel_equivalent,
+        thread_safe,
+    )
     from fmriflow.permutations import permutation_labels
 
     labellings = permutation_labels(y, runs, n_permutations, seed, blocks)
     backend = "threading" if thread_safe(estimator) else "loky"
+    # A linear-kernel SVC refits on the dot products of the same samples in
+    # every fold of every labelling: computed once, as libsvm computes them.
+    kernel_estimator = None if search else precomputed_kernel_equivalent(bare_estimator(estimator))
+    kernel = kernel_estimator is not None
+    if kernel:
+        estimator, X = kernel_estimator, linear_kernel_gram(X)
     progress = Progress(
         len(labellings) + 1, what="permutation test", unit="labellings", logger=logger.name
     )
     scores = []
     with parallel_config(backend=backend):
         for score in Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(mean_accuracy)(estimator, X, labels, runs, cv, search)
+            delayed(mean_accuracy)(estimator, X, labels, runs, cv, search, kernel)
             for labels in [np.asarray(y), *labellings]
         ):
             scores.append(score)
@@ -379,13 +390,17 @@ def permutation_test(
     return float(score), null, float(p_value)
 
 
-def mean_accuracy(estimator, X, y, runs, cv, search=False):
+def mean_accuracy(estimator, X, y, runs, cv, search=False, kernel=False):
     """Mean fold accuracy of a fresh clone of ``estimator`` cross-validated on ``y``.
 
     The value of ``cross_val_score(clone(estimator), X, y, groups=runs,
     cv=cv, scoring="accuracy")`` (with ``params={"groups": runs}`` for a
     search), without its per-call validation and scorer machinery, which
     cost a third of the time of a permutation test of small fits.
+
+    With ``kernel``, ``X`` is the Gram matrix of the samples (an estimator
+    with a precomputed kernel): each fold trains on the rows and columns of
+    its training samples and predicts from the test rows of those columns.
     """
     from sklearn.base import clone
 
@@ -396,8 +411,11 @@ def mean_accuracy(estimator, X, y, runs, cv, search=False):
     with repeated_fits(X, what="decoding features"):
         for train, test in cv.split(X, y, runs):
             fit_params = {"groups": runs[train]} if search else {}
-            model = clone(estimator).fit(X[train], y[train], **fit_params)
-            scores.append(np.mean(model.predict(X[test]) == y[test]))
+            X_train, X_test = (
+                (X[train][:, train], X[test][:, train]) if kernel else (X[train], X[test])
+            )
+            model = clone(estimator).fit(X_train, y[train], **fit_params)
+            scores.append(np.mean(model.predict(X_test) == y[test]))
     return float(np.mean(scores))
 
 
