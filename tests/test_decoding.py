@@ -462,7 +462,9 @@ def test_precomputed_gram_fits_the_linear_svc_bit_for_bit(n_classes, n_features,
         linear.fit(X[train], y[train])
         kernel_svc.fit(gram[train][:, train], y[train])
         for attribute in ("support_", "dual_coef_", "intercept_", "n_support_"):
-            np.testing.assert_array_equal(getattr(kernel_svc, attribute), getattr(linear, attribute))
+            np.testing.assert_array_equal(
+                getattr(kernel_svc, attribute), getattr(linear, attribute)
+            )
         np.testing.assert_array_equal(
             kernel_svc.decision_function(gram[test][:, train]), linear.decision_function(X[test])
         )

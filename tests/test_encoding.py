@@ -359,3 +359,31 @@ def test_noise_voxels_at_chance_under_the_shifted_null(planted):
         X, Y[:, :3], groups, alphas, outer, inner, 2, seed=0, min_shift=MIN_SHIFT
     )
     np.testing.assert_allclose(again, null[:2, :3], rtol=1e-10, atol=1e-12)
+
+
+def test_the_null_of_moved_signals_is_the_null_of_shifted_stimuli(planted):
+    """null_scores moves the signals and reuses each fold's SVD: the same R^2 as
+    cross-validating the shifted stimuli themselves, shift by shift."""
+    X, Y, groups, *_ = planted
+    alphas, outer, inner = np.logspace(-1, 4, 6), GroupKFold(4), GroupKFold(3)
+    null = encoding.null_scores(X, Y, groups, alphas, outer, inner, 6, seed=3, min_shift=MIN_SHIFT)
+    rng = np.random.default_rng(3)
+    for row in null:
+        shifted = encoding.shifted_stimuli(X, groups, rng, MIN_SHIFT)
+        reference = encoding.cross_validated_encoding(shifted, Y, groups, alphas, outer, inner)
+        np.testing.assert_allclose(row, reference.r2, rtol=1e-9, atol=1e-12)
+
+
+def test_a_cached_svd_changes_no_result(planted):
+    X, Y, groups, *_ = planted
+    alphas, outer, inner = np.logspace(-1, 4, 6), GroupKFold(4), GroupKFold(3)
+    plain = encoding.cross_validated_encoding(X, Y, groups, alphas, outer, inner)
+    cache, sizes = {}, []
+    for _ in range(2):
+        cached = encoding.cross_validated_encoding(X, Y, groups, alphas, outer, inner, cache)
+        np.testing.assert_array_equal(cached.predictions, plain.predictions)
+        np.testing.assert_array_equal(cached.alpha_index, plain.alpha_index)
+        sizes.append(len(cache))
+    # At most one SVD per distinct training set (4 outer, 3 inner in each), none
+    # added by the second pass.
+    assert 4 < sizes[0] <= 4 * 3 + 4 and sizes[1] == sizes[0]

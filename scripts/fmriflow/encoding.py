@@ -27,6 +27,7 @@ Features are pixels in row-major order: feature ``j`` is pixel
 ``(j // n_cols, j % n_cols)``.
 """
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -176,12 +177,26 @@ class _RidgeFold:
     uty: np.ndarray
 
     @classmethod
-    def fit(cls, X, Y):
+    def fit(cls, X, Y, svd_cache=None):
+        """The fold of training stimuli ``X`` and signals ``Y``.
+
+        ``svd_cache`` (a dict, optional) keeps the SVD of each distinct ``X``
+        (keyed by its bytes): the same bytes give the same SVD, so a cached
+        one changes no result.
+        """
         from scipy.linalg import svd
 
-        x_mean = X.mean(axis=0)
+        key = None
+        if svd_cache is not None:
+            key = (X.shape, X.dtype.str, hashlib.blake2b(X.tobytes(), digest_size=16).digest())
+        if key in (svd_cache or {}):
+            x_mean, u, s, vt = svd_cache[key]
+        else:
+            x_mean = X.mean(axis=0)
+            u, s, vt = svd(X - x_mean, full_matrices=False)
+            if svd_cache is not None:
+                svd_cache[key] = (x_mean, u, s, vt)
         y_mean = Y.mean(axis=0)
-        u, s, vt = svd(X - x_mean, full_matrices=False)
         return cls(x_mean, y_mean, s, vt, u.T @ (Y - y_mean))
 
     def shrinkage(self, alpha):
@@ -242,7 +257,7 @@ def ridge_predictions(X_train, Y_train, X_test, alphas):
     return out
 
 
-def ridge_coefficients(X, Y, alphas_per_voxel):
+def ridge_coefficients(X, Y, alphas_per_voxel, svd_cache=None):
     """Coefficients and intercepts of ridge with one penalty per voxel.
 
     One SVD of the centred stimuli; voxels that share a penalty are solved
@@ -256,6 +271,8 @@ def ridge_coefficients(X, Y, alphas_per_voxel):
         Signals.
     alphas_per_voxel : float or array-like, shape (n_voxels,)
         The penalty of each voxel (a single value applies to all).
+    svd_cache : dict, optional
+        SVDs of stimuli already decomposed (see :func:`null_scores`).
 
     Returns
     -------
@@ -275,7 +292,7 @@ def ridge_coefficients(X, Y, alphas_per_voxel):
             "Give one penalty per voxel (column of Y), or a single value",
         )
     penalties = _check_alphas(penalties)
-    fold = _RidgeFold.fit(X, Y)
+    fold = _RidgeFold.fit(X, Y, svd_cache)
     coef = np.empty((X.shape[1], Y.shape[1]))
     for alpha in np.unique(penalties):
         columns = np.flatnonzero(penalties == alpha)
@@ -284,7 +301,7 @@ def ridge_coefficients(X, Y, alphas_per_voxel):
     return coef, intercept
 
 
-def select_alphas(X, Y, groups, alphas, inner_cv):
+def select_alphas(X, Y, groups, alphas, inner_cv, svd_cache=None):
     """Index of the best ridge penalty of every voxel, by an inner cross-validation by run.
 
     The score of a penalty is the mean over the inner folds of the fold's
@@ -305,6 +322,8 @@ def select_alphas(X, Y, groups, alphas, inner_cv):
         The penalty grid.
     inner_cv : splitter
         An object with ``split(X, Y, groups)``, e.g. ``LeaveOneGroupOut()``.
+    svd_cache : dict, optional
+        SVDs of stimuli already decomposed (see :func:`null_scores`).
 
     Returns
     -------
@@ -316,7 +335,7 @@ def select_alphas(X, Y, groups, alphas, inner_cv):
     fold_scores = []
     for train, test in inner_cv.split(X, Y, groups):
         _check_test_fold(test, "inner cross-validation")
-        fold = _RidgeFold.fit(X[train], Y[train])
+        fold = _RidgeFold.fit(X[train], Y[train], svd_cache)
         projected = fold.project(X[test])
         observed = Y[test] - fold.y_mean
         total = _squared_norms(observed - observed.mean(axis=0))
@@ -393,7 +412,7 @@ def _check_partition(folds, n_samples):
         )
 
 
-def cross_validated_encoding(X, Y, groups, alphas, outer_cv, inner_cv):
+def cross_validated_encoding(X, Y, groups, alphas, outer_cv, inner_cv, svd_cache=None):
     """Ridge encoding model of every voxel, cross-validated by run, penalty chosen per voxel.
 
     In each outer training fold the penalties are selected per voxel by
@@ -418,6 +437,8 @@ def cross_validated_encoding(X, Y, groups, alphas, outer_cv, inner_cv):
     outer_cv, inner_cv : splitter
         Objects with ``split(X, Y, groups)``; the outer test folds must
         partition the volumes.
+    svd_cache : dict, optional
+        SVDs of stimuli already decomposed (see :func:`null_scores`).
 
     Returns
     -------
@@ -437,8 +458,10 @@ def cross_validated_encoding(X, Y, groups, alphas, outer_cv, inner_cv):
     for k, (train, test) in enumerate(folds):
         X_train, Y_train = X[train], Y[train]
         if alphas.size > 1:
-            alpha_index[k] = select_alphas(X_train, Y_train, groups[train], alphas, inner_cv)
-        coef, intercept = ridge_coefficients(X_train, Y_train, alphas[alpha_index[k]])
+            alpha_index[k] = select_alphas(
+                X_train, Y_train, groups[train], alphas, inner_cv, svd_cache
+            )
+        coef, intercept = ridge_coefficients(X_train, Y_train, alphas[alpha_index[k]], svd_cache)
         del Y_train
         predictions[test] = X[test] @ coef + intercept
         fold_r2[k] = r2_columns(Y[test], predictions[test])
@@ -490,6 +513,26 @@ def shifted_stimuli(X, groups, rng, min_shift):
             f"has shape {groups.shape}, expected ({X.shape[0]},)",
             "Give the run of every volume",
         )
+    return X[shift_order(groups, rng, min_shift)]
+
+
+def shift_order(groups, rng, min_shift):
+    """The rows of :func:`shifted_stimuli`: its row ``i`` is row ``order[i]`` of the stimuli.
+
+    Parameters
+    ----------
+    groups : numpy.ndarray, shape (n_samples,)
+        Run of each volume (a run's volumes in time order).
+    rng : numpy.random.Generator or int
+        The random generator (or its seed); one offset is drawn per run.
+    min_shift : int
+        The smallest shift, in volumes (at least 1).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_samples,)
+    """
+    groups = np.asarray(groups)
     if int(min_shift) != min_shift or min_shift < 1:
         raise InputError(
             f"min_shift {min_shift}",
@@ -498,7 +541,7 @@ def shifted_stimuli(X, groups, rng, min_shift):
         )
     min_shift = int(min_shift)
     rng = np.random.default_rng(rng)
-    shifted = np.empty_like(X)
+    order = np.arange(groups.size)
     for run in np.unique(groups):
         rows = np.flatnonzero(groups == run)
         if rows.size < 2 * min_shift + 1:
@@ -509,8 +552,8 @@ def shifted_stimuli(X, groups, rng, min_shift):
                 "Lower min_shift or leave the run out",
             )
         offset = rng.integers(min_shift, rows.size - min_shift, endpoint=True)
-        shifted[rows] = np.roll(X[rows], offset, axis=0)
-    return shifted
+        order[rows] = np.roll(rows, offset)
+    return order
 
 
 def null_scores(X, Y, groups, alphas, outer_cv, inner_cv, n_permutations, seed, min_shift):
@@ -539,9 +582,18 @@ def null_scores(X, Y, groups, alphas, outer_cv, inner_cv, n_permutations, seed, 
     rng = np.random.default_rng(seed)
     X, Y, groups = _check_samples(X, Y, groups)
     null = np.empty((int(n_permutations), Y.shape[1]))
+    # Shifted stimuli pair stimulus row order[i] with signal row i; the same
+    # pairs are the stimuli in place and the signals moved the other way
+    # (row order[i] of the moved signals is row i). The folds are the same
+    # (shifts stay within runs), and so are the stimuli of every training
+    # fold: each fold's SVD is computed once for all the shifts.
+    svd_cache = {}
+    moved = np.empty_like(Y)
     for i in range(int(n_permutations)):
-        shifted = shifted_stimuli(X, groups, rng, min_shift)
-        null[i] = cross_validated_encoding(shifted, Y, groups, alphas, outer_cv, inner_cv).r2
+        moved[shift_order(groups, rng, min_shift)] = Y
+        null[i] = cross_validated_encoding(
+            X, moved, groups, alphas, outer_cv, inner_cv, svd_cache
+        ).r2
         logger.debug("shifted stimuli %d/%d", i + 1, n_permutations)
     return null
 
