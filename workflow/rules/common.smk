@@ -392,7 +392,13 @@ def job_outputs(names=None):
 
 
 def final_targets():
-    """Every output of every job, and the provenance table."""
+    """Every output of every job, and the provenance table.
+
+    Snakemake looks for missing outputs only in the jobs of the targets: a
+    deleted file is made again only if it is a target itself, even one that
+    another job reads (a provenance sidecar, read by the provenance table;
+    tests/test_reproducibility.py). Hence every output, not only the leaves.
+    """
     return job_outputs() + ["results/provenance.tsv"]
 
 
