@@ -496,3 +496,17 @@ def test_svc_permutations_are_permutation_test_score(subject, labels):
     np.testing.assert_array_equal(null, reference[1])
     folds, _ = decoding.cross_validate(X, y, runs, pipeline, cv)
     assert score == folds["accuracy"].mean()
+
+
+def test_a_permutation_test_beyond_the_gram_limit_keeps_the_linear_kernel(subject, monkeypatch):
+    """Above GRAM_MAX_SAMPLES no Gram matrix is built, and the result is the same."""
+    X, y, runs = contrast(subject, ["face", "house"])
+    pipeline, cv = classifiers.make_classifier("svc"), LeaveOneGroupOut()
+    with_gram = decoding.permutation_test(X, y, runs, pipeline, cv, 5, 1)
+    built = []
+    monkeypatch.setattr(classifiers, "GRAM_MAX_SAMPLES", len(X) - 1)
+    monkeypatch.setattr(classifiers, "linear_kernel_gram", lambda X: built.append(X))
+    without = decoding.permutation_test(X, y, runs, pipeline, cv, 5, 1)
+    assert built == []
+    assert with_gram[0] == without[0] and with_gram[2] == without[2]
+    np.testing.assert_array_equal(with_gram[1], without[1])

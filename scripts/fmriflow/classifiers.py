@@ -361,6 +361,12 @@ def bare_estimator(estimator):
     return estimator
 
 
+#: Samples above which a permutation test keeps libsvm's own linear kernel:
+#: the Gram matrix holds n^2 float64 (128 MB at 4,000) and takes n^2 / 2 BLAS
+#: calls from Python to fill (about 5 s at 4,000).
+GRAM_MAX_SAMPLES = 4000
+
+
 def precomputed_kernel_equivalent(estimator):
     """An SVC on a precomputed Gram matrix that fits as ``estimator`` does, or None.
 

@@ -359,6 +359,7 @@ def permutation_test(
     from joblib import Parallel, delayed, parallel_config
 
     from fmriflow.classifiers import (
+        GRAM_MAX_SAMPLES,
         bare_estimator,
         linear_kernel_gram,
         precomputed_kernel_equivalent,
@@ -370,7 +371,9 @@ def permutation_test(
     backend = "threading" if thread_safe(estimator) else "loky"
     # A linear-kernel SVC refits on the dot products of the same samples in
     # every fold of every labelling: computed once, as libsvm computes them.
-    kernel_estimator = None if search else precomputed_kernel_equivalent(bare_estimator(estimator))
+    kernel_estimator = None
+    if not search and len(X) <= GRAM_MAX_SAMPLES:
+        kernel_estimator = precomputed_kernel_equivalent(bare_estimator(estimator))
     kernel = kernel_estimator is not None
     if kernel:
         estimator, X = kernel_estimator, linear_kernel_gram(X)
