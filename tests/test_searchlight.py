@@ -245,8 +245,13 @@ def test_registry_dispatch_and_memory_mapped_data(subject, tmp_path):
 # --- any classifier ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("workers", ["if_worth_it", "always"])
 @pytest.mark.parametrize("grid", sorted(GRIDS))
-def test_svc_scores_equal_nilearn(subject, grid, tmp_path):
+def test_svc_scores_equal_nilearn(subject, grid, workers, tmp_path, monkeypatch):
+    """Equal to nilearn's, whether the spheres are fitted in this process (a small
+    searchlight: starting workers would cost more) or in worker processes."""
+    from fmriflow.searchlight import estimator as general
+
     _, _, brain, roi = subject
     X, y, runs = contrast(subject, ["face", "house"])
     np.save(tmp_path / "clean.npy", X)
@@ -254,41 +259,151 @@ def test_svc_scores_equal_nilearn(subject, grid, tmp_path):
     centres = few_centres(roi, 30)
     affine = GRIDS[grid]
     spheres = sl.make_spheres(brain, affine, RADIUS, centres)
+    in_processes = []
+
+    def spy(*args, **kwargs):
+        in_processes.append(True)
+        return fit_in_processes(*args, **kwargs)
+
+    fit_in_processes = general.fit_in_processes
+    monkeypatch.setattr(general, "fit_in_processes", spy)
+    if workers == "always":
+        monkeypatch.setattr(general, "WORKER_START_SECONDS", 0.0)
     result = sl.searchlight_scores(mapped, y, runs, spheres, "svc", n_jobs=2)
+    assert bool(in_processes) == (workers == "always")
     reference = nilearn_scores(X, y, runs, brain, centres, affine, SVC(kernel="linear"))
     np.testing.assert_array_equal(result.scores, reference)
 
 
-@pytest.mark.parametrize(
-    ("name", "labels", "balance"),
-    [
-        ("linear_svc", ["face", "house"], False),
-        ("linear_svc", ["face", "house", "cat"], True),
-        ("linear_svc_l1", ["face", "cat", "shoe"], False),
-    ],
-)
-def test_linear_svc_without_per_call_overhead_predicts_as_scikit_learn(
-    subject, name, labels, balance
+def _liblinear_models():
+    """liblinear classifiers the direct path serves, by a label for the test's id."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import LinearSVC
+
+    def registry(name, balance, n_classes):
+        return classifiers.make_classifier(name, balance=balance, n_classes=n_classes).steps[-1][1]
+
+    return {
+        "linear_svc": lambda k: registry("linear_svc", False, k),
+        "linear_svc_balanced": lambda k: registry("linear_svc", True, k),
+        "linear_svc_l1": lambda k: registry("linear_svc_l1", False, k),
+        "linear_svc_dual": lambda k: LinearSVC(dual=True, C=0.1, random_state=3, max_iter=10000),
+        "logreg_l1": lambda k: registry("logreg_l1", False, k),
+        "logreg_l1_balanced": lambda k: registry("logreg_l1", True, k),
+        "logistic_liblinear_l2": lambda k: (
+            LogisticRegression(solver="liblinear", l1_ratio=0, random_state=0)
+            if k == 2
+            else OneVsRestClassifier(LogisticRegression(solver="liblinear", l1_ratio=0))
+        ),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", [["face", "house"], ["face", "cat", "shoe"]])
+@pytest.mark.parametrize("model", sorted(_liblinear_models()))
+def test_liblinear_without_per_call_overhead_predicts_as_scikit_learn(
+    subject, model, labels, dtype, capfd
 ):
-    """The direct liblinear call gives, fold by fold, the predictions of LinearSVC fitted
-    by scikit-learn on every sphere (float32 data, binary and one-vs-rest)."""
+    """The direct liblinear call predicts, fold by fold and sphere by sphere, what
+    scikit-learn's fitted LinearSVC / LogisticRegression / OneVsRestClassifier predicts,
+    and is as quiet as scikit-learn's fit."""
+    from sklearn.svm import _liblinear
+
     from fmriflow.searchlight import estimator as general
+
+    _liblinear.set_verbosity_wrap(1)  # liblinear's own default: a report of every fit
+    _, _, brain, roi = subject
+    X, y, runs = contrast(subject, labels)
+    train = runs != runs[0]
+    estimator = _liblinear_models()[model](len(labels))
+    general.liblinear_fold_fit(estimator, y[train])(X[train][:, :5], X[~train][:, :5])
+    assert capfd.readouterr().out == ""
+    X = X.astype(dtype)
+    spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(roi, 12))
+    estimator = _liblinear_models()[model](len(labels))
+    settings = general.liblinear_settings(estimator)
+    splits = list(LeaveOneGroupOut().split(X, y, runs))
+    matrix = spheres.matrix
+    for train, test in splits[:4]:
+        fast = general.liblinear_fold_fit(estimator, y[train])
+        assert fast is not None
+        for sphere in range(spheres.n_centres):
+            x = X[:, matrix.indices[matrix.indptr[sphere] : matrix.indptr[sphere + 1]]]
+            reference = clone(estimator).fit(x[train], y[train])
+            np.testing.assert_array_equal(fast(x[train], x[test]), reference.predict(x[test]))
+            if settings["one_vs_rest"]:
+                continue
+            # The decision values too, bit for bit (the seed, the intercept, the weights).
+            train_x = general._liblinear_data(x[train], settings["float64"])
+            decisions = general._liblinear_problem(settings, y[train])(train_x, x[test])
+            expected = reference.decision_function(x[test])
+            np.testing.assert_array_equal(decisions.reshape(expected.shape), expected)
+    counts = general.fit_spheres(X, y, splits, matrix.indices, matrix.indptr, estimator)
+    train, test = splits[-1]
+    x = X[:, matrix.indices[matrix.indptr[0] : matrix.indptr[1]]]
+    expected = clone(estimator).fit(x[train], y[train]).predict(x[test])
+    assert counts[-1, 0] == np.sum(expected == y[test])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", [["face", "house"], ["face", "cat", "shoe"]])
+@pytest.mark.parametrize(
+    "make_svc",
+    [
+        lambda: SVC(kernel="linear"),
+        lambda: SVC(kernel="linear", C=0.05, class_weight="balanced", random_state=2),
+    ],
+    ids=["registry", "weighted"],
+)
+def test_libsvm_without_per_call_overhead_predicts_as_scikit_learn(
+    subject, make_svc, labels, dtype, capfd
+):
+    """The direct libsvm call predicts what SVC(kernel="linear") fitted by scikit-learn
+    predicts, fold by fold and sphere by sphere; unbalanced classes make the weights count.
+    It is as quiet as scikit-learn's fit."""
+    from sklearn.svm import _libsvm
+
+    from fmriflow.searchlight import estimator as general
+
+    _libsvm.set_verbosity_wrap(1)  # libsvm's own default: a report of every fit
+    _, _, brain, roi = subject
+    X, y, runs = contrast(subject, labels)
+    train = runs != runs[0]
+    general.libsvm_fold_fit(make_svc(), y[train])(X[train][:, :5], X[~train][:, :5])
+    assert capfd.readouterr().out == ""
 
     _, _, brain, roi = subject
     X, y, runs = contrast(subject, labels)
-    spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(roi, 25))
-    pipeline = classifiers.make_classifier(name, balance=balance, n_classes=len(labels))
-    model = pipeline.steps[-1][1]
-    assert general.liblinear_fit_predict(model) is not None
-    splits = list(LeaveOneGroupOut().split(X, y, runs))
+    keep = (y != labels[-1]) | (np.arange(len(y)) % 3 == 0)  # a third of the last class
+    X, y, runs = X[keep].astype(dtype), y[keep], runs[keep]
+    spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(roi, 12))
+    estimator = make_svc()
     matrix = spheres.matrix
-    fast = general.fit_spheres(X, y, splits, matrix.indices, matrix.indptr, model)
-    for sphere in range(spheres.n_centres):
-        x = X[:, matrix.indices[matrix.indptr[sphere] : matrix.indptr[sphere + 1]]]
-        for fold, (train, test) in enumerate(splits):
-            reference = clone(model).fit(x[train], y[train]).predict(x[test])
-            assert fast[fold, sphere] == np.sum(reference == y[test])
-    assert general.liblinear_fit_predict(SVC(kernel="linear")) is None
+    for train, test in list(LeaveOneGroupOut().split(X, y, runs))[:4]:
+        fast = general.libsvm_fold_fit(estimator, y[train])
+        assert fast is not None
+        for sphere in range(spheres.n_centres):
+            x = X[:, matrix.indices[matrix.indptr[sphere] : matrix.indptr[sphere + 1]]]
+            reference = clone(estimator).fit(x[train], y[train]).predict(x[test])
+            np.testing.assert_array_equal(fast(x[train], x[test]), reference)
+
+
+def test_only_liblinear_and_linear_svc_take_the_direct_paths(subject):
+    from sklearn.linear_model import LogisticRegression
+
+    from fmriflow.searchlight import estimator as general
+
+    y = np.array(["a", "b"] * 10)
+    assert general.liblinear_fold_fit(SVC(kernel="linear"), y) is None
+    assert general.libsvm_fold_fit(SVC(kernel="rbf"), y) is None
+    assert general.libsvm_fold_fit(SVC(kernel="linear"), y[::2]) is None
+    assert general.liblinear_fold_fit(LogisticRegression(), y) is None  # lbfgs
+    assert general.liblinear_fold_fit(classifiers.make_classifier("ridge").steps[-1][1], y) is None
+    one_class = general.liblinear_fold_fit(
+        classifiers.make_classifier("linear_svc").steps[-1][1], y[::2]
+    )
+    assert one_class is None  # scikit-learn's fit says what is wrong
 
 
 # --- ground truth ------------------------------------------------------------------
