@@ -242,11 +242,15 @@ class Chunk:
             self._products[key] = np.ascontiguousarray(np.moveaxis(grams, 0, 1))
         return self._products[key]
 
-    def squared_data(self):
-        """The chunk's data squared, element by element (cached)."""
-        if "squared" not in self._products:
-            self._products["squared"] = self.data**2
-        return self._products["squared"]
+    def squares_and_data(self):
+        """The chunk's data squared element by element, then the data (cached).
+
+        (n_spheres, n_samples, 2 * size): one matrix product with stacked
+        weights gives a weighted sum of squares minus a weighted sum.
+        """
+        if "squares_and_data" not in self._products:
+            self._products["squares_and_data"] = np.concatenate([self.data**2, self.data], axis=2)
+        return self._products["squares_and_data"]
 
     def outer_products(self):
         """``x x'`` of every volume and sphere, (n_samples, n_spheres, size, size) (cached)."""
@@ -502,8 +506,8 @@ def ledoit_wolf_covariance(chunk, fold, one_hot, counts, means):
     scaled_means = (class_means * inverse_var).reshape(n_spheres, n_lab * n_cls, size)
     constants = np.sum(class_means * scaled_means.reshape(class_means.shape), axis=3)
     # Training volumes only (the test volumes belong to no class here).
-    squares = np.matmul(chunk.squared_data()[:, train], np.swapaxes(flat_inverse, 1, 2))
-    squares -= 2.0 * np.matmul(chunk.data[:, train], np.swapaxes(scaled_means, 1, 2))
+    weights = np.concatenate([flat_inverse, -2.0 * scaled_means], axis=2)
+    squares = np.matmul(chunk.squares_and_data()[:, train], np.swapaxes(weights, 1, 2))
     squares += constants.reshape(n_spheres, 1, n_lab * n_cls)
     squares **= 2  # (s, n_train, k)
     fourth = np.einsum("snk,kn->sk", squares, one_hot[:, train])
