@@ -310,6 +310,7 @@ def test_liblinear_without_per_call_overhead_predicts_as_scikit_learn(
     and is as quiet as scikit-learn's fit."""
     from sklearn.svm import _liblinear
 
+    from fmriflow import fits
     from fmriflow.searchlight import estimator as general
 
     _liblinear.set_verbosity_wrap(1)  # liblinear's own default: a report of every fit
@@ -317,16 +318,16 @@ def test_liblinear_without_per_call_overhead_predicts_as_scikit_learn(
     X, y, runs = contrast(subject, labels)
     train = runs != runs[0]
     estimator = _liblinear_models()[model](len(labels))
-    general.liblinear_fold_fit(estimator, y[train])(X[train][:, :5], X[~train][:, :5])
+    fits.liblinear_fold_fit(estimator, y[train])(X[train][:, :5], X[~train][:, :5])
     assert capfd.readouterr().out == ""
     X = X.astype(dtype)
     spheres = sl.make_spheres(brain, ANISOTROPIC, RADIUS, few_centres(roi, 12))
     estimator = _liblinear_models()[model](len(labels))
-    settings = general.liblinear_settings(estimator)
+    settings = fits.liblinear_settings(estimator)
     splits = list(LeaveOneGroupOut().split(X, y, runs))
     matrix = spheres.matrix
     for train, test in splits[:4]:
-        fast = general.liblinear_fold_fit(estimator, y[train])
+        fast = fits.liblinear_fold_fit(estimator, y[train])
         assert fast is not None
         for sphere in range(spheres.n_centres):
             x = X[:, matrix.indices[matrix.indptr[sphere] : matrix.indptr[sphere + 1]]]
@@ -335,8 +336,8 @@ def test_liblinear_without_per_call_overhead_predicts_as_scikit_learn(
             if settings["one_vs_rest"]:
                 continue
             # The decision values too, bit for bit (the seed, the intercept, the weights).
-            train_x = general._liblinear_data(x[train], settings["float64"])
-            decisions = general._liblinear_problem(settings, y[train])(train_x, x[test])
+            train_x = fits._liblinear_data(x[train], settings["float64"])
+            decisions = fits._liblinear_problem(settings, y[train])(train_x, x[test])
             expected = reference.decision_function(x[test])
             np.testing.assert_array_equal(decisions.reshape(expected.shape), expected)
     counts = general.fit_spheres(X, y, splits, matrix.indices, matrix.indptr, estimator)
@@ -364,13 +365,13 @@ def test_libsvm_without_per_call_overhead_predicts_as_scikit_learn(
     It is as quiet as scikit-learn's fit."""
     from sklearn.svm import _libsvm
 
-    from fmriflow.searchlight import estimator as general
+    from fmriflow import fits
 
     _libsvm.set_verbosity_wrap(1)  # libsvm's own default: a report of every fit
     _, _, brain, roi = subject
     X, y, runs = contrast(subject, labels)
     train = runs != runs[0]
-    general.libsvm_fold_fit(make_svc(), y[train])(X[train][:, :5], X[~train][:, :5])
+    fits.libsvm_fold_fit(make_svc(), y[train])(X[train][:, :5], X[~train][:, :5])
     assert capfd.readouterr().out == ""
 
     _, _, brain, roi = subject
@@ -381,7 +382,7 @@ def test_libsvm_without_per_call_overhead_predicts_as_scikit_learn(
     estimator = make_svc()
     matrix = spheres.matrix
     for train, test in list(LeaveOneGroupOut().split(X, y, runs))[:4]:
-        fast = general.libsvm_fold_fit(estimator, y[train])
+        fast = fits.libsvm_fold_fit(estimator, y[train])
         assert fast is not None
         for sphere in range(spheres.n_centres):
             x = X[:, matrix.indices[matrix.indptr[sphere] : matrix.indptr[sphere + 1]]]
@@ -392,15 +393,20 @@ def test_libsvm_without_per_call_overhead_predicts_as_scikit_learn(
 def test_only_liblinear_and_linear_svc_take_the_direct_paths(subject):
     from sklearn.linear_model import LogisticRegression
 
-    from fmriflow.searchlight import estimator as general
+    from fmriflow import fits
 
     y = np.array(["a", "b"] * 10)
-    assert general.liblinear_fold_fit(SVC(kernel="linear"), y) is None
-    assert general.libsvm_fold_fit(SVC(kernel="rbf"), y) is None
-    assert general.libsvm_fold_fit(SVC(kernel="linear"), y[::2]) is None
-    assert general.liblinear_fold_fit(LogisticRegression(), y) is None  # lbfgs
-    assert general.liblinear_fold_fit(classifiers.make_classifier("ridge").steps[-1][1], y) is None
-    one_class = general.liblinear_fold_fit(
+    assert fits.liblinear_fold_fit(SVC(kernel="linear"), y) is None
+    assert fits.libsvm_fold_fit(SVC(kernel="rbf"), y) is None
+    from sklearn.svm import LinearSVC
+
+    seeded = LinearSVC(random_state=np.random.RandomState(0))  # copied into every clone
+    assert fits.liblinear_fold_fit(seeded, y) is None
+    assert fits.libsvm_fold_fit(SVC(kernel="linear", random_state=seeded.random_state), y) is None
+    assert fits.libsvm_fold_fit(SVC(kernel="linear"), y[::2]) is None
+    assert fits.liblinear_fold_fit(LogisticRegression(), y) is None  # lbfgs
+    assert fits.liblinear_fold_fit(classifiers.make_classifier("ridge").steps[-1][1], y) is None
+    one_class = fits.liblinear_fold_fit(
         classifiers.make_classifier("linear_svc").steps[-1][1], y[::2]
     )
     assert one_class is None  # scikit-learn's fit says what is wrong
