@@ -40,6 +40,12 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join([LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])])
 )
 
+# Snakemake 9.10-9.16 run more jobs at once than --cores allows (a lone ready
+# job's cores are never taken): fmriflow.scheduling counts them.
+from fmriflow.scheduling import count_lone_ready_jobs
+
+count_lone_ready_jobs()
+
 
 report: "workflow/report/workflow.rst"
 

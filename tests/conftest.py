@@ -137,7 +137,8 @@ def tiny_run(tmp_path_factory):
     """The tiny config run once for the whole session (read-only for tests), with every
     job's file accesses recorded by the audit hook."""
     workdir = tmp_path_factory.mktemp("tiny")
-    return run_workflow(workdir, TINY_CONFIG, env=audit_environment(workdir))
+    # --verbose: the scheduler's resource accounting in .snakemake/log (test_scheduling.py).
+    return run_workflow(workdir, TINY_CONFIG, "--verbose", env=audit_environment(workdir))
 
 
 @pytest.fixture(scope="session")
