@@ -37,6 +37,7 @@ from sklearn.utils import check_random_state
 from fmriflow import classifiers, connectivity
 from fmriflow.decoding import chance_accuracy
 from fmriflow.errors import InputError
+from fmriflow.fits import fold_fit_predict
 
 logger = logging.getLogger("fmriflow")
 
@@ -374,7 +375,7 @@ def fold_accuracies(folds, y, classifier):
     y : numpy.ndarray
         Class of each subject.
     classifier : estimator
-        Unfitted; cloned per fold.
+        Unfitted; fitted afresh on each fold (:func:`fmriflow.fits.fold_fit_predict`).
 
     Returns
     -------
@@ -384,8 +385,8 @@ def fold_accuracies(folds, y, classifier):
     scores = []
     for fold in folds:
         with classifiers.repeated_fits(fold.X_train, fold.X_test, what="connectome features"):
-            model = clone(classifier).fit(fold.X_train, y[fold.train])
-            scores.append(np.mean(model.predict(fold.X_test) == y[fold.test]))
+            predicted = fold_fit_predict(classifier, y[fold.train])(fold.X_train, fold.X_test)
+            scores.append(np.mean(predicted == y[fold.test]))
     return np.array(scores, dtype=np.float64)
 
 

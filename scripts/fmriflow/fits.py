@@ -1,4 +1,4 @@
-"""Fits of scikit-learn's liblinear and libsvm classifiers without per-call overhead.
+"""Fits of scikit-learn's liblinear, libsvm and lbfgs classifiers without per-call overhead.
 
 A searchlight fits a classifier on every sphere of every fold, a
 reconstruction on every pixel of every fold: thousands of small fits that
@@ -17,13 +17,15 @@ import numpy as np
 def fold_fit_predict(estimator, y_train):
     """``(x_train, x_test) -> predictions`` of ``estimator`` fitted on one fold's labels.
 
-    liblinear's classifiers and the linear-kernel SVC are called directly
-    (:func:`liblinear_fold_fit`, :func:`libsvm_fold_fit`); any other
-    estimator is cloned, fitted and asked to predict.
+    liblinear's classifiers, the linear-kernel SVC and the lbfgs logistic
+    regression are called directly (:func:`liblinear_fold_fit`,
+    :func:`libsvm_fold_fit`, :func:`lbfgs_fold_fit`); any other estimator
+    is cloned, fitted and asked to predict.
     """
-    direct = liblinear_fold_fit(estimator, y_train) or libsvm_fold_fit(estimator, y_train)
-    if direct is not None:
-        return direct
+    for direct_fit in (liblinear_fold_fit, libsvm_fold_fit, lbfgs_fold_fit):
+        direct = direct_fit(estimator, y_train)
+        if direct is not None:
+            return direct
     from sklearn.base import clone
 
     def fit_predict(x_train, x_test):
@@ -330,6 +332,143 @@ def libsvm_fold_fit(estimator, y_train):
         return classes.take(np.asarray(predicted, dtype=np.intp))
 
     return fit_predict
+
+
+def lbfgs_fold_fit(estimator, y_train):
+    """Fit and predict of an L2 logistic regression (lbfgs) on one fold's labels, minus overhead.
+
+    ``LogisticRegression.fit`` with the lbfgs solver validates the data and
+    the labels, builds the class weights, the 0/1 (or class index) targets
+    and scikit-learn's loss object, then hands that loss and its gradient to
+    ``scipy.optimize.minimize(method="L-BFGS-B")``; on a connectome's dozen
+    subjects or a searchlight sphere that preparation and ``predict``'s
+    checks cost about as much as the optimisation. Here what depends only
+    on the labels is prepared once per fold (and data type) as
+    ``sklearn.linear_model._logistic._logistic_regression_path`` prepares
+    it, and each fit is the same ``minimize`` call on the same function,
+    starting point, arguments and options, so the coefficients and the
+    predictions are scikit-learn's (tested bit for bit, binary and
+    multinomial, with and without class weights, float32 and float64).
+
+    Parameters
+    ----------
+    estimator : sklearn classifier
+        A ``LogisticRegression`` with the lbfgs solver, the L2 penalty
+        (``l1_ratio=0``) and a finite ``C``, no ``n_jobs``, no callbacks.
+    y_train : numpy.ndarray
+        The fold's training labels.
+
+    Returns
+    -------
+    callable or None
+        ``(x_train, x_test) -> predictions``; None for any other estimator
+        or settings (scikit-learn before 1.8 among them), a fold with one
+        class, or without scikit-learn's private helpers.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    classes = np.unique(y_train)
+    if type(estimator) is not LogisticRegression or len(classes) < 2:
+        return None
+    p = estimator.get_params()
+    if not (
+        p["solver"] == "lbfgs"
+        and p.get("penalty") == "deprecated"
+        and p["l1_ratio"] == 0
+        and np.isfinite(p["C"])
+        and not p["dual"]
+        and p["n_jobs"] is None
+        and not hasattr(estimator, "_skl_callbacks")
+    ):
+        return None
+    try:
+        decisions = _lbfgs_problem(p, classes, y_train)
+    except ImportError:
+        return None
+
+    def fit_predict(x_train, x_test):
+        scores = decisions(x_train, x_test)
+        if scores.shape[1] == 1:
+            return classes[(scores[:, 0] > 0).astype(int)]
+        return classes[scores.argmax(axis=1)]
+
+    return fit_predict
+
+
+def _lbfgs_problem(params, classes, y_train):
+    """``(x_train, x_test) -> decisions`` of one lbfgs logistic regression on these labels.
+
+    What ``LogisticRegression.fit`` (through ``_logistic_regression_path``)
+    and ``decision_function`` do, with everything that depends only on the
+    labels done once; the decisions have one column for two classes.
+    Raises ImportError without scikit-learn's private helpers.
+    """
+    from scipy import optimize
+    from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
+    from sklearn.linear_model._linear_loss import LinearModelLoss
+    from sklearn.linear_model._logistic import _LOGISTIC_SOLVER_CONVERGENCE_MSG
+    from sklearn.utils.class_weight import compute_class_weight
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+    from sklearn.utils.optimize import _check_optimize_result
+
+    binary = len(classes) == 2
+    encoded = np.searchsorted(classes, y_train)
+    fit_intercept = params["fit_intercept"]
+    loss = LinearModelLoss(
+        base_loss=HalfBinomialLoss() if binary else HalfMultinomialLoss(n_classes=len(classes)),
+        fit_intercept=fit_intercept,
+    )
+    iprint = [-1, 50, 1, 100, 101][np.searchsorted(np.array([0, 1, 2, 3]), params["verbose"])]
+    options = {
+        "maxiter": params["max_iter"],
+        "maxls": 50,
+        "gtol": params["tol"],
+        "ftol": 64 * np.finfo(float).eps,
+        **_get_additional_lbfgs_options_dict("iprint", iprint),
+    }
+    problems = {}
+
+    def problem(dtype):
+        # The targets (0/1, or class indices), sample weights and penalty as
+        # _logistic_regression_path makes them for data of this type.
+        if dtype not in problems:
+            target = (encoded == 1) if binary else encoded
+            sample_weight = None
+            if params["class_weight"] is not None:
+                sample_weight = np.ones(len(y_train), dtype=dtype)
+                weights = compute_class_weight(
+                    params["class_weight"], classes=classes, y=y_train, sample_weight=sample_weight
+                )
+                sample_weight *= np.asarray(weights[encoded], dtype=dtype)
+            sw_sum = len(y_train) if sample_weight is None else float(np.sum(sample_weight))
+            problems[dtype] = (target.astype(dtype), sample_weight, 1.0 / (params["C"] * sw_sum))
+        return problems[dtype]
+
+    def decisions(x_train, x_test):
+        keep = x_train.dtype in (np.float32, np.float64)
+        x_train = np.ascontiguousarray(x_train, dtype=None if keep else np.float64)
+        target, sample_weight, l2_reg_strength = problem(x_train.dtype)
+        n_coef = x_train.shape[1] + int(fit_intercept)
+        start = np.zeros(n_coef if binary else len(classes) * n_coef, dtype=x_train.dtype)
+        result = optimize.minimize(
+            loss.loss_gradient,
+            start,
+            method="L-BFGS-B",
+            jac=True,
+            args=(x_train, target, sample_weight, l2_reg_strength, 1),
+            options=options,
+        )
+        _check_optimize_result(
+            "lbfgs", result, params["max_iter"], extra_warning_msg=_LOGISTIC_SOLVER_CONVERGENCE_MSG
+        )
+        weights = np.asarray(result.x, dtype=x_train.dtype)
+        # Binary: one row; multinomial: the classes' rows of a Fortran-ordered vector.
+        weights = weights[None, :] if binary else weights.reshape((len(classes), -1), order="F")
+        if not fit_intercept:  # decision_function adds intercept_, zeros
+            return x_test @ weights.T + np.zeros(len(weights), dtype=weights.dtype)
+        return x_test @ weights[:, :-1].T + weights[:, -1]
+
+    return decisions
 
 
 def _svc_gamma(gamma, x_train):
