@@ -102,3 +102,21 @@ def test_other_logistic_regressions_are_fitted_by_scikit_learn(settings):
     _, y = _lbfgs_data(2, np.float64)
     assert fits.lbfgs_fold_fit(LogisticRegression(**settings), y) is None
     assert fits.lbfgs_fold_fit(LogisticRegression(), y[y == "face"]) is None  # one class
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_precomputed_kernel_svc_predicts_as_scikit_learn(n_classes, class_weight):
+    """A permutation test's SVC on the Gram matrix: the direct libsvm call predicts
+    what SVC(kernel="precomputed") fitted by scikit-learn predicts, fold by fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y = _lbfgs_data(n_classes, np.float64, seed=1)
+    gram = X @ X.T
+    estimator = SVC(kernel="precomputed", C=0.1, class_weight=class_weight)
+    for train, test in StratifiedKFold(4, shuffle=True, random_state=0).split(X, y):
+        assert fits.libsvm_fold_fit(estimator, y[train]) is not None
+        train_gram, test_gram = gram[train][:, train], gram[test][:, train]
+        reference = clone(estimator).fit(train_gram, y[train]).predict(test_gram)
+        predicted = fits.fold_fit_predict(estimator, y[train])(train_gram, test_gram)
+        np.testing.assert_array_equal(predicted, reference)

@@ -232,6 +232,10 @@ def _liblinear_problem(settings, y_train):
 def libsvm_fold_fit(estimator, y_train):
     """Fit and predict of a linear-kernel SVC on one fold's labels, minus overhead; or None.
 
+    The kernel may also be ``"precomputed"`` (a permutation test's Gram
+    matrix): ``x_train`` is then the training block of the Gram matrix,
+    ``x_test`` the test rows of its training columns.
+
     What ``SVC.fit`` and ``SVC.predict`` call libsvm with (labels encoded,
     class weights, the seed drawn from ``random_state``, ``gamma``), with
     what depends only on the labels done once per fold; libsvm's own
@@ -243,8 +247,9 @@ def libsvm_fold_fit(estimator, y_train):
     Parameters
     ----------
     estimator : sklearn classifier
-        ``SVC(kernel="linear")`` without probabilities, with an integer or no
-        ``random_state``, and ``break_ties`` off (or two classes).
+        ``SVC(kernel="linear")`` or ``SVC(kernel="precomputed")`` without
+        probabilities, with an integer or no ``random_state``, and
+        ``break_ties`` off (or two classes).
     y_train : numpy.ndarray
         The fold's training labels.
 
@@ -263,7 +268,7 @@ def libsvm_fold_fit(estimator, y_train):
     p = estimator.get_params()
     random_state = p["random_state"]
     if (
-        p["kernel"] != "linear"
+        p["kernel"] not in ("linear", "precomputed")
         or p.get("probability", False) not in ("deprecated", False)
         or (p["break_ties"] and len(classes) > 2)
         or not (random_state is None or isinstance(random_state, int | np.integer))
@@ -280,7 +285,7 @@ def libsvm_fold_fit(estimator, y_train):
     class_weight = compute_class_weight(p["class_weight"], classes=classes, y=y_train)
     shared = {
         "svm_type": 0,  # c_svc
-        "kernel": "linear",
+        "kernel": p["kernel"],
         "degree": p["degree"],
         "coef0": p["coef0"],
         "cache_size": p["cache_size"],
@@ -289,9 +294,9 @@ def libsvm_fold_fit(estimator, y_train):
     def fit_predict(x_train, x_test):
         x_train = np.ascontiguousarray(x_train, dtype=np.float64)
         # SVC.fit: one seed drawn per fit (the same from an integer); gamma as
-        # fit computes it (a linear kernel does not use it).
+        # fit computes it (neither kernel uses it).
         seed = check_random_state(random_state).randint(np.iinfo("i").max)
-        gamma = _svc_gamma(p["gamma"], x_train)
+        gamma = 0.0 if p["kernel"] == "precomputed" else _svc_gamma(p["gamma"], x_train)
         _libsvm.set_verbosity_wrap(p["verbose"])  # quiet unless asked, as fit does
         model = _libsvm.fit(
             x_train,
