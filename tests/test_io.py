@@ -112,3 +112,50 @@ def test_json_round_trip_is_deterministic(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InputError, match="not valid JSON"):
         io.read_json(tmp_path / "bad.json")
+
+
+def _gzipped_image(tmp_path, rng):
+    """A small 4D .nii.gz, and its uncompressed bytes."""
+    import gzip
+
+    import nibabel as nib
+
+    path = tmp_path / "bold.nii.gz"
+    img = nib.Nifti1Image(rng.normal(size=(8, 9, 7, 20)).astype(np.float32), np.eye(4))
+    nib.save(img, path)
+    return path, gzip.decompress(path.read_bytes())
+
+
+def test_a_complete_gzip_is_recognised_by_its_trailer(tmp_path, monkeypatch):
+    """The trailer records the announced size: no decompression is needed, and
+    gzip_recorded_size is what decompression finds."""
+    path, raw = _gzipped_image(tmp_path, np.random.default_rng(0))
+    assert io.gzip_recorded_size(path) == len(raw) == io.decompressed_size(path)
+    monkeypatch.setattr(io, "decompressed_size", lambda path: pytest.fail("decompressed"))
+    io.check_complete(path, "BOLD image")
+
+
+def test_a_gzip_of_several_members_is_decompressed_to_check_it(tmp_path, rng):
+    """The last member's trailer records only its own size: the stream is read to its
+    end instead, complete or not."""
+    import gzip
+
+    path, raw = _gzipped_image(tmp_path, rng)
+    half = len(raw) // 2
+    path.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]))
+    assert io.gzip_recorded_size(path) == len(raw) - half
+    io.check_complete(path, "BOLD image")
+    path.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:-40]))
+    with pytest.raises(InputError, match="truncated") as info:
+        io.check_complete(path, "BOLD image")
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_a_truncated_gzip_is_found(tmp_path, rng, keep):
+    path, _ = _gzipped_image(tmp_path, rng)
+    content = path.read_bytes()
+    path.write_bytes(content[: int(len(content) * keep)])
+    with pytest.raises(InputError, match="truncated") as info:
+        io.check_complete(path, "BOLD image")
+    assert str(path) in str(info.value)

@@ -103,12 +103,46 @@ def save_nifti(data, affine, path, header=None, dtype=None):
 CHECK_CHUNK_BYTES = 16 * 2**20
 
 
+def gzip_recorded_size(path):
+    """The uncompressed size a gzip file's trailer records (modulo 2**32), or None.
+
+    A gzip stream ends with the CRC and the size of its data, modulo 2**32
+    (RFC 1952, ISIZE); for a file of several members, that of the last one.
+    None for a file too short to hold a header and a trailer.
+    """
+    with open(path, "rb") as stream:
+        if stream.seek(0, os.SEEK_END) < 18:  # 10-byte header + 8-byte trailer
+            return None
+        stream.seek(-4, os.SEEK_END)
+        return int.from_bytes(stream.read(4), "little")
+
+
+def decompressed_size(path):
+    """The size of a gzip file's data, decompressed to its end in chunks.
+
+    Raises EOFError, OSError or zlib.error for a truncated or corrupt stream.
+    """
+    import gzip
+
+    size = 0
+    with gzip.open(path, "rb") as stream:
+        while chunk := stream.read(CHECK_CHUNK_BYTES):
+            size += len(chunk)
+    return size
+
+
 def check_complete(path, role):
     """Stop unless an image file holds all the data its header announces.
 
-    A ``.nii.gz`` is decompressed to its end (a truncated or corrupt gzip
-    stream fails there); a ``.nii`` is compared with its expected size.
-    Only bytes are read, in chunks: memory stays small.
+    A ``.nii.gz`` whose gzip trailer records exactly the size the header
+    announces (header and data) is complete: a truncated file ends in
+    arbitrary compressed bytes, which match that size once in 2**32. Any
+    other ``.nii.gz`` (several gzip members, bytes after the data, or
+    truncated) is decompressed to its end, and a truncated or corrupt stream
+    fails there. Corruption inside an intact stream is found by the stage
+    that reads the data (the mask, which names the file). A ``.nii`` is
+    compared with its expected size. Only bytes are read, in chunks: memory
+    stays small.
 
     Parameters
     ----------
@@ -117,22 +151,16 @@ def check_complete(path, role):
     role : str
         What the image is for, used in messages.
     """
-    import gzip
-
     import nibabel as nib
 
     img = nib.load(str(path))
-    expected = int(img.header.get_data_offset()) + int(
-        np.prod(img.shape) * img.get_data_dtype().itemsize
-    )
+    # Where the data start in the file (the header's own vox_offset may read 0).
+    expected = int(img.dataobj.offset) + int(np.prod(img.shape) * img.get_data_dtype().itemsize)
+    gzipped = str(path).endswith(".gz")
+    if gzipped and gzip_recorded_size(path) == expected % 2**32:
+        return
     try:
-        if str(path).endswith(".gz"):
-            size = 0
-            with gzip.open(path, "rb") as stream:
-                while chunk := stream.read(CHECK_CHUNK_BYTES):
-                    size += len(chunk)
-        else:
-            size = Path(path).stat().st_size
+        size = decompressed_size(path) if gzipped else Path(path).stat().st_size
     except (EOFError, OSError, zlib.error) as exc:
         raise unreadable_to_the_end(path, role, exc) from None
     if size < expected:

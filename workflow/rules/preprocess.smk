@@ -39,6 +39,7 @@ rule mask:
     conda:
         "../../envs/fmriflow.yaml"
     threads: 1
+    priority: 1
     resources:
         # The image is streamed: memory is the output matrix plus a few volumes.
         mem_mb=mem_mb_from_input(500, 4),
@@ -66,6 +67,7 @@ rule clean:
     conda:
         "../../envs/fmriflow.yaml"
     threads: 1
+    priority: 1
     resources:
         # Cleaned in voxel blocks: the matrix (memory-mapped) plus a block in float64.
         mem_mb=mem_mb_from_input(500, 1.5),
