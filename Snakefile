@@ -46,6 +46,14 @@ from fmriflow.scheduling import count_lone_ready_jobs
 
 count_lone_ready_jobs()
 
+# Planning a cohort looks up, for every input file, the rules that can make it,
+# and parses every job's script path: fmriflow.planning indexes the outputs by
+# file name and keeps parsed paths (the same answers, sooner).
+from fmriflow.planning import index_outputs_by_file_name, memoize_uri_parsing
+
+index_outputs_by_file_name()
+memoize_uri_parsing()
+
 
 report: "workflow/report/workflow.rst"
 

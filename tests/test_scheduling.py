@@ -10,7 +10,6 @@ Snakefile applies the fix (its dry-run's selections too).
 
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -80,9 +79,11 @@ def test_applying_it_twice_changes_nothing():
     from snakemake.scheduling.job_scheduler import JobScheduler
 
     before = JobScheduler.job_selector
-    scheduling.count_lone_ready_jobs()
-    applied = JobScheduler.job_selector
-    assert scheduling.count_lone_ready_jobs() is False
-    assert JobScheduler.job_selector is applied
-    JobScheduler.job_selector = before  # this test process's scheduler as it was
-    assert sys.modules["snakemake.scheduling.job_scheduler"] is not None
+    try:
+        scheduling.count_lone_ready_jobs()
+        applied = JobScheduler.job_selector
+        assert scheduling.count_lone_ready_jobs() is False
+        assert JobScheduler.job_selector is applied
+        assert not scheduling.has_lone_job_leak(JobScheduler)
+    finally:
+        JobScheduler.job_selector = before  # this test process's scheduler as it was

@@ -36,10 +36,10 @@ rule mask:
         "logs/mask/{dataset}_sub-{subject}.log",
     benchmark:
         "logs/benchmark/mask/{dataset}_sub-{subject}.tsv"
+    priority: 1
     conda:
         "../../envs/fmriflow.yaml"
     threads: 1
-    priority: 1
     resources:
         # The image is streamed: memory is the output matrix plus a few volumes.
         mem_mb=mem_mb_from_input(500, 4),
@@ -64,10 +64,10 @@ rule clean:
         "logs/clean/{dataset}_sub-{subject}.log",
     benchmark:
         "logs/benchmark/clean/{dataset}_sub-{subject}.tsv"
+    priority: 1
     conda:
         "../../envs/fmriflow.yaml"
     threads: 1
-    priority: 1
     resources:
         # Cleaned in voxel blocks: the matrix (memory-mapped) plus a block in float64.
         mem_mb=mem_mb_from_input(500, 1.5),
