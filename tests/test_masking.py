@@ -287,6 +287,21 @@ def test_truncated_image_is_reported(tmp_path, rng):
     assert str(truncated) in str(info.value)
 
 
+def test_damage_that_still_decompresses_is_reported(tmp_path, rng):
+    # A wrong CRC in the gzip trailer is what a flipped bit inside a stored
+    # deflate block leaves: every byte decompresses, only the check fails.
+    path = write_image(tmp_path / "bold.nii.gz", random_bold(rng))
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF
+    damaged = tmp_path / "damaged.nii.gz"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="truncated or corrupted") as info:
+        extract(damaged, blob_mask((9, 11, 8)))
+    assert str(damaged) in str(info.value)
+    # The intact file goes through.
+    extract(path, blob_mask((9, 11, 8)))
+
+
 def test_three_dimensional_image_is_refused(tmp_path, rng):
     path = write_image(tmp_path / "vol.nii.gz", random_bold(rng)[..., 0])
     with pytest.raises(InputError, match=r"must be 4D .* but has shape \(9, 11, 8\)"):

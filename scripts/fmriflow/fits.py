@@ -149,11 +149,29 @@ def liblinear_fold_fit(estimator, y_train):
         x_train = _liblinear_data(x_train, settings["float64"])
         scores = [problem(x_train, x_test) for problem in problems]
         scores = scores[0] if len(scores) == 1 else np.column_stack([s[:, 0] for s in scores])
-        if scores.shape[1] == 1:
-            return classes[(scores[:, 0] > 0).astype(int)]
-        return classes[scores.argmax(axis=1)]
+        return _classes_from_decisions(classes, scores)
 
     return fit_predict
+
+
+def _classes_from_decisions(classes, scores):
+    """Predicted classes from a linear model's decisions, as its ``predict``.
+
+    Parameters
+    ----------
+    classes : numpy.ndarray, shape (n_classes,)
+        The sorted class labels.
+    scores : numpy.ndarray, shape (n_samples, 1) or (n_samples, n_classes)
+        One column (two classes: positive means ``classes[1]``) or one per
+        class (the largest wins, the first on ties).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_samples,)
+    """
+    if scores.shape[1] == 1:
+        return classes[(scores[:, 0] > 0).astype(int)]
+    return classes[scores.argmax(axis=1)]
 
 
 def _liblinear_data(x, float64):
@@ -392,10 +410,7 @@ def lbfgs_fold_fit(estimator, y_train):
         return None
 
     def fit_predict(x_train, x_test):
-        scores = decisions(x_train, x_test)
-        if scores.shape[1] == 1:
-            return classes[(scores[:, 0] > 0).astype(int)]
-        return classes[scores.argmax(axis=1)]
+        return _classes_from_decisions(classes, decisions(x_train, x_test))
 
     return fit_predict
 

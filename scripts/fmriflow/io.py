@@ -140,7 +140,8 @@ def check_complete(path, role):
     other ``.nii.gz`` (several gzip members, bytes after the data, or
     truncated) is decompressed to its end, and a truncated or corrupt stream
     fails there. Corruption inside an intact stream is found by the stage
-    that reads the data (the mask, which names the file). A ``.nii`` is
+    that reads the data (the mask reads every volume and then the gzip
+    trailer, whose CRC check fails, and names the file). A ``.nii`` is
     compared with its expected size. Only bytes are read, in chunks: memory
     stays small.
 

@@ -65,6 +65,13 @@ def iter_volume_chunks(bold_path, chunk_volumes=CHUNK_VOLUMES):
     values : numpy.ndarray, shape (n_volumes_in_chunk, n_voxels_in_grid)
         The stored values (not yet scaled), one flattened volume per row in
         NIfTI (Fortran) voxel order.
+
+    Raises
+    ------
+    fmriflow.io.InputError
+        If the file ends early or its compressed stream is damaged, including
+        damage that still decompresses (a gzip CRC mismatch, found after the
+        last volume).
     """
     img = load_nifti(bold_path, "BOLD image", ndim=4)
     shape = img.shape
@@ -84,6 +91,10 @@ def iter_volume_chunks(bold_path, chunk_volumes=CHUNK_VOLUMES):
                         f" of {shape[3]} is incomplete"
                     )
                 yield start, np.frombuffer(buffer, dtype=dtype).reshape(n, n_grid)
+            # Read on to the end: gzip checks its CRC there, which catches
+            # damage that still decompresses (usually no bytes remain).
+            while stream.read(1 << 20):
+                pass
     except CORRUPT_FILE_ERRORS as exc:
         raise InputError(
             bold_path,
