@@ -19,8 +19,8 @@ What is compared: rest (``--cohort rest``)
       ``detrend=True``, no band-pass), ``random_state=0``, ``n_jobs=1``;
       the maps and labels saved as NIfTI (``to_filename``).
     * fmriflow: every job of the default target for that config —
-      ``describe_local``, ``import_local`` and ``import_local_confounds``
-      per subject, ``mask`` and ``clean`` (the same mask, smoothing,
+      ``describe_local``, ``import_local_with_confounds`` (the BOLD image
+      and its confounds) per subject, ``mask`` and ``clean`` (the same mask, smoothing,
       cleaning: ``mask: mni_gm``, ``smoothing_fwhm: 6``, ``detrend``,
       ``standardize: zscore_sample``, confounds), ``reduce_subject`` (the
       ICA's reduction; the clustering's too when ``n_features`` is below the

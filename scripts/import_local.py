@@ -7,8 +7,12 @@ runs when the template has ``{run}``, and converts the events (per-volume or
 BIDS) to one row per volume; rest data without events get one 'rest' label
 per volume and one run per BOLD file. Runs are numbered by the lab's own
 run labels (``local.runs``) when they are whole numbers, else 1, 2, ….
-The lab's files are only read. The ROI, anatomy and
-confounds are imported by ``import_local_file``.
+Where every subject of the dataset has confound tables, they are imported
+by the same job (``confounds.tsv``, as ``import_local_file`` writes it: the
+BOLD runs are already open, and a job of its own would mostly start
+Python). The lab's files are only read. The ROI, anatomy, stimuli and the
+confounds of datasets where only some subjects have them are imported by
+``import_local_file``.
 """
 
 import logging
@@ -16,10 +20,12 @@ import logging
 import numpy as np
 
 from fmriflow.dataset import rest_events, save_bold, write_events
-from fmriflow.io import check_complete, load_nifti
+from fmriflow.errors import InputError
+from fmriflow.io import check_complete, load_nifti, write_table
 from fmriflow.local import (
     TR_TOLERANCE,
     concatenate_runs,
+    confounds_table,
     copy_source,
     events_table,
     header_tr,
@@ -33,6 +39,12 @@ logger = logging.getLogger("fmriflow.import_local")
 
 
 def import_local(inputs, outputs, params, threads):
+    if ("source_confounds" in inputs) != ("confounds" in outputs):
+        raise InputError(
+            "inputs source_confounds and output confounds",
+            "one is given without the other",
+            "Give both (to import the confound tables with the image) or neither",
+        )
     if len(inputs.source_bold) == 1:
         source = load_nifti(inputs.source_bold[0], "BOLD image", ndim=4)
         check_complete(inputs.source_bold[0], "BOLD image")
@@ -69,6 +81,9 @@ def import_local(inputs, outputs, params, threads):
             sum(lengths), np.repeat(run_numbers(params.runs, len(lengths)), lengths)
         )
     write_events(events, outputs.events)
+    if "source_confounds" in inputs:
+        table = confounds_table(list(inputs.source_confounds), lengths, params.columns)
+        write_table(table, outputs.confounds)
 
 
 NODE = Node(
@@ -78,8 +93,13 @@ NODE = Node(
     inputs={
         "source_bold": "the subject's BOLD image, or its runs in order",
         "source_events": "the subject's events table(s): one per run, or one per-volume table",
+        "source_confounds": "the subject's confound table(s), one per run or one for all runs",
     },
-    outputs={"bold": "bold.nii.gz to write", "events": "events.tsv to write"},
+    outputs={
+        "bold": "bold.nii.gz to write",
+        "events": "events.tsv to write",
+        "confounds": "confounds.tsv to write (with source_confounds)",
+    },
     params={
         "tr": Param(2.0, "repetition time in seconds (BIDS events, the header of joined runs)"),
         "link_bold": Param(
@@ -92,9 +112,11 @@ NODE = Node(
             "they are whole numbers, else 1, 2, …",
         ),
         "rest_label": Param("rest", "label of volumes no event covers", type=str),
+        "columns": Param(None, "confound columns to keep; null keeps all"),
     },
-    lists=("source_bold", "source_events"),
-    optional_inputs=("source_events",),
+    lists=("source_bold", "source_events", "source_confounds"),
+    optional_inputs=("source_events", "source_confounds"),
+    optional_outputs=("confounds",),
 )
 
 if __name__ == "__main__":

@@ -553,23 +553,33 @@ def run_node():
 OPTIONAL_FILES = {"roi": "roi.nii.gz", "anat": "anat.nii.gz", "confounds": "confounds.tsv"}
 
 
-def import_subject(run_node, settings, folder, subject):
-    """What the workflow's import_local and import_local_file jobs do for one subject."""
+def import_subject(run_node, settings, folder, subject, confounds_with_bold=True):
+    """What the workflow's import_local and import_local_file jobs do for one subject
+    (its confounds imported with the BOLD image, as where every subject has them, or
+    by a job of their own)."""
     files = subject_files(settings, subject)
     events = {"source_events": files["events"]} if "events" in files else {}
+    together = confounds_with_bold and "confounds" in files
+    confounds = (
+        {"source_confounds": files["confounds"], "confounds": folder / "confounds.tsv"}
+        if together
+        else {}
+    )
     run_node(
         "import_local",
         source_bold=files["bold"],
         **events,
+        **confounds,
         bold=folder / "bold.nii.gz",
         events=folder / "events.tsv",
         tr=settings["tr"],
         events_format=settings["events_format"],
         rest_label=settings["rest_label"],
         runs=settings["runs"],
+        columns=settings["confound_columns"],
     )
     for role, name in OPTIONAL_FILES.items():
-        if role in files:
+        if role in files and not (role == "confounds" and together):
             bold = {"source_bold": files["bold"]} if role == "confounds" else {}
             run_node(
                 "import_local_file",
@@ -641,6 +651,39 @@ def test_nodes_write_the_canonical_layout(tree, tmp_path, run_node):
         anat = nib.load(folder / "anat.nii.gz")
         np.testing.assert_array_equal(anat.get_fdata(), refs["anat"][subject][0])
         np.testing.assert_allclose(anat.affine, refs["anat"][subject][1])
+
+
+def test_confounds_imported_with_the_image_equal_those_of_a_job_of_their_own(
+    tree, tmp_path, run_node
+):
+    _, templates, _ = tree
+    settings = local_settings(templates)
+    together, apart = tmp_path / "together", tmp_path / "apart"
+    import_subject(run_node, settings, together, "02", confounds_with_bold=True)
+    import_subject(run_node, settings, apart, "02", confounds_with_bold=False)
+    for name in ("bold.nii.gz", "events.tsv", "confounds.tsv"):
+        assert sha256_of(together / name) == sha256_of(apart / name), name
+    # One job wrote the BOLD image and the confounds: its provenance names both sources.
+    sidecar = (together / "import_local.provenance.json").read_text()
+    for path in subject_files(settings, "02")["confounds"]:
+        assert sha256_of(path) in sidecar
+
+
+def test_confounds_output_without_their_sources_is_refused(tree, tmp_path, run_node, capsys):
+    _, templates, _ = tree
+    files = subject_files(local_settings(templates), "01")
+    with pytest.raises(SystemExit):
+        run_node(
+            "import_local",
+            source_bold=files["bold"],
+            bold=tmp_path / "bold.nii.gz",
+            events=tmp_path / "events.tsv",
+            confounds=tmp_path / "confounds.tsv",
+            tr=TR,
+        )
+    err = capsys.readouterr().err
+    assert "source_confounds and output confounds" in err and "without the other" in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_import_single_file_per_subject_with_per_volume_events(tmp_path, run_node):
@@ -1009,11 +1052,45 @@ def test_workflow_runs_a_local_dataset_end_to_end(tree, tmp_path):
 
     # The lab's files were only read: same bytes, same modification times.
     assert file_states(root) == before
+    # Every subject has confounds: one job per subject imported them with the image.
+    assert len(list((work / "logs" / "import_local").glob("*.log"))) == len(SUBJECTS)
+    assert not (work / "logs" / "import_local_confounds").exists()
     # A second invocation has nothing to do (script edits are not the point here).
     triggers = ["--rerun-triggers", "mtime", "params", "input", "software-env"]
     again = snakemake(work, config, "-n", *triggers)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.workflow
+def test_workflow_imports_confounds_apart_where_some_subjects_lack_them(tree, tmp_path):
+    _, templates, refs = tree
+    settings = local_settings(templates)
+    listed = {
+        subject: {"runs": list(RUNS), **subject_files(settings, subject)} for subject in SUBJECTS
+    }
+    del listed["02"]["confounds"]
+    settings = local_settings({key: None for key in templates}, files=listed)
+    config = write_config(tmp_path / "lab.yaml", settings)
+    work = tmp_path / "work"
+    work.mkdir()
+    cleaned = [f"results/lab/sub-{subject}/clean.npy" for subject in SUBJECTS]
+    planned = snakemake(work, config, "-n", "--quiet", "rules", "--printshellcmds", *cleaned)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    counts = dict(
+        re.findall(r"^(import_local\w*)\s+(\d+)$", planned.stdout + planned.stderr, re.M)
+    )
+    assert counts["import_local"] == "2" and counts["import_local_confounds"] == "1", counts
+    assert "import_local_with_confounds" not in counts, counts
+
+    result = snakemake(work, config, "--printshellcmds", *cleaned)
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, rows = read_tsv_plain(work / "data/lab/sub-01/confounds.tsv")
+    assert header == CONFOUND_COLUMNS
+    np.testing.assert_allclose(
+        np.array(rows, dtype=float), reference_confounds(refs, "01", CONFOUND_COLUMNS), rtol=1e-12
+    )
+    assert not (work / "data/lab/sub-02/confounds.tsv").exists()
 
 
 @pytest.mark.workflow

@@ -5,7 +5,8 @@
 # config, through wildcard constraints. A rule's outputs are fixed: the
 # optional files of a subject (ROI, anatomy, confounds) each have a rule of
 # their own for fetched and local data, asked for only where the config says
-# the dataset has them (common.smk: subject_files).
+# the dataset has them (common.smk: subject_files); a local dataset whose
+# subjects all have confounds imports them with the BOLD image instead.
 
 
 localrules:
@@ -384,7 +385,7 @@ rule import_local:
     benchmark:
         "logs/benchmark/import_local/{dataset}_sub-{subject}.tsv"
     wildcard_constraints:
-        dataset=names_pattern(datasets_where("local")),
+        dataset=names_pattern(local_datasets_by_confounds(every_subject=False)),
     conda:
         "../../envs/fmriflow.yaml"
     threads: 1
@@ -425,6 +426,26 @@ rule import_local_roi:
         "../../scripts/import_local_file.py"
 
 
+# Where every subject has confound tables, the BOLD job imports them too: one
+# Python start-up per subject instead of two (the others keep a job for them).
+use rule import_local as import_local_with_confounds with:
+    input:
+        unpack(local_sources("bold", "events", "confounds")),
+    output:
+        bold="data/{dataset}/sub-{subject}/bold.nii.gz",
+        events="data/{dataset}/sub-{subject}/events.tsv",
+        confounds="data/{dataset}/sub-{subject}/confounds.tsv",
+        provenance="data/{dataset}/sub-{subject}/import_local.provenance.json",
+    log:
+        "logs/import_local/{dataset}_sub-{subject}.log",
+    benchmark:
+        "logs/benchmark/import_local/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(local_datasets_by_confounds(every_subject=True)),
+    params:
+        columns=local_setting("confound_columns"),
+
+
 use rule import_local_roi as import_local_anat with:
     input:
         unpack(local_sources("anat")),
@@ -450,6 +471,8 @@ use rule import_local_roi as import_local_confounds with:
         "logs/import_local_confounds/{dataset}_sub-{subject}.log",
     benchmark:
         "logs/benchmark/import_local_confounds/{dataset}_sub-{subject}.tsv"
+    wildcard_constraints:
+        dataset=names_pattern(local_datasets_by_confounds(every_subject=False)),
     params:
         role="confounds",
         columns=local_setting("confound_columns"),

@@ -169,6 +169,18 @@ def subject_files(name, subject):
     return {file for key, file in LOCAL_FILES.items() if key in roles}
 
 
+def local_datasets_by_confounds(every_subject):
+    """Local datasets where every subject has confound tables (``every_subject=True``:
+    imported with the BOLD image, rule import_local_with_confounds), or the others
+    (rules import_local and, for the subjects that have them, import_local_confounds)."""
+    return [
+        name
+        for name in datasets_where("local")
+        if every_subject
+        == all("confounds.tsv" in subject_files(name, s) for s in dataset_subjects(name))
+    ]
+
+
 def has_file(wildcards, file):
     return file in subject_files(wildcards.dataset, wildcards.subject)
 
@@ -312,6 +324,8 @@ def atlas_files(settings):
 def rule_jobs():
     """Every job the config asks for: rule name -> list of its wildcards."""
     simulated, fetched, local = (datasets_where(s) for s in ("simulate", "fetch", "local"))
+    confounds_with_bold = local_datasets_by_confounds(every_subject=True)
+    confounds_apart = local_datasets_by_confounds(every_subject=False)
     everyone = list(config["datasets"])
     return {
         "simulate_dataset": [{"dataset": d} for d in datasets_where("simulate", "task")],
@@ -329,10 +343,11 @@ def rule_jobs():
         "import_download_confounds": subject_jobs(fetched, "confounds.tsv"),
         "import_download_stimuli": subject_jobs(fetched, "stimuli.tsv"),
         "describe_local": [{"dataset": d} for d in local],
-        "import_local": subject_jobs(local),
+        "import_local": subject_jobs(confounds_apart),
+        "import_local_with_confounds": subject_jobs(confounds_with_bold),
         "import_local_roi": subject_jobs(local, "roi.nii.gz"),
         "import_local_anat": subject_jobs(local, "anat.nii.gz"),
-        "import_local_confounds": subject_jobs(local, "confounds.tsv"),
+        "import_local_confounds": subject_jobs(confounds_apart, "confounds.tsv"),
         "import_local_stimuli": subject_jobs(local, "stimuli.tsv"),
         "import_local_brain_mask": [{"dataset": d} for d in local if dataset_has_brain_mask(d)],
         "import_download_participants": [

@@ -99,6 +99,7 @@ rule parcellate:
         "logs/parcellate/{dataset}_{method}_{n_clusters}.log",
     benchmark:
         "logs/benchmark/parcellate/{dataset}_{method}_{n_clusters}.tsv"
+    priority: 1
     conda:
         "../../envs/fmriflow.yaml"
     threads: 1
