@@ -33,6 +33,7 @@ PATTERNS = {
     "mask": ["results/{dataset}/sub-{subject}/mask.nii.gz", "results/{dataset}/masks/{name}"],
     "table": ["results/provenance.tsv", "results/{dataset}/summary.json"],
     "bare": ["{dataset}/summary.json", "{dataset}.tsv", "data/{dataset}/maps/"],
+    "reduce": ["results/{dataset}/sub-{subject}/pca_{n}.npy", "results/{dataset}/{name}.tsv"],
 }
 
 

@@ -45,7 +45,7 @@ def file_name_output_index_class():
         def __init__(self, rules):
             super().__init__(rules)
             self._by_file_name = defaultdict(list)
-            other = []
+            by_suffix = defaultdict(list)
             for rule in rules:
                 for product in rule.products():
                     prefix = str(product.constant_prefix())
@@ -54,14 +54,19 @@ def file_name_output_index_class():
                         name = suffix.rsplit("/", 1)[1]
                         self._by_file_name[name].append((prefix, suffix, rule))
                     else:
-                        other.append((prefix, (rule, suffix)))
-            self._other = PrefixLookup(entries=other)
+                        by_suffix[suffix].append((prefix, rule))
+            # The other outputs, by suffix (a few distinct ones: ".npy", ".json", ...),
+            # each suffix with a prefix look-up of its own.
+            self._by_suffix = [
+                (suffix, PrefixLookup(entries=entries)) for suffix, entries in by_suffix.items()
+            ]
 
         def match(self, targetfile):
             rules = {
                 rule
-                for _, (rule, suffix) in self._other.match_iter(targetfile)
+                for suffix, lookup in self._by_suffix
                 if targetfile.endswith(suffix)
+                for _, rule in lookup.match_iter(targetfile)
             }
             name = targetfile.rsplit("/", 1)[-1]
             for prefix, suffix, rule in self._by_file_name.get(name, ()):
