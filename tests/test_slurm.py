@@ -350,6 +350,22 @@ def test_grouped_rules_exist_and_are_not_local():
     assert not set(groups) & local, "a localrule in a group would be submitted to SLURM"
 
 
+def test_every_acquisition_of_a_subject_is_in_the_acquire_group():
+    """A subject's acquisition jobs are bundled (one submission for several subjects)."""
+    text = (REPO / "workflow" / "rules" / "acquire.smk").read_text()
+    blocks = re.split(r"^(?=(?:rule|checkpoint|localrules|use rule)\b)", text, flags=re.M)
+    per_subject = set()
+    for block in blocks:
+        head = re.match(r"rule\s+(\w+)\s*:|use rule \w+ as (\w+) with:", block)
+        if head and "sub-{subject}" in block:
+            per_subject.add(head[1] or head[2])
+    assert {"import_local", "import_local_with_confounds", "simulate_subject"} <= per_subject
+    groups = slurm_profile().get("groups") or {}
+    assert {rule: groups.get(rule) for rule in per_subject} == dict.fromkeys(
+        per_subject, "acquire"
+    )
+
+
 def test_download_and_report_rules_are_local():
     rules, local = declared_rules()
     assert "download" in rules
