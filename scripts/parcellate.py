@@ -10,9 +10,7 @@ means keep.
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 
-from fmriflow import figures
 from fmriflow import parcellation as parc
 from fmriflow.dataset import read_description
 from fmriflow.group_space import common_mask
@@ -46,6 +44,12 @@ def parcellate(inputs, outputs, params, threads):
         affine=affine,
         n_init=settings["n_init"],
     )
+    # pandas and matplotlib (60 MB) are imported once the group SVD has
+    # freed its memory, so that its peak does not carry them.
+    import pandas as pd
+
+    from fmriflow import figures
+
     summary = parc.summarize_parcellation(labels, mask, subjects=common.select(list(inputs.clean)))
     summary |= {"method": params.method, "n_clusters": int(params.n_clusters)}
     volume = unmask(labels.astype(np.int32), mask)
