@@ -47,12 +47,18 @@ from fmriflow.scheduling import count_lone_ready_jobs
 count_lone_ready_jobs()
 
 # Planning a cohort looks up, for every input file, the rules that can make it,
-# and parses every job's script path: fmriflow.planning indexes the outputs by
-# file name and keeps parsed paths (the same answers, sooner).
-from fmriflow.planning import index_outputs_by_file_name, memoize_uri_parsing
+# and parses every job's script path and the signatures of its functions:
+# fmriflow.planning indexes the outputs by file name and keeps parsed paths and
+# signatures (the same answers, sooner).
+from fmriflow.planning import (
+    index_outputs_by_file_name,
+    memoize_function_parameters,
+    memoize_uri_parsing,
+)
 
 index_outputs_by_file_name()
 memoize_uri_parsing()
+memoize_function_parameters()
 
 
 report: "workflow/report/workflow.rst"

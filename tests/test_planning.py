@@ -186,3 +186,67 @@ def test_parsed_uris_are_snakemakes_and_kept():
                         memoized(uri)
     finally:
         common.parse_uri = original
+
+
+def test_function_parameters_are_snakemakes_and_kept():
+    import functools
+    import importlib
+    import inspect
+
+    import snakemake.api  # noqa: F401 (imports snakemake's modules as Snakemake does)
+    from snakemake import common, jobs, rules
+
+    # (the module, not the function of that name the package exports)
+    subpath = importlib.import_module("snakemake.ioutils.subpath")
+
+    original = common.get_function_params
+    try:
+        assert planning.memoize_function_parameters() is True
+        assert planning.memoize_function_parameters() is False  # already there
+        memoized = common.get_function_params
+        for module in (rules, jobs, subpath):
+            assert module.get_function_params is memoized
+
+        def input_function(wildcards, input, output=None):
+            return wildcards
+
+        class Callable:
+            def __call__(self, wildcards, threads):
+                return threads
+
+            def method(self, wildcards, attempt=1):
+                return attempt
+
+        def make_closure(key):
+            def get(wildcards):
+                return key
+
+            return get
+
+        callables = [
+            input_function,
+            lambda wildcards, **kwargs: kwargs,
+            make_closure("a"),
+            make_closure("b"),
+            functools.partial(input_function, output=None),
+            Callable(),
+            Callable().method,
+            len,
+        ]
+        for func in callables:
+            expected = inspect.signature(func).parameters
+            assert memoized(func) == expected == original(func)
+            assert memoized(func) is memoized(func)  # kept, not read again
+        # A callable that cannot be a dictionary key is read each time, as before.
+
+        class Unhashable(Callable):
+            __hash__ = None
+
+        assert memoized(Unhashable()) == inspect.signature(Unhashable()).parameters
+        # Parameters Snakemake forces on a function win, even once it was kept.
+        common.overwrite_function_params(input_function, ["wildcards", "resources"])
+        assert memoized(input_function) == ["wildcards", "resources"]
+        assert "resources" in memoized(input_function)
+    finally:
+        for module in (common, rules, jobs, subpath):
+            module.get_function_params = original

@@ -19,7 +19,10 @@ the Snakefile, makes Snakemake use it.
 Planning also asks, for every job, whether its script is a local file:
 ``snakemake.common.parse_uri`` of the same few paths, each call building a
 new named-tuple class (smart_open's ``parse_uri``); :func:`memoize_uri_parsing`
-keeps the answer for each string.
+keeps the answer for each string. And for every job, it reads the signature
+of each of the rule's input and parameter functions
+(``snakemake.common.get_function_params``, an ``inspect.signature`` each
+time); :func:`memoize_function_parameters` keeps it per function.
 """
 
 import functools
@@ -28,6 +31,10 @@ from collections import defaultdict
 
 #: Strings whose parsed URI is kept (a workflow has a few dozen scripts).
 URI_CACHE_SIZE = 4096
+#: Functions whose parameters are kept (a workflow has a few hundred).
+FUNCTION_CACHE_SIZE = 4096
+#: The modules of Snakemake that call ``get_function_params`` by that name.
+FUNCTION_PARAMS_USERS = ("common", "rules", "jobs", "ioutils.subpath")
 
 
 def file_name_output_index_class():
@@ -105,6 +112,18 @@ def index_outputs_by_file_name():
     return True
 
 
+def _not_yet_memoized(name):
+    """The function ``name`` of ``snakemake.common``, if it is there and not ours yet."""
+    try:
+        from snakemake import common
+    except ImportError:
+        return None
+    function = getattr(common, name, None)
+    if function is None or getattr(function, "memoized", False):
+        return None
+    return function
+
+
 def memoize_uri_parsing(maxsize=URI_CACHE_SIZE):
     """Keep ``snakemake.common.parse_uri``'s answer for each string it is given.
 
@@ -122,13 +141,11 @@ def memoize_uri_parsing(maxsize=URI_CACHE_SIZE):
     bool
         Whether it was installed now (False: already there, or no such function).
     """
-    try:
-        from snakemake import common
-    except ImportError:
+    parse = _not_yet_memoized("parse_uri")
+    if parse is None:
         return False
-    parse = getattr(common, "parse_uri", None)
-    if parse is None or getattr(parse, "memoized", False):
-        return False
+    from snakemake import common
+
     parse_string = functools.lru_cache(maxsize=maxsize)(parse)
 
     @functools.wraps(parse)
@@ -139,4 +156,60 @@ def memoize_uri_parsing(maxsize=URI_CACHE_SIZE):
 
     parse_uri.memoized = True
     common.parse_uri = parse_uri
+    return True
+
+
+def memoize_function_parameters(maxsize=FUNCTION_CACHE_SIZE):
+    """Keep the parameters Snakemake reads from each function's signature.
+
+    ``snakemake.common.get_function_params(func)`` returns the parameters
+    forced on ``func`` (an attribute Snakemake sets on some functions, read
+    at every call as before) or ``inspect.signature(func).parameters``,
+    which depends only on the function: that mapping is kept per function
+    (functions compare by identity). Installed in every module of
+    Snakemake that imported the name.
+
+    Parameters
+    ----------
+    maxsize : int
+        Functions kept (least recently used first out).
+
+    Returns
+    -------
+    bool
+        Whether it was installed now (False: installed before, or this
+        Snakemake reads signatures otherwise).
+    """
+    import importlib
+    import inspect
+
+    original = _not_yet_memoized("get_function_params")
+    if original is None:
+        return False
+    from snakemake import common
+
+    forced = getattr(common, "FUNC_OVERWRITE_PARAMS_ATTR", None)
+    if forced is None:
+        return False
+    signature_parameters = functools.lru_cache(maxsize=maxsize)(
+        lambda func: inspect.signature(func).parameters
+    )
+
+    @functools.wraps(original)
+    def get_function_params(func):
+        if hasattr(func, forced):
+            return getattr(func, forced)
+        try:
+            return signature_parameters(func)
+        except TypeError:  # a callable that cannot be a dictionary key
+            return original(func)
+
+    get_function_params.memoized = True
+    for name in FUNCTION_PARAMS_USERS:
+        try:
+            module = importlib.import_module(f"snakemake.{name}")
+        except ImportError:
+            continue
+        if getattr(module, "get_function_params", None) is original:
+            module.get_function_params = get_function_params
     return True
