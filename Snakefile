@@ -47,18 +47,24 @@ from fmriflow.scheduling import count_lone_ready_jobs
 count_lone_ready_jobs()
 
 # Planning a cohort looks up, for every input file, the rules that can make it,
-# and parses every job's script path and the signatures of its functions:
-# fmriflow.planning indexes the outputs by file name and keeps parsed paths and
-# signatures (the same answers, sooner).
+# parses every job's script path and the signatures of its functions, sorts
+# every output path and computes every job's params to find its software
+# environment: fmriflow.planning indexes the outputs by file name, keeps parsed
+# paths and signatures, sorts paths as tuples and leaves params alone where the
+# environment does not use them (the same answers, sooner).
 from fmriflow.planning import (
+    check_nested_outputs_by_parts,
     index_outputs_by_file_name,
     memoize_function_parameters,
     memoize_uri_parsing,
+    skip_unused_params,
 )
 
 index_outputs_by_file_name()
 memoize_uri_parsing()
 memoize_function_parameters()
+check_nested_outputs_by_parts()
+skip_unused_params()
 
 
 report: "workflow/report/workflow.rst"

@@ -250,3 +250,190 @@ def test_function_parameters_are_snakemakes_and_kept():
     finally:
         for module in (common, rules, jobs, subpath):
             module.get_function_params = original
+
+
+class FakeJob:
+    """What the directory-output check reads of a job: its outputs; jobs sort by name."""
+
+    def __init__(self, name, outputs):
+        self.name = name
+        self.output = outputs
+
+    def __lt__(self, other):
+        return self.name < other.name
+
+    def __repr__(self):
+        return self.name
+
+
+class FakeDAG:
+    def __init__(self, jobs):
+        self.jobs = jobs
+
+
+def random_outputs(rng):
+    """Jobs with outputs drawn so that some lie inside others, written every way POSIX allows."""
+    words = ["a", "b", "ab", "..", ".", ""]
+    roots = ["", "", "/", "//", "///", "./"]
+    jobs = []
+    for index in range(int(rng.integers(1, 4))):
+        outputs = []
+        for _ in range(int(rng.integers(1, 4))):
+            depth = int(rng.integers(1, 4))
+            path = str(rng.choice(roots)) + "/".join(rng.choice(words, size=depth))
+            outputs.append(path + ("/" if rng.random() < 0.2 else ""))
+        jobs.append(FakeJob(f"job{index}", outputs))
+    return jobs
+
+
+def directory_check_outcome(check, jobs):
+    """None, or the message of the ChildIOException the check raises."""
+    from snakemake.exceptions import ChildIOException
+
+    try:
+        check(FakeDAG(jobs))
+    except ChildIOException as error:
+        return str(error)
+    return None
+
+
+def test_nested_outputs_are_found_as_snakemake_finds_them():
+    import snakemake.api  # noqa: F401 (imports snakemake.dag without a cycle)
+    from snakemake.dag import DAG
+
+    snakemakes = planning.REPLACED.get("DAG.check_directory_outputs", DAG.check_directory_outputs)
+    assert snakemakes is not planning.check_directory_outputs_by_parts
+    assert planning.source_is_checked("DAG.check_directory_outputs", snakemakes)
+    rng = np.random.default_rng(0)
+    outcomes = []
+    for _ in range(3000):
+        jobs = random_outputs(rng)
+        outcomes.append(
+            (
+                directory_check_outcome(snakemakes, jobs),
+                directory_check_outcome(planning.check_directory_outputs_by_parts, jobs),
+            )
+        )
+    assert [pair for pair in outcomes if pair[0] != pair[1]] == []
+    # Both outcomes are common: the draw can tell the checks apart.
+    raised = sum(reference is not None for reference, _ in outcomes)
+    assert 300 < raised < 2700
+
+
+def test_replaced_only_where_snakemakes_source_is_the_one_checked():
+    import snakemake.api  # noqa: F401 (imports snakemake.dag without a cycle)
+    from snakemake.dag import DAG
+
+    current = DAG.check_directory_outputs
+    try:
+        DAG.check_directory_outputs = planning.REPLACED.get("DAG.check_directory_outputs", current)
+        assert planning.check_nested_outputs_by_parts() is True
+        assert DAG.check_directory_outputs is planning.check_directory_outputs_by_parts
+        assert planning.check_nested_outputs_by_parts() is False  # already there
+
+        def check_directory_outputs(self):  # another Snakemake's check
+            return None
+
+        DAG.check_directory_outputs = check_directory_outputs
+        assert planning.check_nested_outputs_by_parts() is False
+        assert DAG.check_directory_outputs is check_directory_outputs
+    finally:
+        DAG.check_directory_outputs = current
+
+
+#: A workflow whose jobs need their params for their environment or script, or not.
+PARAMS_SNAKEFILE = """
+import sys
+sys.path.insert(0, {scripts!r})
+from fmriflow.planning import skip_unused_params
+skip_unused_params()
+
+rule all:
+    input: expand("out/{{name}}.txt", name=["a", "b"]), "fixed.txt", "chosen.txt"
+
+rule fixed:
+    output: "fixed.txt"
+    params: value=lambda wildcards: 1
+    conda: "env.yaml"
+    script: "script.py"
+
+rule script_by_params:
+    output: "out/{{name}}.txt"
+    params: kind=lambda wildcards: "kind_" + wildcards.name
+    conda: "env.yaml"
+    script: "scripts/{{params.kind}}.py"
+
+rule environment_by_params:
+    output: "chosen.txt"
+    params: environment="other.yaml"
+    conda: lambda wildcards, params: params.environment
+    script: "script.py"
+"""
+
+#: Plans that workflow, then reports per job whether its params were computed,
+#: and its environment and script path from the replaced and from Snakemake's functions.
+PARAMS_DRIVER = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {scripts!r})
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+from snakemake.settings.enums import Quietness
+from fmriflow import planning
+
+def path(source_file):
+    return str(source_file.get_path_or_uri(secret_free=True))
+
+with SnakemakeApi(OutputSettings(quiet={{Quietness.ALL}})) as api:
+    workflow_api = api.workflow(
+        resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(),
+        snakefile=Path({snakefile!r}), workdir=Path({workdir!r}),
+    )
+    workflow_api.dag(DAGSettings())
+    workflow = workflow_api._workflow
+    workflow._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=False)
+    workflow._build_dag()
+    report = []
+    for job in workflow.dag.jobs:
+        if job.rule.name == "all":
+            continue
+        computed = job._params is not None
+        ours = (path(job.conda_env_spec.file), path(job._path_to_source_file(job.rule.script)))
+        job._conda_env_spec = None
+        environment = planning.REPLACED["Job.conda_env_spec"].fget(job)
+        source = planning.REPLACED["Job._path_to_source_file"](job, job.rule.script)
+        theirs = (path(environment.file), path(source))
+        entry = {{"rule": job.rule.name, "computed": computed, "ours": ours, "theirs": theirs}}
+        report.append(entry)
+with open({report_path!r}, "w") as out:
+    json.dump(report, out)
+"""
+
+
+def test_params_computed_only_where_the_environment_or_script_uses_them(tmp_path):
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(PARAMS_SNAKEFILE.format(scripts=str(SCRIPTS)))
+    report_path = tmp_path / "report.json"
+    driver = PARAMS_DRIVER.format(
+        scripts=str(SCRIPTS),
+        snakefile=str(snakefile),
+        workdir=str(tmp_path),
+        report_path=str(report_path),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", driver], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert [job["ours"] for job in report] == [job["theirs"] for job in report]
+    computed = sorted((job["rule"], job["computed"]) for job in report)
+    assert computed == [
+        ("environment_by_params", True),
+        ("fixed", False),
+        ("script_by_params", True),
+        ("script_by_params", True),
+    ]
+    scripts = sorted(job["ours"][1].rsplit("/", 1)[1] for job in report)
+    assert scripts == ["kind_a.py", "kind_b.py", "script.py", "script.py"]
+    environments = sorted(job["ours"][0].rsplit("/", 1)[1] for job in report)
+    assert environments == ["env.yaml", "env.yaml", "env.yaml", "other.yaml"]
