@@ -437,3 +437,34 @@ def test_params_computed_only_where_the_environment_or_script_uses_them(tmp_path
     assert scripts == ["kind_a.py", "kind_b.py", "script.py", "script.py"]
     environments = sorted(job["ours"][0].rsplit("/", 1)[1] for job in report)
     assert environments == ["env.yaml", "env.yaml", "env.yaml", "other.yaml"]
+
+
+#: Plans a config with Snakemake in this process, then lists the analysis
+#: libraries the plan imported into it.
+IMPORTS_DRIVER = """
+import json, sys
+from snakemake.cli import main
+sys.argv = ["snakemake", *{arguments!r}]
+try:
+    main()
+except SystemExit as done:
+    if done.code:
+        raise
+heavy = ("scipy.sparse", "scipy.stats", "scipy.signal", "nibabel", "sklearn", "matplotlib",
+         "nilearn", "fmriflow.searchlight.spheres", "fmriflow.searchlight.estimator")
+with open({report_path!r}, "w") as out:
+    json.dump(sorted(name for name in heavy if name in sys.modules), out)
+"""
+
+
+def test_planning_simulated_data_imports_no_analysis_library(tmp_path):
+    """Snakemake's own process stays small: the config checks import numpy-only modules."""
+    report_path = tmp_path / "imported.json"
+    arguments = ["-n", "--quiet", "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path)]
+    arguments += ["--configfile", str(DEFAULT_CONFIG)]
+    driver = IMPORTS_DRIVER.format(arguments=arguments, report_path=str(report_path))
+    done = subprocess.run(
+        [sys.executable, "-c", driver], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(report_path.read_text()) == []

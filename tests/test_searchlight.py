@@ -1,5 +1,7 @@
 """Searchlight: nilearn's spheres and scores, ground truth, permutations, bad input."""
 
+import subprocess
+import sys
 import warnings
 
 import nibabel as nib
@@ -19,6 +21,8 @@ from fmriflow import searchlight as sl
 from fmriflow.errors import InputError
 from fmriflow.permutations import unit_blocks
 from fmriflow.searchlight import gnb_scoring
+
+from conftest import SCRIPTS
 
 SHAPE = (12, 14, 12)
 RADIUS = 5.6
@@ -595,3 +599,34 @@ def test_a_plan_file_without_a_number_of_parts_is_refused(tmp_path):
     path.write_text('{"n_parts": 0}')
     with pytest.raises(InputError, match=r"plan\.json: gives n_parts 0"):
         sl.read_plan(path)
+
+
+def test_the_package_imports_each_engine_when_first_used():
+    code = """
+import sys
+import fmriflow.searchlight as package
+assert "fmriflow.searchlight.spheres" not in sys.modules
+from fmriflow.searchlight import check_radius
+assert "fmriflow.searchlight.spheres" not in sys.modules
+from fmriflow.searchlight import make_spheres
+assert "fmriflow.searchlight.spheres" in sys.modules
+import importlib
+for name in package.__all__:
+    value = getattr(package, name)
+    if name != "searchlight_scores":
+        module = importlib.import_module("fmriflow.searchlight." + package.DEFINED_IN[name])
+        assert value is getattr(module, name), name
+assert set(package.__all__) <= set(dir(package))
+try:
+    package.no_such_name
+except AttributeError as error:
+    assert "no_such_name" in str(error)
+else:
+    raise AssertionError("no AttributeError")
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=SCRIPTS
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"

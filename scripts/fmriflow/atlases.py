@@ -38,7 +38,6 @@ one message naming the URL and what to do.
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -470,6 +469,8 @@ def label_centres(labels, affine, index, path="atlas"):
     numpy.ndarray, shape (len(index), 3)
         World coordinates, rounded to 0.01 mm.
     """
+    import nibabel as nib
+
     index = np.asarray(index, dtype=np.int64)
     flat = labels.ravel().astype(np.int64)
     size = int(max(flat.max(initial=0), index.max(initial=0))) + 1

@@ -31,7 +31,6 @@ import shutil
 from pathlib import Path
 from string import Formatter
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -209,6 +208,8 @@ def header_tr(path):
         value of a header nobody filled in, as nibabel writes by default)
         or when the image is not 4D.
     """
+    import nibabel as nib
+
     img = nib.load(str(path))
     if len(img.shape) != 4:
         return None
@@ -281,6 +282,8 @@ def event_labels(settings, subject):
 
 def first_bold_voxel_sizes(settings, subjects):
     """Voxel sizes (mm) of the first subject's first BOLD image (its header); None if absent."""
+    import nibabel as nib
+
     paths = subject_files(settings, subjects[0]).get("bold") if subjects else None
     if not paths:
         return None
@@ -305,6 +308,8 @@ def concatenate_runs(paths):
     lengths : list of int
         Number of volumes per run.
     """
+    import nibabel as nib
+
     images = [load_nifti(path, "BOLD image", ndim=4) for path in paths]
     first = images[0]
     for path, img in zip(paths[1:], images[1:], strict=True):

@@ -164,7 +164,7 @@ def check_searchlight_radius(where, entry):
     from fmriflow.errors import InputError
     from fmriflow.fetch import FETCHED_VOXEL_SIZES
     from fmriflow.local import first_bold_voxel_sizes
-    from fmriflow.searchlight.spheres import check_radius
+    from fmriflow.searchlight.geometry import check_radius
 
     dataset = config["datasets"][entry["dataset"]]
     if dataset["source"] == "simulate":

@@ -25,83 +25,64 @@ The package, by what it holds:
 (:mod:`fmriflow.classifiers`).
 """
 
+import importlib
+
 import numpy as np
 
 from fmriflow.errors import InputError
-from fmriflow.searchlight.closed_form import closed_form_searchlight
-from fmriflow.searchlight.estimator import searchlight
-from fmriflow.searchlight.gnb import gnb_searchlight
-from fmriflow.searchlight.group import (
-    ClusterResult,
-    PrevalenceResult,
-    cluster_test,
-    peaks_mm,
-    prevalence_bound,
-    prevalence_test,
-)
-from fmriflow.searchlight.outputs import best_spheres, to_volume
-from fmriflow.searchlight.parts import (
-    Progress,
-    gather_parts,
-    part_design,
-    part_rows,
-    plan_parts,
-    plan_sample,
-    read_plan,
-    save_part,
-)
-from fmriflow.searchlight.permutations import (
-    distinct_labellings,
-    gnb_permutation_test,
-    label_blocks,
-    permutation_labels,
-    permute_within_runs,
-    summarize_permutations,
-)
-from fmriflow.searchlight.scores import PermutationResult, SearchlightResult
-from fmriflow.searchlight.spheres import (
-    Spheres,
-    check_radius,
-    make_spheres,
-    voxel_sizes,
-    world_coordinates,
-)
 
-__all__ = [
-    "ClusterResult",
-    "PermutationResult",
-    "PrevalenceResult",
-    "Progress",
-    "SearchlightResult",
-    "Spheres",
-    "best_spheres",
-    "closed_form_searchlight",
-    "cluster_test",
-    "check_radius",
-    "distinct_labellings",
-    "gnb_permutation_test",
-    "label_blocks",
-    "permutation_labels",
-    "gather_parts",
-    "part_design",
-    "gnb_searchlight",
-    "make_spheres",
-    "part_rows",
-    "plan_parts",
-    "plan_sample",
-    "read_plan",
-    "peaks_mm",
-    "permute_within_runs",
-    "prevalence_bound",
-    "prevalence_test",
-    "searchlight",
-    "save_part",
-    "searchlight_scores",
-    "summarize_permutations",
-    "to_volume",
-    "voxel_sizes",
-    "world_coordinates",
-]
+#: The module of the package that defines each of its public names. They are
+#: imported when first used (PEP 562), so that a light module (the radius
+#: check of a config, the plan of a map's parts) does not bring in every engine.
+DEFINED_IN = {
+    "ClusterResult": "group",
+    "PermutationResult": "scores",
+    "PrevalenceResult": "group",
+    "Progress": "parts",
+    "SearchlightResult": "scores",
+    "Spheres": "spheres",
+    "best_spheres": "outputs",
+    "check_radius": "geometry",
+    "closed_form_searchlight": "closed_form",
+    "cluster_test": "group",
+    "distinct_labellings": "permutations",
+    "gather_parts": "parts",
+    "gnb_permutation_test": "permutations",
+    "gnb_searchlight": "gnb",
+    "label_blocks": "permutations",
+    "make_spheres": "spheres",
+    "part_design": "parts",
+    "part_rows": "parts",
+    "peaks_mm": "group",
+    "permutation_labels": "permutations",
+    "permute_within_runs": "permutations",
+    "plan_parts": "parts",
+    "plan_sample": "parts",
+    "prevalence_bound": "group",
+    "prevalence_test": "group",
+    "read_plan": "parts",
+    "save_part": "parts",
+    "searchlight": "estimator",
+    "summarize_permutations": "permutations",
+    "to_volume": "outputs",
+    "voxel_sizes": "geometry",
+    "world_coordinates": "geometry",
+}
+
+__all__ = sorted([*DEFINED_IN, "searchlight_scores"])
+
+
+def __getattr__(name):
+    """A public name of the package, imported from its module on first use."""
+    if name not in DEFINED_IN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{DEFINED_IN[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def searchlight_scores(
@@ -154,6 +135,10 @@ def searchlight_scores(
     SearchlightResult, or PermutationResult with permutations
     """
     from fmriflow import classifiers
+    from fmriflow.searchlight.closed_form import closed_form_searchlight
+    from fmriflow.searchlight.estimator import searchlight
+    from fmriflow.searchlight.gnb import gnb_searchlight
+    from fmriflow.searchlight.permutations import gnb_permutation_test
 
     entry = classifiers.get(classifier)
     if entry.searchlight is None or (n_permutations and not entry.permutation_maps):
