@@ -2,6 +2,8 @@
 
 The package, by what it holds:
 
+* :mod:`~fmriflow.searchlight.geometry` — voxel sizes, world coordinates
+  and the radius check (numpy only: what a config check needs);
 * :mod:`~fmriflow.searchlight.spheres` — nilearn's spheres on any grid
   (:func:`make_spheres`), as a sparse ``(centre, voxel)`` matrix;
 * :mod:`~fmriflow.searchlight.gnb` and
